@@ -1,0 +1,79 @@
+"""``python -m clusters.local up|down|status|cleanup``: the local cluster by hand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..provider import ClusterError
+from .provider import DEFAULT_NAME, LocalCluster
+from .state import ClusterDir, leftovers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clusters.local",
+        description="Run the embedded local Kubernetes cluster (no Docker needed).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a cluster and print its kubeconfig path")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("--port", type=int, default=0,
+                    help="API server port on 127.0.0.1 (default: any free port)")
+    for p in (up, sub.add_parser("down", help="stop a cluster and remove its files"),
+              sub.add_parser("status", help="is a cluster running, and where")):
+        p.add_argument("--name", default=DEFAULT_NAME,
+                       help=f"cluster name (default {DEFAULT_NAME})")
+    sub.add_parser("cleanup", help="remove whatever dead or killed runs left behind")
+    demo = sub.add_parser("demo", help="up, apply a manifest (Bookinfo), show the result, down")
+    demo.add_argument("--manifest", type=Path, default=None)
+    demo.add_argument("--nodes", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "demo":
+            from .demo import DEFAULT_MANIFEST, run_demo
+
+            return run_demo(args.manifest or DEFAULT_MANIFEST, args.nodes)
+        if args.command == "up":
+            cluster = LocalCluster(args.name, nodes=args.nodes, port=args.port,
+                                   die_with_parent=False)
+            cluster.up()
+            print(f"local cluster {args.name!r} is up at {cluster.url}")
+            print(f"kubeconfig: {cluster.kubeconfig}")
+            print(f"try: kubectl --kubeconfig {cluster.kubeconfig} get nodes")
+            return 0
+        if args.command == "down":
+            d = ClusterDir.for_name(args.name)
+            was_running = d.stop()
+            existed = d.path.exists()
+            d.remove()
+            print(f"local cluster {args.name!r} " + (
+                "stopped and removed" if was_running else
+                "was not running; its files were removed" if existed else "does not exist"))
+            return 0
+        if args.command == "status":
+            d = ClusterDir.for_name(args.name)
+            if d.alive():
+                print(f"local cluster {args.name!r} is running; kubeconfig: {d.kubeconfig}")
+                return 0
+            print(f"local cluster {args.name!r} is not running")
+            return 1
+        if args.command == "cleanup":
+            removed = 0
+            for d in leftovers():
+                if d.alive():
+                    print(f"stopping {d.name} (pid {d.pid()})")
+                    d.stop()
+                d.remove()
+                removed += 1
+            print(f"removed {removed} cluster folder(s)")
+            return 0
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,611 @@
+"""The API's semantics, independent of HTTP: what create, get, list, update, patch,
+delete and watch mean for any resource.
+
+The HTTP layer (``http.py``) only parses requests into these calls and renders
+their results; the in-process controllers call them directly, so an object a
+controller writes is defaulted, validated and versioned exactly like one kubectl
+sends.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors, kinds, schema
+from .meta import now, random_suffix
+from .patch import (
+    PatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    apply_strategic_merge_patch,
+)
+from .resources import Registry, ResourceType
+from .selectors import FieldSelector, LabelSelector
+from .store import DELETED, Event, Store, TooOld
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH)
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    # fieldValidation=Strict: unknown fields are an error instead of being dropped.
+    strict: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeleteOptions:
+    propagation: str | None = None  # Background | Foreground | Orphan
+    grace_period: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    dry_run: bool = False
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any] | None, query: dict[str, str]) -> DeleteOptions:
+        body = body or {}
+        pre = body.get("preconditions") or {}
+        propagation = body.get("propagationPolicy") or query.get("propagationPolicy")
+        if propagation is None and body.get("orphanDependents") is True:
+            propagation = "Orphan"
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        dry = body.get("dryRun") or query.get("dryRun")
+        if propagation not in (None, "Background", "Foreground", "Orphan"):
+            raise errors.bad_request(
+                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
+                '"Background", "Foreground", "Orphan"'
+            )
+        try:
+            grace_int = int(grace) if grace is not None else None
+        except (TypeError, ValueError):
+            raise errors.bad_request(f"gracePeriodSeconds: not an integer: {grace!r}") from None
+        return cls(propagation, grace_int, pre.get("uid"), pre.get("resourceVersion"), bool(dry))
+
+
+class Api:
+    """Create/read/update/delete/watch over the store, for every resource type."""
+
+    def __init__(self, store: Store, registry: Registry, hooks: kinds.KindHooks) -> None:
+        self.store = store
+        self.registry = registry
+        self.hooks = hooks
+        hooks.bind(self)
+
+    # -- lookups ----------------------------------------------------------------
+
+    def rt(self, group: str, plural: str) -> ResourceType:
+        rt = self.registry.get(group, plural)
+        if rt is None:
+            raise errors.not_found(plural, group, "")
+        return rt
+
+    def present(self, rt: ResourceType, obj: dict[str, Any], version: str) -> dict[str, Any]:
+        """The object as seen through ``version`` (custom resources: only apiVersion differs)."""
+        api_version = rt.api_version(version)
+        if obj.get("apiVersion") == api_version:
+            return obj
+        out = dict(obj)
+        out["apiVersion"] = api_version
+        return out
+
+    def get(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
+        obj = self.store.get(rt.key, ns if rt.namespaced else "", name)
+        if obj is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return obj
+
+    def find(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any] | None:
+        return self.store.get(rt.key, ns if rt.namespaced else "", name)
+
+    def list(
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        labels: LabelSelector | None = None,
+        fields: FieldSelector | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Matching objects sorted by namespace and name, and the list's resourceVersion."""
+        out = [
+            obj
+            for obj in self.store.items(rt.key, ns if rt.namespaced else None)
+            if _selected(obj, labels, fields)
+        ]
+        out.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return out, self.store.resource_version
+
+    # -- create -----------------------------------------------------------------
+
+    def create(
+        self,
+        rt: ResourceType,
+        version: str,
+        ns: str,
+        body: Any,
+        opts: WriteOptions | None = None,
+    ) -> dict[str, Any]:
+        opts = opts or WriteOptions()
+        obj = self._check_body(rt, version, ns, body)
+        meta = obj["metadata"]
+        if rt.virtual:
+            return self.hooks.virtual_create(rt, obj)
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + random_suffix()
+            else:
+                raise errors.invalid(rt.kind, rt.group, "", [
+                    _cause("metadata.name", "FieldValueRequired",
+                           "Required value: name or generateName is required")
+                ])
+        if rt.namespaced:
+            self._check_namespace_open(ns)
+        if self.store.get(rt.key, ns if rt.namespaced else "", meta["name"]) is not None:
+            raise errors.already_exists(rt.plural, rt.group, meta["name"])
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now()
+        meta["generation"] = 1
+        if rt.has_status and not self.hooks.keeps_status_on_create(rt):
+            obj.pop("status", None)
+        self._validate(rt, version, obj, opts)
+        self.hooks.prepare_create(rt, obj, opts)
+        self._validate_semantics(rt, obj, None)
+        obj["apiVersion"] = rt.api_version(rt.versions[0])
+        if opts.dry_run:
+            self.hooks.undo_create(rt, obj)
+            return obj
+        stored = self.store.put(rt.key, obj)
+        self.hooks.after_write(rt, stored, None)
+        return stored
+
+    # -- update -----------------------------------------------------------------
+
+    def update(
+        self,
+        rt: ResourceType,
+        version: str,
+        ns: str,
+        name: str,
+        body: Any,
+        opts: WriteOptions | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        opts = opts or WriteOptions()
+        obj = self._check_body(rt, version, ns, body)
+        if obj["metadata"].get("name") not in (None, name):
+            raise errors.bad_request(
+                f'the name of the object ({obj["metadata"]["name"]}) does not match the name '
+                f"on the URL ({name})"
+            )
+        obj["metadata"]["name"] = name
+        old = self.find(rt, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        want_rv = obj["metadata"].get("resourceVersion")
+        if want_rv and want_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(
+                rt.plural, rt.group, name,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
+        return self._replace(rt, version, old, obj, opts, subresource)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        version: str,
+        ns: str,
+        name: str,
+        content_type: str,
+        patch_body: Any,
+        opts: WriteOptions | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        opts = opts or WriteOptions()
+        old = self.find(rt, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        current = self.present(rt, old, version)
+        try:
+            if content_type == JSON_PATCH:
+                if not isinstance(patch_body, list):
+                    raise PatchError("a JSON patch must be a list of operations")
+                new = apply_json_patch(current, patch_body)
+            elif content_type == MERGE_PATCH:
+                new = apply_merge_patch(current, patch_body)
+            elif content_type == STRATEGIC_PATCH:
+                if rt.custom:
+                    raise errors.unsupported_media_type(
+                        "strategic merge patch is not supported for custom resources "
+                        f"({rt.plural}.{rt.group}); use a merge or JSON patch "
+                        "(kubectl patch --type=merge)"
+                    )
+                if not isinstance(patch_body, dict):
+                    raise PatchError("a strategic merge patch must be a JSON object")
+                new = apply_strategic_merge_patch(current, patch_body, self.hooks.patch_schema(rt))
+            elif content_type == APPLY_PATCH:
+                raise errors.unsupported_media_type(
+                    "server-side apply is not supported by the local cluster; use client-side "
+                    "kubectl apply (the default, without --server-side)"
+                )
+            else:
+                raise errors.unsupported_media_type(
+                    f'the body of the request was in an unknown format - accepted media types '
+                    f'include: {", ".join(PATCH_TYPES)}'
+                )
+        except PatchError as exc:
+            raise errors.ApiError(422, "Invalid", f"the patch could not be applied: {exc}",
+                                  kind=rt.kind, name=name, group=rt.group) from None
+        if not isinstance(new, dict):
+            raise errors.ApiError(422, "Invalid", "the patch did not produce an object",
+                                  kind=rt.kind, name=name, group=rt.group)
+        new.setdefault("metadata", {})
+        want_rv = new["metadata"].get("resourceVersion")
+        if want_rv and want_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(
+                rt.plural, rt.group, name,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
+        new["metadata"]["name"] = name
+        if rt.namespaced:
+            new["metadata"]["namespace"] = ns
+        return self._replace(rt, version, old, new, opts, subresource)
+
+    def _replace(
+        self,
+        rt: ResourceType,
+        version: str,
+        old: dict[str, Any],
+        obj: dict[str, Any],
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> dict[str, Any]:
+        meta = obj["metadata"]
+        old_meta = old["metadata"]
+        # Fields only the server sets survive whatever the client sent.
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                  "generation"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        if rt.has_status:
+            if subresource == "status":
+                # A status write changes status only (and nothing in metadata but what
+                # the real server also lets through: nothing).
+                new = {k: v for k, v in old.items() if k != "status"}
+                if "status" in obj:
+                    new["status"] = obj["status"]
+                new["metadata"] = dict(old_meta)
+                obj = new
+            else:
+                if "status" in old:
+                    obj["status"] = old["status"]
+                else:
+                    obj.pop("status", None)
+        self._validate(rt, version, obj, opts)
+        self.hooks.prepare_update(rt, obj, old, opts)
+        self._validate_semantics(rt, obj, old)
+        if _spec_changed(rt, old, obj):
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        obj["apiVersion"] = rt.api_version(rt.versions[0])
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
+                not self.hooks.waits_for_node(rt, obj):
+            # The last finalizer is gone: the object goes now.
+            if opts.dry_run:
+                return obj
+            return self._remove(rt, obj)
+        if _same(old, obj):
+            return old  # a no-op write keeps the resourceVersion, like the real server
+        if opts.dry_run:
+            return obj
+        stored = self.store.put(rt.key, obj)
+        self.hooks.after_write(rt, stored, old)
+        return stored
+
+    # -- delete -----------------------------------------------------------------
+
+    def delete(
+        self, rt: ResourceType, ns: str, name: str, opts: DeleteOptions | None = None
+    ) -> dict[str, Any]:
+        opts = opts or DeleteOptions()
+        obj = self.find(rt, ns, name)
+        if obj is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        meta = obj["metadata"]
+        if opts.uid and opts.uid != meta["uid"]:
+            raise errors.conflict(rt.plural, rt.group, name,
+                                  f"Precondition failed: UID in precondition: {opts.uid}, "
+                                  f"UID in object meta: {meta['uid']}")
+        if opts.resource_version and opts.resource_version != meta["resourceVersion"]:
+            raise errors.conflict(rt.plural, rt.group, name,
+                                  "Precondition failed: ResourceVersion in precondition: "
+                                  f"{opts.resource_version}, ResourceVersion in object meta: "
+                                  f"{meta['resourceVersion']}")
+        if opts.dry_run:
+            return obj
+        propagation = opts.propagation or "Background"
+        if propagation == "Orphan":
+            self._orphan_dependents(meta["uid"])
+        finalizers = list(meta.get("finalizers") or ())
+        if propagation == "Foreground" and self.store.dependents(meta["uid"]) and \
+                "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        graceful = self.hooks.graceful_seconds(rt, obj, opts.grace_period)
+        if finalizers or graceful is not None or self.hooks.deletes_in_stages(rt):
+            already = meta.get("deletionTimestamp") and \
+                finalizers == list(meta.get("finalizers") or ())
+            shorter = graceful is not None and \
+                graceful < int(meta.get("deletionGracePeriodSeconds", 0))
+            if already and not shorter:
+                return obj  # already being deleted
+            new = copy.deepcopy(obj)
+            new["metadata"]["deletionTimestamp"] = meta.get("deletionTimestamp") or now()
+            new["metadata"]["deletionGracePeriodSeconds"] = graceful or 0
+            if finalizers:
+                new["metadata"]["finalizers"] = finalizers
+            self.hooks.mark_deleting(rt, new)
+            stored = self.store.put(rt.key, new)
+            self.hooks.after_write(rt, stored, obj)
+            return stored
+        return self._remove(rt, obj)
+
+    def delete_collection(
+        self, rt: ResourceType, ns: str | None, labels: LabelSelector | None,
+        fields: FieldSelector | None, opts: DeleteOptions | None = None,
+    ) -> list[dict[str, Any]]:
+        items, _ = self.list(rt, ns, labels, fields)
+        out = []
+        for obj in items:
+            try:
+                out.append(self.delete(rt, obj["metadata"].get("namespace", ""),
+                                       obj["metadata"]["name"], opts))
+            except errors.ApiError as exc:
+                if exc.code != 404:
+                    raise
+        return out
+
+    def force_remove(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any] | None:
+        """Remove now, whatever finalizers or grace say (a node confirming a pod is gone)."""
+        obj = self.find(rt, ns, name)
+        return self._remove(rt, obj) if obj is not None else None
+
+    def _remove(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        gone = self.store.remove(rt.key, meta.get("namespace", ""), meta["name"])
+        if gone is None:
+            raise errors.not_found(rt.plural, rt.group, meta["name"])
+        self.hooks.after_delete(rt, gone)
+        return gone
+
+    def _orphan_dependents(self, owner_uid: str) -> None:
+        for key, (dns, dname) in self.store.dependents(owner_uid):
+            dep = self.store.get(key, dns, dname)
+            if dep is None:
+                continue
+            new = copy.deepcopy(dep)
+            refs = [r for r in new["metadata"].get("ownerReferences") or ()
+                    if r.get("uid") != owner_uid]
+            if refs:
+                new["metadata"]["ownerReferences"] = refs
+            else:
+                new["metadata"].pop("ownerReferences", None)
+            self.store.put(key, new)
+
+    # -- watch ------------------------------------------------------------------
+
+    def watch(
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        resource_version: str | None,
+        labels: LabelSelector | None = None,
+        fields: FieldSelector | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) pairs: the current state first when no resourceVersion is
+        given (or "0"), then every later change, in resourceVersion order.
+
+        The resourceVersion is checked here, before anything is streamed, so a
+        too-old one fails the call (410) instead of a stream already under way.  An
+        object that stops matching the selectors is sent as DELETED and one that
+        starts matching as ADDED, so a watcher's view stays equal to a fresh list.
+        """
+        initial: list[tuple[str, dict[str, Any]]] = []
+        if resource_version in (None, "", "0"):
+            items, _ = self.list(rt, ns, labels, fields)
+            initial = [("ADDED", obj) for obj in items]
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise errors.bad_request(
+                    f'invalid resourceVersion "{resource_version}": not a number'
+                ) from None
+            try:
+                backlog = self.store.events_since(since, rt.key)
+            except TooOld:
+                raise errors.gone(
+                    f"too old resource version: {since} ({self.store.resource_version})"
+                ) from None
+            for ev in backlog:
+                if ns and rt.namespaced and ev.obj["metadata"].get("namespace") != ns:
+                    continue
+                out = _filtered(ev, labels, fields)
+                if out is not None:
+                    initial.append(out)
+        # Subscribing in the same synchronous step as reading the state means no
+        # write can fall between the two.
+        sub = self.store.subscribe(rt.key, ns if rt.namespaced else None)
+        store = self.store
+
+        async def stream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+            try:
+                for item in initial:
+                    yield item
+                while True:
+                    ev = await sub.queue.get()
+                    if ev is None:
+                        return
+                    out = _filtered(ev, labels, fields)
+                    if out is not None:
+                        yield out
+            finally:
+                store.unsubscribe(sub)
+
+        return stream()
+
+    # -- checks -----------------------------------------------------------------
+
+    def _check_body(self, rt: ResourceType, version: str, ns: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise errors.bad_request(
+                f"the body of the request must be a JSON object, got {type(body).__name__}"
+            )
+        obj = copy.deepcopy(body)
+        # Like the real server, the endpoint supplies a missing kind and apiVersion
+        # (the Python client omits them when a model was built without them).
+        kind = obj.get("kind") or rt.kind
+        api_version = obj.get("apiVersion")
+        obj["kind"] = kind
+        if kind != rt.kind:
+            raise errors.bad_request(
+                f'the kind of the object ("{kind}") does not match the resource {rt.plural} '
+                f'(kind "{rt.kind}")'
+            )
+        if api_version and api_version != rt.api_version(version):
+            raise errors.bad_request(
+                f'the API version in the data ({api_version}) does not match the expected API '
+                f"version ({rt.api_version(version)})"
+            )
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.invalid(rt.kind, rt.group, "", [
+                _cause("metadata", "FieldValueInvalid", "Invalid value: must be an object")
+            ])
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and body_ns != ns:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request"
+                )
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        obj["apiVersion"] = rt.api_version(version)
+        return obj
+
+    def _check_namespace_open(self, ns: str) -> None:
+        nso = self.store.get(("", "namespaces"), "", ns)
+        if nso is None:
+            raise errors.not_found("namespaces", "", ns)
+        if nso["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                f"unable to create new content in namespace {ns} because it is being terminated"
+            )
+
+    def _validate(self, rt: ResourceType, version: str, obj: dict[str, Any],
+                  opts: WriteOptions) -> None:
+        name = obj["metadata"].get("name", "")
+        if rt.custom:
+            crd_schema = rt.crd_schema(version)
+            if crd_schema is None:
+                return
+            issues = schema.validate_crd_schema(obj, crd_schema, strict=opts.strict)
+            if not issues and not opts.strict:
+                pruned, dropped = schema.prune_crd(obj, crd_schema)
+                if dropped:
+                    obj.clear()
+                    obj.update(pruned)
+                    opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
+        else:
+            model = schema.kind_schema(rt.group, version, rt.kind)
+            if model is None:
+                return
+            issues = schema.validate(obj, model, strict=opts.strict)
+            if not issues and not opts.strict:
+                pruned, dropped = schema.prune_unknown(obj, model)
+                if dropped:
+                    obj.clear()
+                    obj.update(pruned)
+                    opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
+        if issues:
+            if opts.strict and all(i.message.startswith("unknown field") for i in issues):
+                raise errors.bad_request(
+                    f"{rt.kind} in version \"{version}\" cannot be handled as a {rt.kind}: "
+                    "strict decoding error: " + ", ".join(i.message for i in issues)
+                )
+            raise errors.invalid(rt.kind, rt.group, name, [
+                _cause(i.field, i.reason, i.message) for i in issues
+            ])
+
+    def _validate_semantics(self, rt: ResourceType, obj: dict[str, Any],
+                            old: dict[str, Any] | None) -> None:
+        causes = self.hooks.validate(rt, obj, old)
+        name_problem = self.hooks.name_problem(rt, obj["metadata"]["name"])
+        if name_problem:
+            causes.insert(0, _cause("metadata.name", "FieldValueInvalid",
+                                    f'Invalid value: "{obj["metadata"]["name"]}": {name_problem}'))
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
+
+
+def _cause(field: str, reason: str, message: str) -> dict[str, str]:
+    return {"field": field, "reason": reason, "message": message}
+
+
+def _selected(obj: dict[str, Any], labels: LabelSelector | None,
+              fields: FieldSelector | None) -> bool:
+    if labels is not None and not labels.matches(obj["metadata"].get("labels") or {}):
+        return False
+    return fields is None or fields.matches(obj)
+
+
+def _filtered(ev: Event, labels: LabelSelector | None,
+              fields: FieldSelector | None) -> tuple[str, dict[str, Any]] | None:
+    if labels is None and fields is None:
+        return ev.type, ev.obj
+    now_in = _selected(ev.obj, labels, fields)
+    was_in = ev.old is not None and _selected(ev.old, labels, fields)
+    if ev.type == DELETED:
+        return (DELETED, ev.obj) if was_in or now_in else None
+    if now_in and not was_in:
+        return "ADDED", ev.obj
+    if was_in and not now_in:
+        return DELETED, ev.obj
+    if now_in:
+        return ev.type, ev.obj
+    return None
+
+
+def _strip(obj: dict[str, Any], status: bool) -> dict[str, Any]:
+    return {k: v for k, v in obj.items()
+            if k not in ("metadata", "apiVersion", "kind") and (status or k != "status")}
+
+
+def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    # With a status subresource, status writes never bump generation; without one
+    # any change outside metadata does, as on the real server.
+    return _strip(old, not rt.has_status) != _strip(new, not rt.has_status)
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    a = dict(old)
+    b = dict(new)
+    a["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
+    b["metadata"] = {k: v for k, v in new["metadata"].items() if k != "resourceVersion"}
+    return a == b

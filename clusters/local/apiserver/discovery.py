@@ -1,0 +1,107 @@
+"""Discovery documents: how clients learn which groups, versions and resources exist.
+
+kubectl asks for the aggregated (apidiscovery v2) form first and falls back to
+these legacy documents when the server answers plain JSON, so serving the legacy
+form is enough for every client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .resources import Registry, ResourceType
+
+KUBERNETES_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-ambient-harness",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.22",
+    "compiler": "python",
+    "platform": "linux/amd64",
+}
+
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "log": ["get"],
+    "exec": ["create", "get"],
+    "binding": ["create"],
+    "token": ["create"],
+    "finalize": ["update"],
+}
+
+
+def api_versions(address: str) -> dict[str, Any]:
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+    }
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def api_group_list(registry: Registry) -> dict[str, Any]:
+    groups = [_group(g, vs) for g, vs in sorted(registry.group_versions().items()) if g]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
+    versions = registry.group_versions().get(group)
+    if not versions:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
+
+
+def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
+    main: dict[str, Any] = {
+        "name": rt.plural,
+        "singularName": rt.singular,
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        main["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        main["categories"] = list(rt.categories)
+    out = [main]
+    for sub in sorted(rt.subresources):
+        entry: dict[str, Any] = {
+            "name": f"{rt.plural}/{sub}",
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": _SUBRESOURCE_VERBS.get(sub, ["get"]),
+        }
+        if sub == "scale":
+            entry.update(group="autoscaling", version="v1", kind="Scale")
+        elif sub == "token":
+            entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
+        elif sub in ("log", "exec"):
+            entry["kind"] = "PodExecOptions" if sub == "exec" else "Pod"
+        elif sub == "binding":
+            entry["kind"] = "Binding"
+        out.append(entry)
+    return out
+
+
+def api_resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+    rts = registry.in_group_version(group, version)
+    if not rts:
+        return None
+    resources = []
+    for rt in sorted(rts, key=lambda r: r.plural):
+        resources.extend(_resource_entries(rt))
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }

@@ -1,0 +1,528 @@
+"""HTTP: turns Kubernetes REST requests into ``Api`` calls and renders the answers.
+
+One catch-all route parses the path the way the real server's path grammar goes
+(``/api/v1/namespaces/{ns}/{resource}/{name}/{subresource}`` and the
+``/apis/{group}/{version}/...`` form), so every resource, built-in or custom, gets
+the same handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from . import discovery, errors, openapi, tables
+from .api import (
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    Api,
+    DeleteOptions,
+    WriteOptions,
+)
+from .resources import ResourceType
+from .selectors import (
+    SelectorError,
+    check_field_selector,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+log = logging.getLogger("apiserver")
+
+PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
+DEFAULT_WATCH_SECONDS = 1800
+
+# Subresources served by someone other than this module (the node side serves logs
+# and exec): name -> handler(request, api, rt, ns, name) -> response.
+SubresourceHandler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Target:
+    group: str
+    version: str
+    rt: ResourceType
+    namespace: str | None  # None: all namespaces (or a cluster-scoped kind)
+    name: str | None
+    subresource: str | None
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(exc: errors.ApiError) -> web.Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return _json(exc.status(), exc.code, headers)
+
+
+class Handlers:
+    def __init__(self, api: Api, admin_token: str, address: str) -> None:
+        self.api = api
+        self.admin_token = admin_token
+        self.address = address
+        self.subresource_handlers: dict[str, SubresourceHandler] = {}
+        self._openapi_cache: dict[str, tuple[int, Any]] = {}
+
+    # -- entry point ------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if request.path not in PUBLIC_PATHS:
+                request["user"] = self._authenticate(request)
+            return await handler(request)
+        except errors.ApiError as exc:
+            return error_response(exc)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug of ours: say so, keep serving
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return error_response(errors.ApiError(
+                500, "InternalError", f"Internal error occurred: {type(exc).__name__}: {exc}"))
+
+    def _authenticate(self, request: web.Request) -> dict[str, Any]:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            raise errors.unauthorized()
+        token = auth[len("Bearer "):].strip()
+        if hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
+        user = self.api.hooks.authenticate_sa_token(token)
+        if user is None:
+            raise errors.unauthorized()
+        return user
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.KUBERNETES_VERSION)
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[0] == "openapi":
+            return self._openapi(request, parts[1:])
+        if not parts or parts[0] not in ("api", "apis"):
+            if path == "/":
+                return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez",
+                                        "/openapi/v2", "/openapi/v3", "/readyz", "/version"]})
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
+                                  "resource")
+        discovery_doc = self._discovery(parts)
+        if discovery_doc is not None:
+            if request.method != "GET":
+                raise errors.method_not_allowed(f"{request.method} is not allowed on {path}")
+            return _json(discovery_doc)
+        target = self._target(parts)
+        return await self._serve(request, target)
+
+    # -- discovery and OpenAPI ----------------------------------------------------
+
+    def _discovery(self, parts: list[str]) -> dict[str, Any] | None:
+        reg = self.api.registry
+        not_found = errors.ApiError(404, "NotFound",
+                                    "the server could not find the requested resource")
+        if parts == ["api"]:
+            return discovery.api_versions(self.address)
+        if parts == ["apis"]:
+            return discovery.api_group_list(reg)
+        if parts[0] == "api" and len(parts) == 2:
+            doc = discovery.api_resource_list(reg, "", parts[1])
+            if doc is None:
+                raise not_found
+            return doc
+        if parts[0] == "apis" and len(parts) == 2:
+            doc = discovery.api_group(reg, parts[1])
+            if doc is None:
+                raise not_found
+            return doc
+        if parts[0] == "apis" and len(parts) == 3:
+            doc = discovery.api_resource_list(reg, parts[1], parts[2])
+            if doc is None:
+                raise not_found
+            return doc
+        return None
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        reg = self.api.registry
+        generation = self.api.hooks.registry_generation
+        if parts == ["v3"]:
+            gvs = [f"api/{v}" if not g else f"apis/{g}/{v}"
+                   for g, vs in sorted(reg.group_versions().items()) for v in vs]
+            return _json(self._cached("root", generation,
+                                      lambda: openapi.openapi_v3_root(gvs, self._gv_doc)))
+        if parts and parts[0] == "v3" and len(parts) in (3, 4):
+            if parts[1] == "api" and len(parts) == 3:
+                group, version = "", parts[2]
+            elif parts[1] == "apis" and len(parts) == 4:
+                group, version = parts[2], parts[3]
+            else:
+                raise errors.ApiError(404, "NotFound", "no such OpenAPI document")
+            if not reg.in_group_version(group, version):
+                raise errors.ApiError(404, "NotFound", "no such OpenAPI document")
+            doc = self._cached(f"{group}/{version}", generation,
+                               lambda: self._gv_doc(group, version))
+            return _json(doc)
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested "
+                              "resource (only OpenAPI v3 is served)")
+
+    def _gv_doc(self, group: str, version: str) -> dict[str, Any]:
+        return self._cached(
+            f"{group}/{version}", self.api.hooks.registry_generation,
+            lambda: openapi.openapi_v3_document(group, version, [
+                openapi.ResourceInfo.of(rt, version)
+                for rt in self.api.registry.in_group_version(group, version)
+            ]),
+        )
+
+    def _cached(self, key: str, generation: int, build: Callable[[], Any]) -> Any:
+        hit = self._openapi_cache.get(key)
+        if hit is None or hit[0] != generation:
+            hit = (generation, build())
+            self._openapi_cache[key] = hit
+        return hit[1]
+
+    # -- resource paths ---------------------------------------------------------
+
+    def _target(self, parts: list[str]) -> Target:
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            if len(parts) < 4:
+                raise errors.ApiError(404, "NotFound", "the server could not find the "
+                                      "requested resource")
+            group, version, rest = parts[1], parts[2], parts[3:]
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (
+            group == "" and rest[2] in ("status", "finalize") and len(rest) == 3
+        ):
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0]
+        rt = self.api.registry.resolve(group, version, plural)
+        if rt is None:
+            raise errors.ApiError(
+                404, "NotFound",
+                f"the server could not find the requested resource ({plural}"
+                f"{'.' + group if group else ''}/{version} is not served)",
+            )
+        if namespace is not None and not rt.namespaced:
+            raise errors.ApiError(404, "NotFound", f"{plural} is not a namespaced resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if len(rest) > 3 or (sub and sub not in rt.subresources):
+            raise errors.ApiError(404, "NotFound",
+                                  f"the server could not find the requested resource "
+                                  f"({'/'.join(rest[2:])} of {plural})")
+        if rt.namespaced and name is not None and namespace is None:
+            raise errors.ApiError(404, "NotFound",
+                                  f"{plural} is namespaced: address it under "
+                                  "/namespaces/<namespace>/")
+        return Target(group, version, rt, namespace, name, sub)
+
+    async def _serve(self, request: web.Request, t: Target) -> web.StreamResponse:
+        method = request.method
+        q = request.query
+        api = self.api
+        ns = t.namespace or ""
+        if t.subresource and t.subresource in self.subresource_handlers:
+            return await self.subresource_handlers[t.subresource](request, api, t.rt, ns, t.name)
+        if t.name is None:
+            if method == "GET":
+                if q.get("watch") in ("true", "1"):
+                    return await self._watch(request, t)
+                return self._list(request, t)
+            if method == "POST":
+                if t.rt.namespaced and t.namespace is None:
+                    raise errors.method_not_allowed(
+                        f"create {t.rt.plural} under /namespaces/<namespace>/")
+                body = await _body(request)
+                obj = api.create(t.rt, t.version, ns, body, opts := _write_opts(q))
+                code = 200 if t.rt.virtual else 201
+                return self._object(request, t, obj, code, opts)
+            if method == "DELETE":
+                body = await _body(request, optional=True)
+                labels, fields = _selectors(q, t.rt)
+                items = api.delete_collection(t.rt, t.namespace, labels, fields,
+                                              DeleteOptions.from_body(body, dict(q)))
+                return _json(self._list_doc(t, [api.present(t.rt, o, t.version) for o in items],
+                                            api.store.resource_version))
+            raise errors.method_not_allowed(f"{method} is not allowed on a collection")
+        name = t.name
+        sub = t.subresource
+        if sub == "scale":
+            return await self._scale(request, t)
+        if sub == "token" and method == "POST":
+            body = await _body(request, optional=True)
+            return _json(api.hooks.request_token(ns, name, body or {}), 201)
+        if sub == "binding" and method == "POST":
+            body = await _body(request)
+            return _json(self._bind(t, ns, name, body), 201)
+        if sub in ("log", "exec"):
+            raise errors.bad_request(
+                f"pods/{sub} is not available: no node agent runs this pod's containers")
+        if sub == "finalize" and method == "PUT":
+            body = await _body(request)
+            return self._object(request, t, api.update(t.rt, t.version, ns, name, body,
+                                                       subresource=None), 200)
+        if sub not in (None, "status"):
+            raise errors.method_not_allowed(f"{method} is not allowed on {t.rt.plural}/{sub}")
+        if method == "GET":
+            return self._object(request, t, api.get(t.rt, ns, name))
+        if method == "PUT":
+            body = await _body(request)
+            opts = _write_opts(q)
+            return self._object(request, t, api.update(t.rt, t.version, ns, name, body, opts,
+                                                       subresource=sub), 200, opts)
+        if method == "PATCH":
+            body = await _body(request)
+            opts = _write_opts(q)
+            ctype = request.content_type
+            return self._object(request, t, api.patch(t.rt, t.version, ns, name, ctype, body,
+                                                      opts, subresource=sub), 200, opts)
+        if method == "DELETE":
+            body = await _body(request, optional=True)
+            return self._object(request, t, api.delete(t.rt, ns, name,
+                                                       DeleteOptions.from_body(body, dict(q))))
+        raise errors.method_not_allowed(f"{method} is not allowed on {t.rt.plural}")
+
+    # -- rendering --------------------------------------------------------------
+
+    def _object(self, request: web.Request, t: Target, obj: dict[str, Any], code: int = 200,
+                opts: WriteOptions | None = None) -> web.Response:
+        headers = {}
+        if opts is not None and opts.warnings:
+            # Like the real server: unknown fields dropped under fieldValidation=Warn.
+            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in opts.warnings[:10])
+        obj = self.api.present(t.rt, obj, t.version)
+        accept = request.headers.get("Accept", "")
+        if "as=Table" in accept:
+            return _json(self._table(request, t, [obj], obj["metadata"].get("resourceVersion",
+                                                                             "")), code, headers)
+        if "as=PartialObjectMetadata" in accept:
+            return _json(_partial(obj), code, headers)
+        return _json(obj, code, headers)
+
+    def _list_doc(self, t: Target, items: list[dict[str, Any]], rv: int,
+                  cont: str | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if cont:
+            meta["continue"] = cont
+        return {"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(t.version),
+                "metadata": meta, "items": items}
+
+    def _table(self, request: web.Request, t: Target, objs: list[dict[str, Any]],
+               rv: str) -> dict[str, Any]:
+        return tables.to_table(
+            t.rt.kind, objs,
+            include_object=request.query.get("includeObject", "Metadata"),
+            resource_version=rv,
+            printer_columns=t.rt.printer_columns(t.version) if t.rt.custom else None,
+        )
+
+    def _list(self, request: web.Request, t: Target) -> web.Response:
+        labels, fields = _selectors(request.query, t.rt)
+        items, rv = self.api.list(t.rt, t.namespace, labels, fields)
+        items, cont = _page(items, request.query)
+        items = [self.api.present(t.rt, o, t.version) for o in items]
+        accept = request.headers.get("Accept", "")
+        if "as=Table" in accept:
+            table = self._table(request, t, items, str(rv))
+            if cont:
+                table["metadata"]["continue"] = cont
+            return _json(table)
+        if "as=PartialObjectMetadataList" in accept:
+            return _json({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                          "metadata": {"resourceVersion": str(rv), **({"continue": cont}
+                                                                      if cont else {})},
+                          "items": [_partial(o) for o in items]})
+        return _json(self._list_doc(t, items, rv, cont))
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        labels, fields = _selectors(q, t.rt)
+        try:
+            timeout = int(q.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
+        except ValueError:
+            raise errors.bad_request("timeoutSeconds must be an integer") from None
+        as_table = "as=Table" in request.headers.get("Accept", "")
+        try:
+            stream = self.api.watch(t.rt, t.namespace, q.get("resourceVersion"), labels, fields)
+        except errors.ApiError as exc:
+            if exc.code != 410:
+                raise
+            # As the real server does: a 200 whose only event is an ERROR Status.
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            await response.write(orjson.dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
+            await response.write_eof()
+            return response
+        response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                               "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+
+        async def pump() -> None:
+            async for kind, obj in stream:
+                obj = self.api.present(t.rt, obj, t.version)
+                if as_table:
+                    obj = self._table(request, t, [obj],
+                                      obj["metadata"].get("resourceVersion", ""))
+                await response.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")
+
+        try:
+            await asyncio.wait_for(pump(), timeout)
+        except (TimeoutError, ConnectionResetError):
+            pass
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    # -- subresources handled here ------------------------------------------------
+
+    async def _scale(self, request: web.Request, t: Target) -> web.Response:
+        api = self.api
+        ns, name = t.namespace or "", t.name or ""
+        obj = api.get(t.rt, ns, name)
+        if request.method in ("PUT", "PATCH"):
+            body = await _body(request)
+            scale = _scale_doc(obj)
+            if request.method == "PUT":
+                new_scale = body
+            else:
+                from .patch import apply_json_patch, apply_merge_patch
+
+                if request.content_type == JSON_PATCH:
+                    new_scale = apply_json_patch(scale, body)
+                elif request.content_type in (MERGE_PATCH, STRATEGIC_PATCH):
+                    new_scale = apply_merge_patch(scale, body)
+                else:
+                    raise errors.unsupported_media_type(
+                        f"unsupported patch type {request.content_type}")
+            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid("Scale", "autoscaling", name, [{
+                    "field": "spec.replicas", "reason": "FieldValueInvalid",
+                    "message": f"Invalid value: {replicas!r}: must be a non-negative integer"}])
+            obj = api.patch(t.rt, t.rt.versions[0], ns, name, MERGE_PATCH,
+                            {"spec": {"replicas": replicas}})
+        return _json(_scale_doc(obj))
+
+    def _bind(self, t: Target, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = (body or {}).get("target") or {}
+        node = target.get("name")
+        if not node:
+            raise errors.invalid("Binding", "", name, [{"field": "target.name",
+                                 "reason": "FieldValueRequired", "message": "Required value"}])
+        pod = self.api.get(t.rt, ns, name)
+        if pod.get("spec", {}).get("nodeName"):
+            raise errors.conflict("pods", "", name,
+                                  f"pod {name} is already assigned to node "
+                                  f"\"{pod['spec']['nodeName']}\"")
+        return self.api.hooks.bind_pod(pod, node)
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata", {})}
+
+
+def _scale_doc(obj: dict[str, Any]) -> dict[str, Any]:
+    sel = (obj.get("spec") or {}).get("selector") or {}
+    match = sel.get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid",
+                                                      "resourceVersion", "creationTimestamp")
+                     if k in obj["metadata"]},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(match.items()))},
+    }
+
+
+def _write_opts(q: Any) -> WriteOptions:
+    validation = q.get("fieldValidation", "")
+    if validation not in ("", "Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation: unsupported value "{validation}": use Strict, Warn or Ignore')
+    dry = q.get("dryRun")
+    if dry not in (None, "", "All"):
+        raise errors.bad_request(f'dryRun: unsupported value "{dry}": the only value is All')
+    return WriteOptions(dry_run=dry == "All", strict=validation == "Strict")
+
+
+def _selectors(q: Any, rt: ResourceType) -> tuple[Any, Any]:
+    try:
+        labels = parse_label_selector(q["labelSelector"]) if q.get("labelSelector") else None
+        fields = parse_field_selector(q["fieldSelector"]) if q.get("fieldSelector") else None
+        if fields is not None:
+            # As the real server: only the field labels a kind supports.
+            check_field_selector(fields, "" if rt.custom else rt.kind)
+    except SelectorError as exc:
+        raise errors.bad_request(str(exc)) from None
+    return labels, fields
+
+
+def _page(items: list[dict[str, Any]], q: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """limit/continue paging.  The token names the last key returned; the next page is
+    read from the current state (the real server reads a snapshot; see README)."""
+    import base64
+
+    start = 0
+    token = q.get("continue")
+    if token:
+        try:
+            after = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        except Exception:
+            raise errors.bad_request("continue: invalid token") from None
+        keys = [(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in items]
+        start = next((i for i, k in enumerate(keys) if list(k) > after), len(items))
+    try:
+        limit = int(q.get("limit") or 0)
+    except ValueError:
+        raise errors.bad_request("limit must be an integer") from None
+    if limit <= 0 or start + limit >= len(items):
+        return items[start:], None
+    page = items[start:start + limit]
+    last = page[-1]["metadata"]
+    cont = base64.urlsafe_b64encode(
+        orjson.dumps([last.get("namespace", ""), last["name"]])).decode()
+    return page, cont
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return None
+        raise errors.bad_request("the request body is empty")
+    ctype = request.content_type
+    if "protobuf" in ctype:
+        raise errors.unsupported_media_type(
+            "the local cluster accepts JSON and YAML request bodies, not protobuf. kubectl's "
+            "generator commands (create namespace/configmap/deployment, run, expose) send "
+            "protobuf: write the object as a manifest and use 'kubectl apply -f', or pipe "
+            "'kubectl create ... --dry-run=client -o yaml' into 'kubectl apply -f -'")
+    try:
+        if "yaml" in ctype:
+            return yaml.safe_load(raw)
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise errors.bad_request(f"the request body is not valid "
+                                 f"{'YAML' if 'yaml' in ctype else 'JSON'}: {exc}") from None

@@ -1,0 +1,641 @@
+"""What is special about each kind: defaults, checks beyond the schema, side effects.
+
+The real API server keeps these in a "strategy" per kind.  Here they are methods of
+one class, dispatched on the kind, so the generic code in ``api.py`` stays generic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from typing import TYPE_CHECKING, Any
+
+from . import errors, schema
+from .ipam import ClusterIPAllocator, RangeFull
+from .meta import dns_label_problem, dns_subdomain_problem, now
+from .patchmeta import FreeForm, PatchSchema
+from .resources import Registry, ResourceType, resource_from_crd
+from .selectors import SelectorError, label_selector_from_spec
+from .tokens import TokenIssuer
+
+if TYPE_CHECKING:
+    from .api import Api, WriteOptions
+
+Cause = dict[str, str]
+
+# Names that must be DNS labels (they become DNS names or label values).
+_LABEL_NAMED = {("", "namespaces"), ("", "services")}
+_CORE_CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
+    return {"field": field, "reason": reason, "message": message}
+
+
+class KindHooks:
+    def __init__(self, registry: Registry, service_cidr: str, tokens: TokenIssuer) -> None:
+        self.registry = registry
+        self.ips = ClusterIPAllocator(service_cidr)
+        self.tokens = tokens
+        self.api: Api | None = None
+        # Set by the node side (issue "local nodes"): pods on these nodes are deleted
+        # gracefully, their agent confirming the end.  Without an agent a pod goes at once.
+        self.nodes_with_agents: set[str] = set()
+        # Bumped whenever the set of served resources changes (a CRD came or went),
+        # so cached discovery and OpenAPI documents know to rebuild.
+        self.registry_generation = 0
+
+    def bind(self, api: Api) -> None:
+        self.api = api
+
+    # -- names ------------------------------------------------------------------
+
+    def name_problem(self, rt: ResourceType, name: str) -> str | None:
+        if rt.key == _CORE_CRD_KEY:
+            return None  # checked against spec in validate()
+        if rt.key in _LABEL_NAMED:
+            return dns_label_problem(name)
+        if rt.group == "rbac.authorization.k8s.io":
+            return None if name and "/" not in name else "may not contain '/'"
+        return dns_subdomain_problem(name)
+
+    # -- create -----------------------------------------------------------------
+
+    def keeps_status_on_create(self, rt: ResourceType) -> bool:
+        # A kubelet registers its Node with status; a Namespace's status is ours.
+        return rt.key == ("", "nodes")
+
+    def prepare_create(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions) -> None:
+        handler = getattr(self, f"_create_{rt.kind.lower()}", None)
+        if handler is not None and not rt.custom:
+            handler(obj)
+
+    def undo_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        if rt.key == ("", "services"):
+            self._release_ips(obj)
+
+    def _create_namespace(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+        obj["status"] = {"phase": "Active"}
+
+    def _create_service(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or ():
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        if spec["type"] == "ExternalName":
+            return
+        requested = spec.get("clusterIP") or None
+        if requested != "None":
+            if requested and not self.ips.contains(requested):
+                raise errors.invalid("Service", "", obj["metadata"]["name"], [_cause(
+                    "spec.clusterIPs", f'Invalid value: ["{requested}"]: failed to allocate IP '
+                    f"{requested}: the provided IP ({requested}) is not in the valid range. "
+                    f"The range of valid IPs is {self.ips.network}")])
+            try:
+                spec["clusterIP"] = self.ips.allocate(requested)
+            except ValueError as exc:
+                raise errors.invalid("Service", "", obj["metadata"]["name"], [_cause(
+                    "spec.clusterIPs", f'Invalid value: ["{requested}"]: failed to allocate IP '
+                    f"{requested}: {exc}")]) from None
+            except RangeFull as exc:
+                raise errors.ApiError(500, "InternalError", str(exc)) from None
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        obj["status"] = {"loadBalancer": {}}
+
+    def _create_pod(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        _default_pod_spec(spec)
+        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
+
+    def _create_secret(self, obj: dict[str, Any]) -> None:
+        _fold_string_data(obj)
+        obj.setdefault("type", "Opaque")
+
+    def _create_deployment(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            strategy["type"] = "RollingUpdate"
+            ru = strategy.setdefault("rollingUpdate", {})
+            ru.setdefault("maxSurge", "25%")
+            ru.setdefault("maxUnavailable", "25%")
+        _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def _create_replicaset(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def _create_daemonset(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if strategy.get("type") == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
+        _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def _create_customresourcedefinition(self, obj: dict[str, Any]) -> None:
+        spec = obj["spec"]
+        spec.setdefault("scope", "Namespaced")
+        names = spec["names"]
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+        obj["status"] = {
+            "acceptedNames": dict(names),
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                 "message": "no conflicts found", "lastTransitionTime": now()},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted", "lastTransitionTime": now()},
+            ],
+            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
+        }
+
+    # -- update -----------------------------------------------------------------
+
+    def prepare_update(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any],
+                       opts: WriteOptions) -> None:
+        if rt.custom:
+            return
+        kind = rt.kind
+        if kind == "Service":
+            spec = obj.setdefault("spec", {})
+            old_spec = old.get("spec", {})
+            for k in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy",
+                      "internalTrafficPolicy", "sessionAffinity", "type"):
+                if k in old_spec and not spec.get(k):
+                    spec[k] = old_spec[k]
+            for port in spec.get("ports") or ():
+                port.setdefault("protocol", "TCP")
+                port.setdefault("targetPort", port.get("port"))
+        elif kind == "Secret":
+            _fold_string_data(obj)
+            obj.setdefault("type", old.get("type", "Opaque"))
+        elif kind == "Namespace":
+            obj["spec"] = old.get("spec", {})
+            if "status" not in obj:
+                obj["status"] = old.get("status", {"phase": "Active"})
+            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = \
+                obj["metadata"]["name"]
+        elif kind == "Pod":
+            _default_pod_spec(obj.setdefault("spec", {}))
+            # The scheduler's binding is not a client's to undo.
+            if old.get("spec", {}).get("nodeName") and not obj["spec"].get("nodeName"):
+                obj["spec"]["nodeName"] = old["spec"]["nodeName"]
+        elif kind in ("Deployment", "ReplicaSet", "DaemonSet"):
+            defaults = {"Deployment": self._create_deployment,
+                        "ReplicaSet": self._create_replicaset,
+                        "DaemonSet": self._create_daemonset}[kind]
+            status = obj.get("status")
+            defaults(obj)
+            if status is not None:
+                obj["status"] = status
+        elif kind == "CustomResourceDefinition":
+            status = obj.get("status")
+            self._create_customresourcedefinition(obj)
+            if status and status.get("storedVersions"):
+                stored = list(status["storedVersions"])
+                for v in obj["status"]["storedVersions"]:
+                    if v not in stored:
+                        stored.append(v)
+                obj["status"]["storedVersions"] = stored
+
+    # -- checks beyond the schema ---------------------------------------------------
+
+    def validate(self, rt: ResourceType, obj: dict[str, Any],
+                 old: dict[str, Any] | None) -> list[Cause]:
+        handler = getattr(self, f"_validate_{rt.kind.lower()}", None)
+        if handler is None or rt.custom:
+            return []
+        return handler(obj, old)
+
+    def _validate_pod(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        causes = _pod_spec_causes(obj.get("spec") or {}, "spec")
+        if old is not None:
+            changed = _pod_spec_mutable_view(old.get("spec", {})) != \
+                _pod_spec_mutable_view(obj.get("spec", {}))
+            if changed:
+                causes.append(_cause(
+                    "spec", "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                    "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to "
+                    "existing tolerations) or `spec.terminationGracePeriodSeconds`",
+                    "FieldValueForbidden"))
+        return causes
+
+    def _validate_workload(self, obj: dict[str, Any], old: dict[str, Any] | None,
+                           with_replicas: bool) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        causes: list[Cause] = []
+        selector = spec.get("selector")
+        template = spec.get("template") or {}
+        tlabels = (template.get("metadata") or {}).get("labels") or {}
+        if not selector:
+            causes.append(_cause("spec.selector", "Required value", "FieldValueRequired"))
+        else:
+            try:
+                sel = label_selector_from_spec(selector)
+            except SelectorError as exc:
+                causes.append(_cause("spec.selector", f"Invalid value: {exc}"))
+            else:
+                if sel.empty:
+                    causes.append(_cause("spec.selector", "Invalid value: "
+                                         "empty selector is invalid for deployment"))
+                elif not sel.matches(tlabels):
+                    causes.append(_cause(
+                        "spec.template.metadata.labels",
+                        f"Invalid value: {_render_labels(tlabels)}: "
+                        "`selector` does not match template `labels`"))
+            if old is not None and old.get("spec", {}).get("selector") != selector:
+                causes.append(_cause("spec.selector", f"Invalid value: {_render(selector)}: "
+                                     "field is immutable"))
+        if with_replicas and isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
+            causes.append(_cause("spec.replicas", f"Invalid value: {spec['replicas']}: "
+                                 "must be greater than or equal to 0"))
+        causes.extend(_pod_spec_causes(template.get("spec") or {}, "spec.template.spec"))
+        return causes
+
+    def _validate_deployment(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        return self._validate_workload(obj, old, True)
+
+    def _validate_replicaset(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        return self._validate_workload(obj, old, True)
+
+    def _validate_daemonset(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        return self._validate_workload(obj, old, False)
+
+    def _validate_service(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        causes: list[Cause] = []
+        seen: set[tuple[int, str]] = set()
+        for i, port in enumerate(spec.get("ports") or ()):
+            p = port.get("port")
+            if not isinstance(p, int) or not 1 <= p <= 65535:
+                causes.append(_cause(f"spec.ports[{i}].port",
+                                     f"Invalid value: {p}: must be between 1 and 65535, inclusive"))
+            key = (p, port.get("protocol", "TCP"))
+            if key in seen:
+                causes.append(_cause(f"spec.ports[{i}]", f"Duplicate value: {_render(port)}",
+                                     "FieldValueDuplicate"))
+            seen.add(key)
+            if len(spec.get("ports") or ()) > 1 and not port.get("name"):
+                causes.append(_cause(f"spec.ports[{i}].name", "Required value",
+                                     "FieldValueRequired"))
+        if spec.get("type") not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+            causes.append(_cause("spec.type", f'Unsupported value: "{spec.get("type")}": '
+                                 'supported values: "ClusterIP", "ExternalName", "LoadBalancer", '
+                                 '"NodePort"', "FieldValueNotSupported"))
+        if old is not None:
+            was = old.get("spec", {}).get("clusterIP")
+            if was and spec.get("clusterIP") != was:
+                causes.append(_cause(
+                    "spec.clusterIP",
+                    f'Invalid value: "{spec.get("clusterIP")}": field is immutable'))
+        return causes
+
+    def _validate_secret(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        causes = []
+        for key, value in (obj.get("data") or {}).items():
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                causes.append(_cause(f"data[{key}]", "Invalid value: illegal base64 data"))
+        return causes
+
+    def _validate_customresourcedefinition(self, obj: dict[str, Any],
+                                           old: dict[str, Any] | None) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        causes: list[Cause] = []
+        group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+        if not group:
+            causes.append(_cause("spec.group", "Required value", "FieldValueRequired"))
+        if not plural:
+            causes.append(_cause("spec.names.plural", "Required value", "FieldValueRequired"))
+        if not kind:
+            causes.append(_cause("spec.names.kind", "Required value", "FieldValueRequired"))
+        if group and plural and obj["metadata"]["name"] != f"{plural}.{group}":
+            causes.append(_cause("metadata.name", f'Invalid value: "{obj["metadata"]["name"]}": '
+                                 f"must be spec.names.plural+\".\"+spec.group"))
+        if spec.get("scope") not in ("Namespaced", "Cluster"):
+            causes.append(_cause("spec.scope", f'Unsupported value: "{spec.get("scope")}": '
+                                 'supported values: "Cluster", "Namespaced"',
+                                 "FieldValueNotSupported"))
+        versions = spec.get("versions") or []
+        if not versions or sum(1 for v in versions if v.get("storage")) != 1:
+            causes.append(_cause("spec.versions", "Invalid value: must have exactly one version "
+                                 "marked as storage version"))
+        for i, v in enumerate(versions):
+            if not (v.get("schema") or {}).get("openAPIV3Schema"):
+                causes.append(_cause(f"spec.versions[{i}].schema.openAPIV3Schema",
+                                     "Required value: schemas are required",
+                                     "FieldValueRequired"))
+        if group and plural:
+            taken = self.registry.get(group, plural)
+            if taken is not None and not taken.custom:
+                causes.append(_cause("spec.names.plural", f'Invalid value: "{plural}": '
+                                     "is already served by a built-in resource"))
+        return causes
+
+    # -- deletion ---------------------------------------------------------------
+
+    def graceful_seconds(self, rt: ResourceType, obj: dict[str, Any],
+                         requested: int | None) -> int | None:
+        """Seconds a pod gets to stop, when a node agent will confirm its end; None
+        when the object can go at once."""
+        if rt.key != ("", "pods"):
+            return None
+        node = obj.get("spec", {}).get("nodeName")
+        if not node or node not in self.nodes_with_agents:
+            return None
+        if obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        if requested is not None:
+            return None if requested == 0 else requested
+        return int(obj["spec"].get("terminationGracePeriodSeconds", 30)) or None
+
+    def waits_for_node(self, rt: ResourceType, obj: dict[str, Any]) -> bool:
+        node = obj.get("spec", {}).get("nodeName")
+        return rt.key == ("", "pods") and bool(node) and node in self.nodes_with_agents
+
+    def deletes_in_stages(self, rt: ResourceType) -> bool:
+        # A namespace empties first (the namespace controller), then goes.
+        return rt.key == ("", "namespaces")
+
+    def mark_deleting(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        if rt.key == ("", "namespaces"):
+            obj["status"] = {
+                "phase": "Terminating",
+                "conditions": [{"type": "NamespaceDeletionContentFailure", "status": "False",
+                                "reason": "ContentDeleted", "lastTransitionTime": now(),
+                                "message": "All content successfully deleted, may be waiting "
+                                           "on finalization"}],
+            }
+
+    # -- side effects ----------------------------------------------------------
+
+    def after_write(self, rt: ResourceType, obj: dict[str, Any],
+                    old: dict[str, Any] | None) -> None:
+        if rt.key == _CORE_CRD_KEY:
+            new_rt = resource_from_crd(obj)
+            if old is not None:
+                old_rt = resource_from_crd(old)
+                if old_rt.key != new_rt.key:
+                    self.registry.remove(*old_rt.key)
+            self.registry.add(new_rt)
+            self.registry_generation += 1
+
+    def after_delete(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        if rt.key == ("", "services"):
+            self._release_ips(obj)
+        elif rt.key == _CORE_CRD_KEY:
+            gone = resource_from_crd(obj)
+            self.registry.remove(*gone.key)
+            self.registry_generation += 1
+            assert self.api is not None
+            for cr in self.api.store.drop_resource(gone.key):
+                self.after_delete(gone, cr)
+
+    def _release_ips(self, obj: dict[str, Any]) -> None:
+        ip = obj.get("spec", {}).get("clusterIP")
+        if ip and ip != "None":
+            self.ips.release(ip)
+
+    def bind_pod(self, pod: dict[str, Any], node: str) -> dict[str, Any]:
+        """pods/binding: the scheduler's decision, the one change of a pod's spec allowed."""
+        assert self.api is not None
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or () if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": now()})
+        status["conditions"] = conditions
+        self.api.store.put(("", "pods"), new)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
+
+    # -- kinds without storage -----------------------------------------------------
+
+    def virtual_create(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        if rt.kind == "TokenReview":
+            return self.review_token(obj)
+        raise errors.method_not_allowed(f"{rt.plural} cannot be created")
+
+    def review_token(self, review: dict[str, Any]) -> dict[str, Any]:
+        token = (review.get("spec") or {}).get("token") or ""
+        want_aud = (review.get("spec") or {}).get("audiences") or []
+        user = self.authenticate_sa_token(token)
+        status: dict[str, Any]
+        if user is None:
+            status = {"authenticated": False, "error": "invalid bearer token"}
+        elif want_aud and not set(want_aud) & set(user["audiences"]):
+            status = {"authenticated": False, "error": "token audiences do not match"}
+        else:
+            status = {
+                "authenticated": True,
+                "user": {k: user[k] for k in ("username", "uid", "groups", "extra")},
+                "audiences": [a for a in user["audiences"] if not want_aud or a in want_aud],
+            }
+        review["status"] = status
+        return review
+
+    def authenticate_sa_token(self, token: str) -> dict[str, Any] | None:
+        """The user a service-account token stands for, if the token is ours, unexpired,
+        and the service account (and the pod it is bound to) still exist with the same uid."""
+        claims = self.tokens.claims(token)
+        if claims is None:
+            return None
+        k8s = claims.get("kubernetes.io") or {}
+        ns = k8s.get("namespace")
+        sa = k8s.get("serviceaccount") or {}
+        assert self.api is not None
+        sa_obj = self.api.store.get(("", "serviceaccounts"), ns or "", sa.get("name") or "")
+        if sa_obj is None or sa_obj["metadata"]["uid"] != sa.get("uid"):
+            return None
+        extra: dict[str, list[str]] = {}
+        pod = k8s.get("pod")
+        if pod:
+            pod_obj = self.api.store.get(("", "pods"), ns, pod.get("name") or "")
+            if pod_obj is None or pod_obj["metadata"]["uid"] != pod.get("uid"):
+                return None
+            extra["authentication.kubernetes.io/pod-name"] = [pod["name"]]
+            extra["authentication.kubernetes.io/pod-uid"] = [pod["uid"]]
+            node = (k8s.get("node") or {}).get("name")
+            if node:
+                extra["authentication.kubernetes.io/node-name"] = [node]
+        aud = claims.get("aud") or []
+        return {
+            "username": f"system:serviceaccount:{ns}:{sa['name']}",
+            "uid": sa["uid"],
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                       "system:authenticated"],
+            "extra": extra,
+            "audiences": [aud] if isinstance(aud, str) else list(aud),
+        }
+
+    def request_token(self, ns: str, sa_name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """serviceaccounts/<name>/token: a TokenRequest answered with a signed token."""
+        assert self.api is not None
+        sa = self.api.store.get(("", "serviceaccounts"), ns, sa_name)
+        if sa is None:
+            raise errors.not_found("serviceaccounts", "", sa_name)
+        spec = (body or {}).get("spec") or {}
+        expiration = int(spec.get("expirationSeconds") or 3600)
+        if expiration < 600:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", sa_name, [_cause(
+                "spec.expirationSeconds", f"Invalid value: {expiration}: may not specify a "
+                "duration less than 10 minutes")])
+        pod = None
+        bound = spec.get("boundObjectRef")
+        if bound:
+            if bound.get("kind") != "Pod":
+                raise errors.invalid("TokenRequest", "authentication.k8s.io", sa_name, [_cause(
+                    "spec.boundObjectRef.kind", f'Unsupported value: "{bound.get("kind")}": '
+                    'supported values: "Pod"', "FieldValueNotSupported")])
+            pod = self.api.store.get(("", "pods"), ns, bound.get("name") or "")
+            if pod is None or (bound.get("uid") and bound["uid"] != pod["metadata"]["uid"]):
+                raise errors.not_found("pods", "", bound.get("name") or "")
+            if (pod.get("spec") or {}).get("serviceAccountName", "default") != sa_name:
+                raise errors.bad_request(
+                    f"cannot bind token for serviceaccount \"{sa_name}\" to pod "
+                    f"\"{pod['metadata']['name']}\": the pod runs as another service account")
+        audiences = list(spec.get("audiences") or [])
+        if not audiences:
+            audiences = ["https://kubernetes.default.svc.cluster.local"]
+        token, exp = self.tokens.mint(ns, sa_name, sa["metadata"]["uid"], audiences=audiences,
+                                      expiration_seconds=expiration, pod=pod)
+        from datetime import UTC, datetime
+
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": sa_name, "namespace": ns,
+                         "creationTimestamp": now()},
+            "spec": {**spec, "audiences": audiences, "expirationSeconds": expiration},
+            "status": {
+                "token": token,
+                "expirationTimestamp": datetime.fromtimestamp(exp, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
+    # -- patching ---------------------------------------------------------------
+
+    def patch_schema(self, rt: ResourceType) -> PatchSchema:
+        model = schema.kind_schema(rt.group, rt.versions[0], rt.kind)
+        return model if model is not None else FreeForm()
+
+
+# -- pod helpers ---------------------------------------------------------------------
+
+
+def _default_pod_spec(spec: dict[str, Any]) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    if "serviceAccountName" not in spec:
+        spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for group in ("initContainers", "containers"):
+        for c in spec.get(group) or ():
+            image = str(c.get("image", ""))
+            tag = image.rsplit("/", 1)[-1]
+            latest = ":" not in tag or tag.endswith(":latest")
+            c.setdefault("imagePullPolicy", "Always" if latest and "@" not in tag
+                         else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            c.setdefault("resources", {})
+            for port in c.get("ports") or ():
+                port.setdefault("protocol", "TCP")
+
+
+def _qos_class(spec: dict[str, Any]) -> str:
+    resources = [c.get("resources") or {} for c in spec.get("containers") or ()]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        r.get("limits") and all(r.get("requests", r["limits"]).get(k) == v
+                                for k, v in r["limits"].items())
+        and {"cpu", "memory"} <= set(r["limits"])
+        for r in resources
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
+    causes: list[Cause] = []
+    containers = spec.get("containers")
+    if not containers:
+        causes.append(_cause(f"{path}.containers", "Required value", "FieldValueRequired"))
+    names: set[str] = set()
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(group) or ()):
+            where = f"{path}.{group}[{i}]"
+            name = c.get("name")
+            if not name:
+                causes.append(_cause(f"{where}.name", "Required value", "FieldValueRequired"))
+            else:
+                problem = dns_label_problem(name)
+                if problem:
+                    causes.append(_cause(f"{where}.name", f'Invalid value: "{name}": {problem}'))
+                if name in names:
+                    causes.append(_cause(f"{where}.name", f'Duplicate value: "{name}"',
+                                         "FieldValueDuplicate"))
+                names.add(name)
+            if not c.get("image"):
+                causes.append(_cause(f"{where}.image", "Required value", "FieldValueRequired"))
+            for j, port in enumerate(c.get("ports") or ()):
+                cp = port.get("containerPort")
+                if not isinstance(cp, int) or not 1 <= cp <= 65535:
+                    causes.append(_cause(f"{where}.ports[{j}].containerPort",
+                                         f"Invalid value: {cp}: must be between 1 and 65535, "
+                                         "inclusive"))
+    if spec.get("restartPolicy") not in (None, "Always", "OnFailure", "Never"):
+        causes.append(_cause(f"{path}.restartPolicy",
+                             f'Unsupported value: "{spec.get("restartPolicy")}": supported '
+                             'values: "Always", "OnFailure", "Never"', "FieldValueNotSupported"))
+    return causes
+
+
+def _pod_spec_mutable_view(spec: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec with the fields an update may change blanked out."""
+    view = {k: v for k, v in spec.items()
+            if k not in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")}
+    for group in ("initContainers", "containers"):
+        if group in view:
+            view[group] = [{k: v for k, v in c.items() if k != "image"} for c in view[group]]
+    return view
+
+
+def _fold_string_data(obj: dict[str, Any]) -> None:
+    string_data = obj.pop("stringData", None)
+    if string_data:
+        data = obj.setdefault("data", {})
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def _render(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def _render_labels(labels: dict[str, str]) -> str:
+    return "map[" + " ".join(f"{k}:{v}" for k, v in sorted(labels.items())) + "]"

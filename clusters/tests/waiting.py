@@ -1,0 +1,41 @@
+"""Waiting for the cluster's controllers, by watching: never a fixed sleep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import watch
+
+
+def until(list_fn: Callable[..., Any], predicate: Callable[[list[Any]], bool],
+          timeout: float = 20, **kwargs: Any) -> list[Any]:
+    """Watch ``list_fn`` (a client list method) until ``predicate(items)`` holds for
+    the current set of items; returns them.  Fails with the last state on timeout."""
+    deadline = time.monotonic() + timeout
+    result = list_fn(**kwargs)
+    items = {(i.metadata.namespace, i.metadata.name): i for i in result.items}
+    if predicate(list(items.values())):
+        return list(items.values())
+    rv = result.metadata.resource_version
+    w = watch.Watch()
+    while time.monotonic() < deadline:
+        remaining = max(1, int(deadline - time.monotonic()))
+        for ev in w.stream(list_fn, resource_version=rv, timeout_seconds=remaining, **kwargs):
+            obj = ev["object"]
+            key = (obj.metadata.namespace, obj.metadata.name)
+            if ev["type"] == "DELETED":
+                items.pop(key, None)
+            else:
+                items[key] = obj
+            rv = obj.metadata.resource_version
+            if predicate(list(items.values())):
+                w.stop()
+                return list(items.values())
+            if time.monotonic() >= deadline:
+                w.stop()
+                break
+    raise AssertionError(
+        f"condition not met within {timeout}s; last items: "
+        f"{sorted(f'{k[0]}/{k[1]}' for k in items)}")
