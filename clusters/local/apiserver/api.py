@@ -544,7 +544,7 @@ class Api:
                     obj.update(pruned)
                     opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
         if issues:
-            if opts.strict and all(i.message.startswith("unknown field") for i in issues):
+            if opts.strict and all(schema.is_unknown_field(i) for i in issues):
                 raise errors.bad_request(
                     f"{rt.kind} in version \"{version}\" cannot be handled as a {rt.kind}: "
                     "strict decoding error: " + ", ".join(i.message for i in issues)

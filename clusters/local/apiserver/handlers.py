@@ -176,8 +176,15 @@ class Handlers:
             doc = self._cached(f"{group}/{version}", generation,
                                lambda: self._gv_doc(group, version))
             return _json(doc)
+        if parts == ["v2"]:
+            # kubectl falls back to v2 only to learn it has no schema for a kind
+            # (which then fails as "no matches for kind"); schemas live in v3.
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi.openapi_v2_protobuf(),
+                                    content_type=openapi.OPENAPI_V2_PROTOBUF)
+            return _json(openapi.openapi_v2_document())
         raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                              "resource (only OpenAPI v3 is served)")
+                              "resource")
 
     def _gv_doc(self, group: str, version: str) -> dict[str, Any]:
         return self._cached(

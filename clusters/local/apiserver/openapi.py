@@ -29,9 +29,11 @@ things; every rule below comes from its source:
   the component with that GVK, following ``$ref``/``allOf``/``items``/
   ``additionalProperties`` and printing ``description``/``type``/``required``.
 
-With v3 answering all three, kubectl 1.37 never needs ``/openapi/v2`` for
-``apply``/``create``/``explain``: it only asks for v2 when v3 says
-"unsupported", and treats a missing v2 as "no schema" (so no ``openapi_v2`` here).
+With v3 answering all three, kubectl 1.37 asks for ``/openapi/v2`` only where
+v3 says "unsupported": ``kind: List`` manifests and kinds v3 does not describe
+(validation), custom kinds (patch type).  It then needs *a* v2 document, or
+``apply`` fails with "failed to download openapi"; an empty one
+(``openapi_v2_protobuf``) makes it behave as with a real server's v2.
 
 Documents are plain dicts, JSON-serializable, named like the real ones
 (``io.k8s.api.core.v1.Pod``, ``io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta``,
@@ -817,3 +819,61 @@ def openapi_v3_root(
             digest = document_hash(docs(*parse_group_version_path(path)))
         out[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": out}
+
+
+# ---------------------------------------------------------------------------
+# OpenAPI v2: an empty document, for kubectl's client-side fallback
+
+# kubectl asks with the first (Accept); kube-openapi answers with the second
+# (Content-Type), which Go's mime parser accepts ("@" it rejects).
+OPENAPI_V2_PROTOBUF_ACCEPT = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+_V2_INFO = {"title": "Kubernetes", "version": "v1.37.0"}
+
+
+def openapi_v2_document() -> dict[str, Any]:
+    """``/openapi/v2`` as JSON: a valid Swagger 2.0 document without definitions.
+
+    kubectl reads v2 only when v3 says a kind does not take ``fieldValidation``:
+    ``kind: List`` manifests, kinds the server does not serve, custom kinds whose
+    CRD is not there yet.  Under ``--validate=strict`` it then validates
+    client-side against v2, and *fails* if v2 cannot be fetched ("failed to
+    download openapi").  A document without definitions makes it skip that
+    validation (no schema for the kind), exactly as a real server's v2 does for
+    kinds it has no schema for; the server still validates each object it is
+    sent, since kubectl asks for ``fieldValidation=Strict`` regardless.  It also
+    answers the patcher's v2 lookup for custom kinds ("no patch types"), which
+    leads kubectl to the JSON merge patch a real server's custom kinds get.
+    """
+    return {"swagger": "2.0", "info": dict(_V2_INFO), "paths": {}, "definitions": {}}
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    out = bytearray([number << 3 | 2])
+    size = len(payload)
+    while size >= 0x80:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
+
+
+def openapi_v2_protobuf() -> bytes:
+    """``openapi_v2_document`` as the protobuf kubectl asks for.
+
+    kubectl requests ``/openapi/v2`` with ``Accept: OPENAPI_V2_PROTOBUF_ACCEPT``
+    only; answer with ``Content-Type: OPENAPI_V2_PROTOBUF``.  It decodes the
+    body as a gnostic ``openapi_v2.Document`` (github.com/google/gnostic
+    openapiv2/OpenAPIv2.proto: swagger = 1, info = 2 {title = 1, version = 2},
+    paths = 8, definitions = 9); JSON there would not parse.
+    """
+    info = _proto_field(1, _V2_INFO["title"].encode()) + _proto_field(
+        2, _V2_INFO["version"].encode()
+    )
+    return (
+        _proto_field(1, b"2.0")
+        + _proto_field(2, info)
+        + _proto_field(8, b"")
+        + _proto_field(9, b"")
+    )

@@ -24,7 +24,13 @@ Issues are reported as ``FieldIssue``: ``field`` is the path as Kubernetes print
 (``spec.template.spec.containers[0].ports[0].containerPort``), ``reason`` a
 Kubernetes ``CauseType`` string, ``message`` the error body *without* the path (as in
 a ``StatusCause``); the server prints ``f"{field}: {message}"`` in the Status
-message, as the real apiserver does.
+message, as the real apiserver does.  A value of the wrong type is
+``FieldValueTypeInvalid`` with kube-openapi's wording (what a real apiserver says
+for custom resources; for built-ins it fails decoding with a 400 instead):
+``Invalid value: "string": spec.replicas in body must be of type integer:
+"string"``.  Map values of built-in types are addressed Go-style
+(``metadata.labels[app]``), of CRD ``additionalProperties`` kube-openapi-style
+(``spec.selector.app``).
 """
 
 from __future__ import annotations
@@ -776,7 +782,8 @@ _JSON_TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": _is_int,
+    # kube-openapi takes an integral float (1.0) as an integer.
+    "integer": lambda v: _is_int(v) or (isinstance(v, float) and v.is_integer()),
     "number": _is_number,
     "boolean": lambda v: isinstance(v, bool),
 }
@@ -1063,7 +1070,9 @@ def prune_crd(
     structural schemas, which keeps everything under
     ``x-kubernetes-preserve-unknown-fields`` and the apiVersion/kind/metadata of
     the root and of embedded resources (unknown ``metadata`` fields are dropped,
-    as ObjectMeta decoding does).  The input is not modified.
+    as ObjectMeta decoding does).  Nulls of properties that are not ``nullable``
+    are dropped too, silently, as the apiserver does before defaulting.  The
+    input is not modified.
     """
     unknown: list[str] = []
     schema = openapi_v3_schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
