@@ -245,7 +245,7 @@ class ReadyMarker:
 
     def __init__(self, core, namespace):
         self.core, self.namespace = core, namespace
-        self.watch = watch.Watch()
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -253,25 +253,31 @@ class ReadyMarker:
         return self
 
     def __exit__(self, *exc):
-        self.watch.stop()
+        self.stopped.set()
         self.thread.join(10)
+        assert not self.thread.is_alive()
 
     def _run(self):
-        for ev in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
-                                    timeout_seconds=60):
-            pod = ev["object"]
-            if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
-                continue
-            if any(c.type == "Ready" for c in pod.status.conditions or ()):
-                continue
-            try:
-                self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {
-                    "status": {"phase": "Running",
-                               "podIP": "198.18.0.250",
-                               "conditions": [{"type": "Ready", "status": "True"}]}})
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+        rv = None
+        while not self.stopped.is_set():
+            # Short watches, resumed from the last version, so a stop takes effect
+            # within a second.
+            w = watch.Watch()
+            for ev in w.stream(self.core.list_namespaced_pod, self.namespace,
+                               resource_version=rv, timeout_seconds=1):
+                pod = ev["object"]
+                rv = pod.metadata.resource_version
+                if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
+                    continue
+                if any(c.type == "Ready" for c in pod.status.conditions or ()):
+                    continue
+                try:
+                    self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {
+                        "status": {"phase": "Running", "podIP": "198.18.0.250",
+                                   "conditions": [{"type": "Ready", "status": "True"}]}})
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
 
 
 def test_orphan_propagation_keeps_dependents(apps, namespace):
