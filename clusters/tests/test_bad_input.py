@@ -97,7 +97,7 @@ def test_unknown_field_in_strict_mode_is_400(raw):
     code, doc = raw("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
                     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"},
                      "dta": {"a": "b"}})
-    _, reason, message = _status(code, doc)
+    _, _, message = _status(code, doc)
     assert code == 400 and 'unknown field "dta"' in message
 
 
