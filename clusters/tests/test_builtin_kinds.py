@@ -119,11 +119,11 @@ def test_crud_watch_patch_delete(api_client, namespace, api_class, stem, namespa
     assert [t for t, _ in seen] == ["MODIFIED"] * 3
     assert [v for _, v in seen] == sorted(v for _, v in seen)
 
-    deleting = call("delete", name, *ns_args)
+    call("delete", name, *ns_args)
     if stem == "namespace":  # a namespace empties first, then goes
         w = watch.Watch()
         for ev in w.stream(api.list_namespace, field_selector=f"metadata.name={name}",
-                           resource_version=deleting.metadata.resource_version,
+                           resource_version=patched.metadata.resource_version,
                            timeout_seconds=10):
             if ev["type"] == "DELETED":
                 w.stop()
