@@ -147,5 +147,11 @@ def test_crd_without_schema_or_storage_version_is_422(raw):
     assert {"spec.versions", "spec.versions[0].schema.openAPIV3Schema"} <= fields
 
 
+def test_system_namespaces_cannot_be_deleted(raw):
+    code, doc = raw("DELETE", "/api/v1/namespaces/kube-system")
+    assert _status(code, doc)[:2] == (403, "Forbidden")
+    assert "may not be deleted" in doc["message"]
+
+
 def test_server_keeps_serving(raw):
     assert raw("GET", "/api/v1/namespaces/default")[0] == 200

@@ -334,6 +334,7 @@ class Api:
                                   "Precondition failed: ResourceVersion in precondition: "
                                   f"{opts.resource_version}, ResourceVersion in object meta: "
                                   f"{meta['resourceVersion']}")
+        self.hooks.check_delete(rt, obj)
         if opts.dry_run:
             return obj
         propagation = opts.propagation or "Background"

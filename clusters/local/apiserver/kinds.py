@@ -351,6 +351,12 @@ class KindHooks:
 
     # -- deletion ---------------------------------------------------------------
 
+    def check_delete(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if rt.key == ("", "namespaces") and name in ("default", "kube-system", "kube-public"):
+            raise errors.forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+
     def graceful_seconds(self, rt: ResourceType, obj: dict[str, Any],
                          requested: int | None) -> int | None:
         """Seconds a pod gets to stop, when a node agent will confirm its end; None
