@@ -34,7 +34,7 @@ def rss_mib(pid: int) -> float:
 def bench_up_down(root: Path, rounds: int) -> None:
     ups, downs = [], []
     for i in range(rounds):
-        c = LocalCluster(f"updown-{i}", root=root)
+        c = LocalCluster(f"updown-{i}", root=root, run_pods=False)
         t0 = time.perf_counter()
         c.up()
         with c.api_client() as api:
@@ -154,10 +154,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ambient-bench-") as tmp:
         root = Path(tmp)
         bench_up_down(root, args.rounds)
-        with LocalCluster("bench", root=root) as c:
+        with LocalCluster("bench", root=root, run_pods=False) as c:
             bench_pod_creates(c, args.pods, args.threads)
             bench_watch_latency(c, args.watchers, args.writes)
-        with LocalCluster("bench-mem", root=root) as c:
+        with LocalCluster("bench-mem", root=root, run_pods=False) as c:
             bench_memory(c, args.objects)
 
 

@@ -14,13 +14,18 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 
 import yaml
 
 from .apiserver.server import ApiServer, PortInUse, ServerConfig
+from .network import netns
+from .network.topology import API_IP, API_PORT, ClusterNetwork
+from .nodes import ClusterNotReady, NodeAgents, remove_made_dirs, wait_until_ready
 from .state import KUBECONFIG, PID_FILE, READY_FILE
 
 PR_SET_PDEATHSIG = 1
@@ -58,23 +63,58 @@ def _die_with_parent() -> None:
 async def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir)
     nodes = [f"node-{i + 1}" for i in range(args.nodes)]
-    server = ApiServer(ServerConfig(host=args.host, port=args.port, nodes=nodes,
-                                    service_cidr=args.service_cidr))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    network: ClusterNetwork | None = None
+    agents: NodeAgents | None = None
+    config = ServerConfig(host=args.host, port=args.port, nodes=nodes,
+                          service_cidr=args.service_cidr, state_dir=state)
     try:
+        if args.run_pods:
+            network = ClusterNetwork(args.name, args.nodes, state)
+            network.create()
+            with netns.entered(network.wire):
+                sock = socket.create_server((API_IP, API_PORT))
+            config.extra_sockets.append(sock)
+            config.endpoint = (API_IP, API_PORT)
+            config.dns = True
+        server = ApiServer(config)
         await server.start()
-    except PortInUse as exc:
+    except (PortInUse, netns.NetworkError, OSError) as exc:
         _report(args.ready_fd, {"error": str(exc)})
+        if network is not None:
+            network.destroy()
         return 2
     write_kubeconfig(state / KUBECONFIG, args.name, server)
+    try:
+        if network is not None:
+            agents = NodeAgents(network, state)
+            await agents.start()
+            await wait_until_ready(server, nodes, timeout=args.start_timeout)
+    except (ClusterNotReady, OSError, netns.NetworkError) as exc:
+        _report(args.ready_fd, {"error": str(exc)})
+        await _shutdown(server, agents, network, state)
+        return 2
     (state / READY_FILE).write_text(server.url + "\n")
     _report(args.ready_fd, {"url": server.url, "kubeconfig": str(state / KUBECONFIG)})
     await stop.wait()
-    await server.stop()
+    await _shutdown(server, agents, network, state)
+    if not os.environ.get("AMBIENT_HARNESS_KEEP_STATE"):
+        # A stop asked for (or the owner's death): nothing of this cluster remains.
+        shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+async def _shutdown(server: ApiServer, agents: NodeAgents | None,
+                    network: ClusterNetwork | None, state: Path) -> None:
+    if agents is not None:
+        await agents.stop()
+    await server.stop()
+    if network is not None:
+        network.destroy()
+    remove_made_dirs(state)
 
 
 def _report(fd: int | None, message: dict[str, str]) -> None:
@@ -96,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-cidr", default="198.19.0.0/16")
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--die-with-parent", action="store_true")
+    parser.add_argument("--run-pods", action="store_true",
+                        help="create the network and node agents (needs root)")
+    parser.add_argument("--start-timeout", type=float, default=60)
     args = parser.parse_args(argv)
     if args.die_with_parent:
         _die_with_parent()

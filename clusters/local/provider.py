@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from ..provider import ClusterError, ClusterProvider, ExecResult
+from .network import netns
+from .network.topology import node_netns, pod_netns
 from .state import ClusterDir, runtime_root
 
 DEFAULT_NAME = "ambient-local"
@@ -24,7 +26,8 @@ DEFAULT_NAME = "ambient-local"
 class LocalCluster(ClusterProvider):
     def __init__(self, name: str = DEFAULT_NAME, *, nodes: int = 2, port: int = 0,
                  host: str = "127.0.0.1", root: Path | str | None = None,
-                 die_with_parent: bool = True, start_timeout: float = 30) -> None:
+                 die_with_parent: bool = True, start_timeout: float = 60,
+                 run_pods: bool = True) -> None:
         if nodes < 1:
             raise ClusterError(f"a cluster needs at least one node (asked for {nodes})")
         self.name = name
@@ -34,6 +37,7 @@ class LocalCluster(ClusterProvider):
         self.dir = ClusterDir.for_name(name, Path(root) if root else None)
         self.die_with_parent = die_with_parent
         self.start_timeout = start_timeout
+        self.run_pods = run_pods
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +67,12 @@ class LocalCluster(ClusterProvider):
                "--nodes", str(self.nodes), "--ready-fd", str(write_fd)]
         if self.die_with_parent:
             cmd.append("--die-with-parent")
+        if self.run_pods:
+            try:
+                netns.require_tools()
+            except netns.NetworkError as exc:
+                raise ClusterError(str(exc)) from None
+            cmd += ["--run-pods", "--start-timeout", str(self.start_timeout)]
         project_root = Path(__file__).resolve().parents[2]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -73,7 +83,7 @@ class LocalCluster(ClusterProvider):
                                           start_new_session=not self.die_with_parent)
         os.close(write_fd)
         try:
-            message = _read_line(read_fd, self.start_timeout)
+            message = _read_line(read_fd, self.start_timeout + 10)
         finally:
             os.close(read_fd)
         if not message or "error" in message:
@@ -108,9 +118,52 @@ class LocalCluster(ClusterProvider):
 
     def exec(self, namespace: str, target: str, argv: list[str],
              timeout: float = 60) -> ExecResult:
-        raise ClusterError(
-            "exec needs the local cluster's node agents, which run pods as processes in "
-            "network namespaces; they are not part of this cluster yet")
+        """Run ``argv`` in the pod's network namespace with its DNS settings (the
+        command runs from this machine's filesystem, e.g. the real curl)."""
+        if not self.run_pods:
+            raise ClusterError("this local cluster runs no pods (run_pods=False): nothing to "
+                               "exec into")
+        pod = self.find_pod(namespace, target)
+        spec = pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            node = spec.get("nodeName", "")
+            ns_name = node_netns(self.name, node)
+        else:
+            ns_name = pod_netns(pod["metadata"]["uid"])
+        if not netns.exists(ns_name):
+            raise ClusterError(f"pod {namespace}/{pod['metadata']['name']} has no network "
+                               "namespace (not started, or already stopped)")
+        try:
+            proc = subprocess.run(netns.exec_argv(ns_name, argv), capture_output=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(f"exec {' '.join(argv)} in {namespace}/{target} did not finish "
+                               f"within {timeout:g}s") from exc
+        return ExecResult(proc.returncode, proc.stdout.decode(errors="replace"),
+                          proc.stderr.decode(errors="replace"))
+
+    def find_pod(self, namespace: str, target: str) -> dict:
+        """A pod by name, or a running pod of ``deploy/<name>`` (as kubectl exec picks)."""
+        from kubernetes import client
+
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            kind, _, name = target.rpartition("/")
+            if kind in ("deploy", "deployment", "deployments"):
+                dep = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
+                selector = ",".join(f"{k}={v}" for k, v in
+                                    (dep.spec.selector.match_labels or {}).items())
+                pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+                running = [p for p in pods if p.status.phase == "Running"
+                           and not p.metadata.deletion_timestamp]
+                if not running:
+                    raise ClusterError(f"deployment {namespace}/{name} has no running pod")
+                return api.sanitize_for_serialization(sorted(
+                    running, key=lambda p: p.metadata.name)[0])
+            if kind not in ("", "pod", "pods", "po"):
+                raise ClusterError(f"cannot exec into {target!r}: give a pod name or "
+                                   "deploy/<name>")
+            return api.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
 
 
 def _read_line(fd: int, timeout: float) -> dict[str, str] | None:

@@ -16,7 +16,7 @@ from clusters.local.provider import LocalCluster
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("clusters")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    c = LocalCluster(f"test-{worker}", root=root)
+    c = LocalCluster(f"api-{worker}", root=root, run_pods=False)
     c.up()
     yield c
     c.teardown()

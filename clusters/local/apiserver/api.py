@@ -414,9 +414,14 @@ class Api:
         resource_version: str | None,
         labels: LabelSelector | None = None,
         fields: FieldSelector | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(type, object) pairs: the current state first when no resourceVersion is
         given (or "0"), then every later change, in resourceVersion order.
+
+        ``send_initial_events`` (the streaming-list form kubectl wait uses) sends the
+        current state whatever the version, then a BOOKMARK annotated
+        ``k8s.io/initial-events-end`` so the client knows its list is complete.
 
         The resourceVersion is checked here, before anything is streamed, so a
         too-old one fails the call (410) instead of a stream already under way.  An
@@ -424,9 +429,14 @@ class Api:
         starts matching as ADDED, so a watcher's view stays equal to a fresh list.
         """
         initial: list[tuple[str, dict[str, Any]]] = []
-        if resource_version in (None, "", "0"):
-            items, _ = self.list(rt, ns, labels, fields)
+        if send_initial_events or resource_version in (None, "", "0"):
+            items, rv = self.list(rt, ns, labels, fields)
             initial = [("ADDED", obj) for obj in items]
+            if send_initial_events:
+                initial.append(("BOOKMARK", {
+                    "apiVersion": rt.api_version(rt.versions[0]), "kind": rt.kind,
+                    "metadata": {"resourceVersion": str(rv),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}}}))
         else:
             try:
                 since = int(resource_version)

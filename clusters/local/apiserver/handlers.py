@@ -366,7 +366,8 @@ class Handlers:
             raise errors.bad_request("timeoutSeconds must be an integer") from None
         as_table = "as=Table" in request.headers.get("Accept", "")
         try:
-            stream = self.api.watch(t.rt, t.namespace, q.get("resourceVersion"), labels, fields)
+            stream = self.api.watch(t.rt, t.namespace, q.get("resourceVersion"), labels, fields,
+                                    send_initial_events=q.get("sendInitialEvents") == "true")
         except errors.ApiError as exc:
             if exc.code != 410:
                 raise
@@ -384,7 +385,7 @@ class Handlers:
         async def pump() -> None:
             async for kind, obj in stream:
                 obj = self.api.present(t.rt, obj, t.version)
-                if as_table:
+                if as_table and kind != "BOOKMARK":
                     obj = self._table(request, t, [obj],
                                       obj["metadata"].get("resourceVersion", ""))
                 await response.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")

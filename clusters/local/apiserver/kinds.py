@@ -39,9 +39,6 @@ class KindHooks:
         self.ips = ClusterIPAllocator(service_cidr)
         self.tokens = tokens
         self.api: Api | None = None
-        # Set by the node side (issue "local nodes"): pods on these nodes are deleted
-        # gracefully, their agent confirming the end.  Without an agent a pod goes at once.
-        self.nodes_with_agents: set[str] = set()
         # Bumped whenever the set of served resources changes (a CRD came or went),
         # so cached discovery and OpenAPI documents know to rebuild.
         self.registry_generation = 0
@@ -364,7 +361,7 @@ class KindHooks:
         if rt.key != ("", "pods"):
             return None
         node = obj.get("spec", {}).get("nodeName")
-        if not node or node not in self.nodes_with_agents:
+        if not node or not self.node_has_agent(node):
             return None
         if obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return None
@@ -374,7 +371,17 @@ class KindHooks:
 
     def waits_for_node(self, rt: ResourceType, obj: dict[str, Any]) -> bool:
         node = obj.get("spec", {}).get("nodeName")
-        return rt.key == ("", "pods") and bool(node) and node in self.nodes_with_agents
+        return rt.key == ("", "pods") and bool(node) and self.node_has_agent(node)
+
+    def node_has_agent(self, node: str) -> bool:
+        """Pods on a node whose agent reports ready are deleted gracefully, the agent
+        confirming the end; without an agent nothing would, so they go at once."""
+        assert self.api is not None
+        obj = self.api.store.get(("", "nodes"), "", node)
+        for cond in ((obj or {}).get("status") or {}).get("conditions") or ():
+            if cond.get("type") == "Ready":
+                return cond.get("status") == "True" and cond.get("reason") == "KubeletReady"
+        return False
 
     def deletes_in_stages(self, rt: ResourceType) -> bool:
         # A namespace empties first (the namespace controller), then goes.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,14 @@ class ServerConfig:
     pod_cidr_base: str = "198.18"
     # Extra names and addresses the serving certificate must cover.
     extra_sans: list[str] = field(default_factory=list)
+    # Listening sockets made elsewhere (in the cluster's wire namespace), and the
+    # address pods reach the API at (the ``kubernetes`` Service's endpoint).
+    extra_sockets: list[socket.socket] = field(default_factory=list)
+    endpoint: tuple[str, int] | None = None
+    # Where node agents keep pod files (logs are read from here).
+    state_dir: Path | None = None
+    # Install cluster DNS (needs node agents to run its pod).
+    dns: bool = False
 
 
 class ApiServer:
@@ -68,6 +77,8 @@ class ApiServer:
 
     async def start(self) -> None:
         ips = ["127.0.0.1", self.hooks.ips.reserved(1)]
+        if self.config.endpoint:
+            ips.append(self.config.endpoint[0])
         dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]
         if self.config.host not in ips:
@@ -92,6 +103,10 @@ class ApiServer:
             raise PortInUse(self.config.host, self.config.port, exc) from None
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1]
+        for sock in self.config.extra_sockets:
+            await web.SockSite(self._runner, sock, ssl_context=ctx).start()
+        if self.config.state_dir is not None:
+            self.handlers.subresource_handlers["log"] = PodLogs(self.config.state_dir).serve
         self.handlers.address = f"{self.config.host}:{self.port}"
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
@@ -111,6 +126,7 @@ class ApiServer:
 
     def _bootstrap(self) -> None:
         """What a fresh cluster has: system namespaces, the ``kubernetes`` Service, Nodes."""
+        endpoint_ip, endpoint_port = self.config.endpoint or (self.config.host, self.port)
         ns_rt = self.api.rt("", "namespaces")
         for ns in SYSTEM_NAMESPACES:
             self.api.create(ns_rt, "v1", "", {"apiVersion": "v1", "kind": "Namespace",
@@ -121,14 +137,28 @@ class ApiServer:
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": self.hooks.ips.reserved(1),
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                                "targetPort": self.port}]},
+                                "targetPort": endpoint_port}]},
         })
         self.api.create(self.api.rt("", "endpoints"), "v1", "default", {
             "apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "namespace": "default"},
-            "subsets": [{"addresses": [{"ip": self.config.host}],
-                         "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]}],
+            "subsets": [{"addresses": [{"ip": endpoint_ip}],
+                         "ports": [{"name": "https", "port": endpoint_port, "protocol": "TCP"}]}],
         })
+        self.api.create(self.api.rt("discovery.k8s.io", "endpointslices"), "v1", "default", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [endpoint_ip], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": endpoint_port, "protocol": "TCP"}],
+        })
+        if self.config.dns:
+            for manifest in cluster_dns(self.hooks.ips.reserved(10)):
+                rt = self.api.registry.by_kind(*_group_kind(manifest))
+                assert rt is not None
+                self.api.create(rt, rt.versions[0], manifest["metadata"].get("namespace", ""),
+                                manifest)
         for i, name in enumerate(self.config.nodes):
             self.api.create(self.api.rt("", "nodes"), "v1", "", _node(
                 name, f"{self.config.pod_cidr_base}.{i}.0/24"))
@@ -180,6 +210,89 @@ def _node(name: str, pod_cidr: str) -> dict[str, Any]:
                          "bootID": ""},
         },
     }
+
+
+def _group_kind(manifest: dict[str, Any]) -> tuple[str, str]:
+    api_version = manifest["apiVersion"]
+    return (api_version.split("/")[0] if "/" in api_version else "", manifest["kind"])
+
+
+def cluster_dns(ip: str) -> list[dict[str, Any]]:
+    """kube-dns in kube-system: a Service at the tenth address and one DNS pod."""
+    labels = {"k8s-app": "kube-dns"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "coredns", "namespace": "kube-system"}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"clusterIP": ip, "selector": labels, "ports": [
+             {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels},
+             "spec": {"serviceAccountName": "coredns", "dnsPolicy": "Default", "containers": [{
+                 "name": "coredns", "image": "ambient-harness/cluster-dns:local",
+                 "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                           {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}],
+                 "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080},
+                                    "periodSeconds": 1}}]}}}},
+    ]
+
+
+class PodLogs:
+    """pods/log from the files the node agents write (same machine, same state folder)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    async def serve(self, request: web.Request, api: Api, rt: Any, ns: str,
+                    name: str) -> web.StreamResponse:
+        from . import errors
+
+        pod = api.get(rt, ns, name)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or ()]
+        inits = [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or ()]
+        container = request.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(containers)}]")
+            container = containers[0]
+        if container not in containers + inits:
+            raise errors.bad_request(
+                f"container {container} is not valid for pod {name}")
+        statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + \
+            ((pod.get("status") or {}).get("initContainerStatuses") or [])
+        restarts = next((s.get("restartCount", 0) for s in statuses
+                         if s.get("name") == container), 0)
+        if request.query.get("previous") in ("true", "1"):
+            if restarts == 0:
+                raise errors.bad_request(
+                    f'previous terminated container "{container}" in pod "{name}" not found')
+            restarts -= 1
+        node = (pod.get("spec") or {}).get("nodeName") or "-"
+        logs = self.state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
+            container
+        path = logs / f"{restarts}.log"
+        if not path.exists() and restarts > 0:
+            # Waiting to restart (back-off): show the last run, as the real kubelet does.
+            path = logs / f"{restarts - 1}.log"
+        if not path.exists():
+            raise errors.bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: '
+                "no log written yet")
+        data = path.read_bytes()
+        tail = request.query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) else b""
+        limit = request.query.get("limitBytes")
+        if limit and limit.isdigit():
+            data = data[: int(limit)]
+        return web.Response(body=data, content_type="text/plain")
 
 
 async def serve_forever(server: ApiServer, stop: asyncio.Event) -> None:

@@ -1,0 +1,104 @@
+"""Container images as programs: what the local cluster runs for an image name.
+
+The local cluster has no container runtime and pulls nothing.  An image name maps
+to a program on this machine: Bookinfo's images to the project's Python Bookinfo,
+``curlimages/curl`` to the command given (so ``exec ... curl`` is the real curl),
+the cluster's own DNS image to its DNS server.  Other projects add images through
+the ``ambient_harness.images`` entry point group (the reference implementation
+registers its control plane, ztunnel and waypoint this way).  An image nobody
+registered fails its pod the way a failed pull does.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Program:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # The image counts as started once these ports accept connections, as a real
+    # container is not "running" before its runtime finished creating it.
+    listens: tuple[int, ...] = ()
+
+
+class UnknownImage(Exception):
+    pass
+
+
+Resolver = Callable[[re.Match[str], dict[str, Any]], Program]
+
+
+def python_module(module: str, *args: str, listens: tuple[int, ...] = ()) -> Program:
+    """A Python program of this project, run with the interpreter running the cluster."""
+    return Program([sys.executable, "-m", module, *args],
+                   {"PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}, listens)
+
+
+def _as_given(default: list[str]) -> Resolver:
+    def resolve(match: re.Match[str], container: dict[str, Any]) -> Program:
+        command = list(container.get("command") or default)
+        args = list(container.get("args") or ())
+        if not command and not args:
+            raise UnknownImage("the image has no command to run; give the container a command")
+        return Program(command + args)
+    return resolve
+
+
+def _bookinfo(match: re.Match[str], container: dict[str, Any]) -> Program:
+    service, version = match.group("svc"), match.group("ver")
+    port = next((p.get("containerPort") for p in container.get("ports") or ()
+                 if p.get("containerPort")), 9080)
+    return python_module("clusters.local.images.bookinfo", service, "--version", version,
+                         "--port", str(port), listens=(int(port),))
+
+
+def _dns(match: re.Match[str], container: dict[str, Any]) -> Program:
+    return python_module("clusters.local.images.dns", "--port", "53", "--health-port", "8080",
+                         listens=(53,))
+
+
+class ImageCatalog:
+    def __init__(self) -> None:
+        self._entries: list[tuple[re.Pattern[str], Resolver, str]] = []
+
+    def register(self, pattern: str, resolver: Resolver, description: str) -> None:
+        self._entries.append((re.compile(pattern), resolver, description))
+
+    def resolve(self, image: str, container: dict[str, Any]) -> Program:
+        for pattern, resolver, _ in self._entries:
+            match = pattern.search(image)
+            if match:
+                return resolver(match, container)
+        known = "; ".join(d for _, _, d in self._entries)
+        raise UnknownImage(
+            f'image "{image}" is not in the local cluster\'s image catalog, so it cannot be '
+            f"pulled. Known images: {known}")
+
+    def descriptions(self) -> list[str]:
+        return [d for _, _, d in self._entries]
+
+
+def default_catalog() -> ImageCatalog:
+    catalog = ImageCatalog()
+    catalog.register(
+        r"(^|/)examples-bookinfo-(?P<svc>productpage|details|reviews|ratings)-(?P<ver>v\d+)"
+        r"(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",
+        _bookinfo, "Bookinfo (examples-bookinfo-<service>-<version>, any registry and tag)")
+    catalog.register(r"(^|/)curlimages/curl(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",
+                     _as_given(["curl"]), "curlimages/curl (runs the container's command)")
+    catalog.register(r"(^|/)ambient-harness/cluster-dns(:[\w.\-]+)?$", _dns,
+                     "ambient-harness/cluster-dns (the cluster's DNS)")
+    for ep in entry_points(group="ambient_harness.images"):
+        register = ep.load()
+        register(catalog)
+    return catalog

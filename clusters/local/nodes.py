@@ -1,0 +1,134 @@
+"""Starting and stopping the node agents, from the control-plane process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .apiserver.server import ApiServer
+from .images.catalog import PROJECT_ROOT
+from .network import netns
+from .network.topology import API_IP, API_PORT, ClusterNetwork
+from .state import KUBECONFIG
+
+
+class ClusterNotReady(Exception):
+    pass
+
+
+class NodeAgents:
+    def __init__(self, network: ClusterNetwork, state: Path) -> None:
+        self.network = network
+        self.state = state
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        for node in self.network.nodes:
+            log = open(self.state / f"{node.name}.log", "ab")  # noqa: SIM115
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    # nsenter, not ip netns exec: the agent must stay in the host's mount
+                    # namespace so the pod namespaces it mounts under /run/netns are
+                    # visible to everyone (a node-level mesh component, exec).
+                    "nsenter", f"--net={netns.NETNS_DIR / node.netns}", "--",
+                    sys.executable, "-m", "clusters.local.node.agent",
+                    "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.pod_cidr,
+                    "--kubeconfig", str(self.state / KUBECONFIG),
+                    "--server", f"https://{API_IP}:{API_PORT}",
+                    "--state-dir", str(self.state / "nodes" / node.name),
+                    "--registry", str(self.network.registry),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+            finally:
+                log.close()
+            (self.state / "nodes" / node.name).mkdir(parents=True, exist_ok=True)
+            self.procs.append(proc)
+
+    async def stop(self, grace: float = 20) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    def exited(self) -> list[int]:
+        return [p.returncode for p in self.procs if p.returncode is not None]
+
+
+def _nodes_ready(server: ApiServer, names: list[str]) -> bool:
+    return all(server.hooks.node_has_agent(n) for n in names)
+
+
+def _dns_ready(server: ApiServer) -> bool:
+    dep = server.store.get(("apps", "deployments"), "kube-system", "coredns")
+    return bool(dep) and (dep.get("status") or {}).get("readyReplicas", 0) >= 1
+
+
+async def wait_until_ready(server: ApiServer, nodes: list[str], timeout: float) -> None:
+    """Until every node's agent reports Ready and cluster DNS serves, by watching the
+    store (no polling); fails naming what is missing."""
+    changed = asyncio.Event()
+
+    def on_event(_: Any) -> None:
+        changed.set()
+
+    subs = [server.store.subscribe(("", "nodes"), callback=on_event),
+            server.store.subscribe(("apps", "deployments"), callback=on_event)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while not (_nodes_ready(server, nodes) and _dns_ready(server)):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                missing = [n for n in nodes if not server.hooks.node_has_agent(n)]
+                what = (f"nodes not ready: {', '.join(missing)}" if missing
+                        else "cluster DNS (kube-system/coredns) not ready")
+                raise ClusterNotReady(
+                    f"{what} after {timeout:g}s; see the node logs in {server.config.state_dir}")
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+    finally:
+        for sub in subs:
+            server.store.unsubscribe(sub)
+
+
+def remove_made_dirs(state: Path) -> None:
+    """Directories the agents made on the host as mount points (under /run), deepest
+    first, each only if empty and no process (of another cluster) mounts on it:
+    removing a mount point detaches the mounts on it in every namespace."""
+    made: list[str] = []
+    for f in state.glob("nodes/*/made-dirs"):
+        made += f.read_text().split()
+    in_use = _mount_points_in_use()
+    for d in sorted(set(made), key=len, reverse=True):
+        if any(m == d or m.startswith(d + "/") for m in in_use):
+            continue
+        with contextlib.suppress(OSError):
+            Path(d).rmdir()
+    with contextlib.suppress(OSError):
+        netns.ETC_NETNS.rmdir()  # only if empty: other users' files stay
+
+
+def _mount_points_in_use() -> set[str]:
+    points: set[str] = set()
+    for mountinfo in Path("/proc").glob("[0-9]*/mountinfo"):
+        try:
+            for line in mountinfo.read_text().splitlines():
+                points.add(line.split()[4])
+        except OSError:
+            continue
+    return points
