@@ -23,6 +23,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
+def nodes_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A cluster whose nodes run pods (root, network namespaces)."""
+    root = tmp_path_factory.mktemp("nodes")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    c = LocalCluster(f"nodes-{worker}", root=root)
+    c.up()
+    yield c
+    c.teardown()
+
+
+@pytest.fixture(scope="session")
 def api_client(cluster: LocalCluster) -> Iterator[client.ApiClient]:
     api = cluster.api_client()
     yield api

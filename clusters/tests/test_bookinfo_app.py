@@ -9,6 +9,7 @@ the tests talk to them with plain blocking http.client, as a curl in a pod would
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import os
@@ -576,6 +577,48 @@ def test_productpage_asks_reviews_twice_and_passes_its_status_on(stack: Stack) -
     page = request(port, "/productpage")
     assert page.status == 200 and "<strong>503</strong>" in page.text
     assert "Book Details" in page.text
+
+
+def test_productpage_times_out_slow_reviews_twice(stack: Stack) -> None:
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def stalled(req: web.Request) -> web.Response:
+        calls.append(req.path)
+        await release.wait()
+        return web.json_response({})
+
+    stub = web.Application()
+    stub.router.add_get("/reviews/{id}", stalled)
+    stub_port = stack.serve("reviews-stalled", stub)
+    settings = services.Settings.from_env(
+        "productpage", "v1", upstream_env(details=stack.ports["details"], reviews=stub_port)
+    )
+    quick = dataclasses.replace(settings, upstream_timeout=0.2)
+    port = stack.serve("productpage-quick", services.make_productpage_app(quick))
+    try:
+        got = request(port, "/api/v1/products/0/reviews")
+        assert got.status == 500 and calls == ["/reviews/0", "/reviews/0"]
+    finally:
+        stack.loop.loop.call_soon_threadsafe(release.set)
+
+
+def test_each_upstream_request_gets_its_own_connection(stack: Stack) -> None:
+    """No pooling, as upstream: per-connection L4 balancing must see every request."""
+    peers: list[tuple[str, int]] = []
+
+    async def details(req: web.Request) -> web.Response:
+        peers.append(req.transport.get_extra_info("peername") if req.transport else None)
+        return web.json_response(core.details_body(0))
+
+    stub = web.Application()
+    stub.router.add_get("/details/{id}", details)
+    stub_port = stack.serve("details-peers", stub)
+    settings = services.Settings.from_env("productpage", "v1", upstream_env(details=stub_port))
+    port = stack.serve("productpage-peers", services.make_productpage_app(settings))
+    for _ in range(3):
+        assert request(port, "/api/v1/products/0").status == 200
+    assert len(peers) == 3 and len(set(peers)) == 3
 
 
 def test_ratings_outage_shows_in_the_reviews(stack: Stack) -> None:

@@ -35,15 +35,54 @@ def _processes_mentioning(marker: str) -> list[int]:
     return pids
 
 
-def test_up_and_down_leave_no_process_or_file(tmp_path):
+def _netns_of(cluster: str, registry_names: list[str]) -> list[str]:
+    present = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    return sorted(n for n in present if n.startswith(f"ah-{cluster}") or n in registry_names)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for c in map(int, children):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _run_a_pod(kubeconfig: Path, name: str = "idle") -> None:
+    from clusters.provider import kubectl_binary
+
+    manifest = (f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n"
+                "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n"
+                "    image: curlimages/curl\n    command: [/bin/sleep, 3650d]\n")
+    kubectl = [kubectl_binary(), f"--kubeconfig={kubeconfig}"]
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=manifest, text=True, check=True,
+                   capture_output=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Ready", f"pod/{name}",
+                    "--timeout=30s"], check=True, capture_output=True)
+
+
+def test_up_and_down_leave_no_process_namespace_or_file(tmp_path):
     root = tmp_path / "state"
     c = LocalCluster("lifecycle", root=root)
     c.up()
     assert c.kubeconfig.exists()
+    _run_a_pod(c.kubeconfig)
+    recorded = (c.dir.path / "netns").read_text().split()
+    assert any(n.startswith("pod-") for n in recorded)
+    assert len(_netns_of("lifecycle", recorded)) == 5  # wire, 2 nodes, DNS pod, our pod
     assert _processes_mentioning(str(c.dir.path))
     c.teardown()
     assert not c.dir.path.exists()
     assert _processes_mentioning(str(c.dir.path)) == []
+    assert _processes_mentioning("/bin/sleep 3650d") == []
+    assert _netns_of("lifecycle", recorded) == []
+    assert not any(Path("/etc/netns", n).exists() for n in recorded)
     assert list(root.iterdir()) == []
 
 
@@ -74,16 +113,24 @@ def test_cleanup_after_sigkill(tmp_path):
                         capture_output=True, text=True, env=env, timeout=60)
     assert up.returncode == 0, up.stderr
     d = ClusterDir(tmp_path / "killed")
+    _run_a_pod(d.kubeconfig)
     pid = d.pid()
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone(pid, 10)
-    assert d.path.exists()  # a killed run leaves its folder...
+    # Everything at once: the control plane, the node agents, the containers.
+    everyone = [pid, *_descendants(pid)]
+    for p in everyone:
+        os.kill(p, signal.SIGKILL)
+    for p in everyone:
+        assert wait_gone(p, 10)
+    recorded = (d.path / "netns").read_text().split()
+    assert _netns_of("killed", recorded)  # a killed run leaves namespaces...
+    assert d.path.exists()  # ...and its folder...
     out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0 and "removed 1" in out.stdout
     assert not d.path.exists()  # ...which cleanup removes
     assert _processes_mentioning(str(d.path)) == []
+    assert _netns_of("killed", recorded) == []
 
 
 def test_port_in_use_is_reported_clearly(tmp_path):

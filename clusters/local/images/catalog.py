@@ -58,8 +58,11 @@ def _bookinfo(match: re.Match[str], container: dict[str, Any]) -> Program:
     service, version = match.group("svc"), match.group("ver")
     port = next((p.get("containerPort") for p in container.get("ports") or ()
                  if p.get("containerPort")), 9080)
-    return python_module("clusters.local.images.bookinfo", service, "--version", version,
-                         "--port", str(port), listens=(int(port),))
+    # The image's version, unless the pod's env sets SERVICE_VERSION (as an env var
+    # overrides an image's ENV).
+    own_version = any(e.get("name") == "SERVICE_VERSION" for e in container.get("env") or ())
+    args = [service, *([] if own_version else ["--version", version]), "--port", str(port)]
+    return python_module("clusters.local.images.bookinfo", *args, listens=(int(port),))
 
 
 def _dns(match: re.Match[str], container: dict[str, Any]) -> Program:
@@ -91,7 +94,7 @@ class ImageCatalog:
 def default_catalog() -> ImageCatalog:
     catalog = ImageCatalog()
     catalog.register(
-        r"(^|/)examples-bookinfo-(?P<svc>productpage|details|reviews|ratings)-(?P<ver>v\d+)"
+        r"(^|/)examples-bookinfo-(?P<svc>productpage|details|reviews|ratings)-(?P<ver>v[\w-]+?)"
         r"(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",
         _bookinfo, "Bookinfo (examples-bookinfo-<service>-<version>, any registry and tag)")
     catalog.register(r"(^|/)curlimages/curl(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",

@@ -103,8 +103,11 @@ class Settings:
 
 
 def _log(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # nobody is reading the log any more; keep serving regardless
 
 
 def _timestamp() -> str:

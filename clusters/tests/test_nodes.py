@@ -1,0 +1,224 @@
+"""Local cluster nodes: pods run as processes in network namespaces, with service
+VIPs, cluster DNS and Bookinfo, observed as a user would (curl from a pod)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from clusters.local.provider import LocalCluster
+
+from .waiting import until
+
+pytestmark = pytest.mark.slow
+
+BOOKINFO = Path(__file__).resolve().parents[2] / "conformance" / "manifests" / "bookinfo.yaml"
+CLIENTS = BOOKINFO.parent / "sleep.yaml"
+
+
+@pytest.fixture(scope="module")
+def bookinfo(nodes_cluster: LocalCluster) -> str:
+    """Bookinfo and the sleep/notsleep clients, all Ready, in their own namespace."""
+    ns = f"bookinfo-{uuid.uuid4().hex[:6]}"
+    nodes_cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+    nodes_cluster.apply(BOOKINFO, namespace=ns)
+    nodes_cluster.apply(CLIENTS, namespace=ns)
+    nodes_cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", ns,
+                          "--timeout=60s")
+    yield ns
+    nodes_cluster.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s")
+
+
+def curl(cluster: LocalCluster, ns: str, url: str, *extra: str, client_app: str = "sleep"):
+    return cluster.exec(ns, f"deploy/{client_app}", ["curl", "-sS", "-m", "10", *extra, url])
+
+
+def _pods(cluster: LocalCluster, ns: str, selector: str) -> list[dict]:
+    with cluster.api_client() as api:
+        pods = client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector).items
+        return [api.sanitize_for_serialization(p) for p in pods]
+
+
+def test_bookinfo_and_clients_are_ready_and_notsleep_avoids_productpage(nodes_cluster,
+                                                                         bookinfo):
+    pods = _pods(nodes_cluster, bookinfo, "")
+    assert len(pods) == 8
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    assert all(re.fullmatch(r"198\.18\.\d+\.\d+", p["status"]["podIP"]) for p in pods)
+    [pp] = _pods(nodes_cluster, bookinfo, "app=productpage")
+    [notsleep] = _pods(nodes_cluster, bookinfo, "app=notsleep")
+    assert notsleep["spec"]["nodeName"] != pp["spec"]["nodeName"]
+
+
+def test_productpage_from_sleep(nodes_cluster, bookinfo):
+    r = curl(nodes_cluster, bookinfo, "http://productpage:9080/productpage")
+    assert r.exit_code == 0, r.stderr
+    assert "<title>Simple Bookstore App</title>" in r.stdout
+
+
+def test_all_three_reviews_versions_answer(nodes_cluster, bookinfo):
+    script = ("for i in $(seq 60); do curl -sS -m 10 http://productpage:9080/productpage "
+              "| grep -o 'reviews-v[0-9]' | head -n 1; done")
+    r = nodes_cluster.exec(bookinfo, "deploy/sleep", ["sh", "-c", script], timeout=120)
+    assert r.exit_code == 0, r.stderr
+    counts = collections.Counter(r.stdout.split())
+    assert sum(counts.values()) == 60, counts
+    assert set(counts) == {"reviews-v1", "reviews-v2", "reviews-v3"}, counts
+
+
+def test_reviews_api_through_productpage(nodes_cluster, bookinfo):
+    r = curl(nodes_cluster, bookinfo, "http://productpage:9080/api/v1/products/0/reviews")
+    assert r.exit_code == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert body["id"] == "0" and len(body["reviews"]) == 2
+    assert body["podname"].startswith("reviews-v")
+
+
+@pytest.mark.parametrize("name", ["details", "details.{ns}", "details.{ns}.svc.cluster.local"])
+def test_dns_names_resolve_in_all_three_forms(nodes_cluster, bookinfo, name):
+    r = curl(nodes_cluster, bookinfo, f"http://{name.format(ns=bookinfo)}:9080/details/0")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["id"] == 0
+
+
+def test_pod_to_pod_across_nodes_by_ip_and_vip(nodes_cluster, bookinfo):
+    [sleep] = _pods(nodes_cluster, bookinfo, "app=sleep")
+    others = [p for p in _pods(nodes_cluster, bookinfo, "app in (details,ratings,reviews)")
+              if p["spec"]["nodeName"] != sleep["spec"]["nodeName"]]
+    assert others, "Bookinfo should have pods on the other node"
+    target = others[0]
+    app = target["metadata"]["labels"]["app"]
+    r = curl(nodes_cluster, bookinfo, f"http://{target['status']['podIP']}:9080/health")
+    assert r.exit_code == 0, r.stderr
+    with nodes_cluster.api_client() as api:
+        vip = client.CoreV1Api(api).read_namespaced_service(app, bookinfo).spec.cluster_ip
+    assert vip.startswith("198.19.")
+    r = curl(nodes_cluster, bookinfo, f"http://{vip}:9080/health")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_service_without_ready_endpoints_refuses_at_once(nodes_cluster, bookinfo):
+    nodes_cluster.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "empty"},
+                          "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}}],
+                        namespace=bookinfo)
+    r = curl(nodes_cluster, bookinfo, "http://empty/")
+    assert r.exit_code == 7, (r.exit_code, r.stderr)  # connection refused, no timeout
+
+
+def test_deleted_pod_is_replaced_with_a_new_address(nodes_cluster, bookinfo):
+    [old] = _pods(nodes_cluster, bookinfo, "app=ratings")
+    nodes_cluster.kubectl("delete", "pod", "-n", bookinfo, old["metadata"]["name"])
+    with nodes_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        pods = until(core.list_namespaced_pod, lambda items: len(items) == 1 and all(
+            p.metadata.uid != old["metadata"]["uid"] and p.status.pod_ip and any(
+                c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())
+            for p in items), timeout=30, namespace=bookinfo, label_selector="app=ratings")
+    assert pods[0].status.pod_ip != old["status"]["podIP"]
+    assert curl(nodes_cluster, bookinfo, "http://ratings:9080/ratings/0").exit_code == 0
+
+
+def test_readiness_probe_failure_removes_pod_from_endpoints(nodes_cluster, bookinfo, tmp_path):
+    flag = tmp_path / "ready"
+    flag.write_text("ok")
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probed", "labels": {"app": "probed"}},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "c", "image": "curlimages/curl", "command": ["/bin/sleep", "3650d"],
+            "readinessProbe": {"exec": {"command": ["test", "-e", str(flag)]},
+                               "periodSeconds": 1, "failureThreshold": 1}}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probed"},
+         "spec": {"selector": {"app": "probed"}, "ports": [{"port": 80}]}}],
+        namespace=bookinfo)
+    with nodes_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+
+        def addresses(kind):
+            def check(items):
+                eps = [e for e in items if e.metadata.name == "probed"]
+                subsets = (eps[0].subsets or []) if eps else []
+                return bool(subsets) and bool(getattr(subsets[0], kind))
+            return check
+
+        until(core.list_namespaced_endpoints, addresses("addresses"), timeout=30,
+              namespace=bookinfo)
+        flag.unlink()
+        until(core.list_namespaced_endpoints, addresses("not_ready_addresses"), timeout=30,
+              namespace=bookinfo)
+        ep = core.read_namespaced_endpoints("probed", bookinfo)
+        assert not ep.subsets[0].addresses
+
+
+def test_unknown_image_and_crashing_container_are_reported(nodes_cluster, bookinfo):
+    nodes_cluster.apply([
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-such-image"},
+         "spec": {"containers": [{"name": "c", "image": "example.com/no/such:1"}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+         "spec": {"containers": [{"name": "c", "image": "curlimages/curl",
+                                  "command": ["sh", "-c", "echo about to fail; exit 3"]}]}},
+    ], namespace=bookinfo)
+    with nodes_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+
+        def waiting(name, reasons):
+            def check(items):
+                pod = next((p for p in items if p.metadata.name == name), None)
+                statuses = (pod.status.container_statuses or []) if pod else []
+                return bool(statuses) and statuses[0].state.waiting is not None and \
+                    statuses[0].state.waiting.reason in reasons
+            return check
+
+        until(core.list_namespaced_pod, waiting("no-such-image",
+                                                {"ErrImagePull", "ImagePullBackOff"}),
+              timeout=30, namespace=bookinfo)
+        pod = core.read_namespaced_pod("no-such-image", bookinfo)
+        assert "image catalog" in pod.status.container_statuses[0].state.waiting.message
+        assert pod.status.phase == "Pending"
+        until(core.list_namespaced_pod, waiting("crasher", {"CrashLoopBackOff"}), timeout=30,
+              namespace=bookinfo)
+        status = core.read_namespaced_pod("crasher", bookinfo).status.container_statuses[0]
+        assert status.last_state.terminated.exit_code == 3
+        assert status.last_state.terminated.reason == "Error"
+        assert status.restart_count >= 1
+        assert "about to fail" in core.read_namespaced_pod_log("crasher", bookinfo)
+    # ...and nothing else was taken down
+    assert curl(nodes_cluster, bookinfo, "http://details:9080/details/0").exit_code == 0
+
+
+def test_environment_from_the_downward_api(nodes_cluster, bookinfo, tmp_path):
+    printed = tmp_path / "printed"
+    env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}} for n, p in (
+        ("MY_POD", "metadata.name"), ("MY_NS", "metadata.namespace"),
+        ("MY_IP", "status.podIP"), ("MY_NODE", "spec.nodeName"),
+        ("MY_SA", "spec.serviceAccountName"))]
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "envy"},
+        "spec": {"serviceAccountName": "sleep", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "curlimages/curl", "env": env,
+                                 "command": ["sh", "-c", "echo $MY_POD $MY_NS $MY_IP $MY_NODE "
+                                             "$MY_SA $(hostname); cat /var/run/secrets/"
+                                             "kubernetes.io/serviceaccount/namespace; echo; "
+                                             f"touch {printed}; exec sleep 3650d"],
+                                 # Ready only once the output is written: no race.
+                                 "readinessProbe": {"exec": {"command": ["test", "-e",
+                                                                         str(printed)]},
+                                                    "periodSeconds": 1}}]}}],
+                        namespace=bookinfo)
+    nodes_cluster.wait("v1", "Pod", "envy", namespace=bookinfo, timeout=30,
+                       condition=lambda p: any(c["type"] == "Ready" and c["status"] == "True"
+                                               for c in p["status"].get("conditions") or ()))
+    with nodes_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        pod = core.read_namespaced_pod("envy", bookinfo)
+        out = core.read_namespaced_pod_log("envy", bookinfo).split()
+    assert out == ["envy", bookinfo, pod.status.pod_ip, pod.spec.node_name, "sleep", "envy",
+                   bookinfo]
