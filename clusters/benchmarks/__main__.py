@@ -142,6 +142,111 @@ def bench_memory(c: LocalCluster, objects: int) -> None:
           f"objects ({total} configmaps in all, plus what the pod benchmark left)")
 
 
+def _percentiles(values: list[float]) -> str:
+    return (f"p50 {pct(values, 50) * 1000:.0f} ms, p99 {pct(values, 99) * 1000:.0f} ms, "
+            f"max {max(values) * 1000:.0f} ms")
+
+
+def bench_nodes_up_down(root: Path, rounds: int) -> None:
+    ups, downs = [], []
+    for i in range(rounds):
+        c = LocalCluster(f"nodes-{i}", root=root)
+        t0 = time.perf_counter()
+        c.up()  # returns once every node is Ready and cluster DNS serves
+        ups.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        c.teardown()
+        downs.append(time.perf_counter() - t0)
+    print(f"cluster up (2 nodes Ready, DNS ready): {_percentiles(ups)} ({rounds} rounds)")
+    print(f"cluster down (all namespaces, links, processes gone): {_percentiles(downs)}")
+
+
+def _pids_in_pod(uid: str) -> list[int]:
+    from clusters.local.network import netns
+    from clusters.local.network.topology import pod_netns
+
+    ino = netns.inode(pod_netns(uid))
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "ns" / "net").stat().st_ino == ino:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def bench_bookinfo(c: LocalCluster) -> None:
+    import json
+    import sys
+
+    from clusters.local.demo import MANIFESTS
+
+    t0 = time.perf_counter()
+    c.apply(MANIFESTS / "bookinfo.yaml", namespace="default")
+    c.apply(MANIFESTS / "sleep.yaml", namespace="default")
+    c.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", "default",
+              "--timeout=120s")
+    print(f"Bookinfo + sleep + notsleep all Ready after apply: "
+          f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+    for name, url in (("productpage /health", "http://productpage:9080/health"),
+                      ("details via VIP", "http://details:9080/details/0")):
+        r = c.exec("default", "deploy/sleep", [sys.executable, "-m",
+                                                "clusters.benchmarks.http_load", url,
+                                                "--seconds", "5", "--concurrency", "4"],
+                   timeout=60)
+        res = json.loads(r.stdout)
+        print(f"sleep -> {name}, keep-alive, 4 connections, 5 s: {res['rps']:.0f} req/s, "
+              f"p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, "
+              f"{res['errors']} errors (no mesh: the baseline)")
+    with c.api_client() as api:
+        pods = client.CoreV1Api(api).list_namespaced_pod("default").items
+    for pod in sorted(pods, key=lambda p: p.metadata.name):
+        if pod.metadata.labels.get("app") in ("details", "productpage", "sleep"):
+            rss = sum(rss_mib(p) for p in _pids_in_pod(pod.metadata.uid))
+            print(f"memory of pod {pod.metadata.labels['app']}: {rss:.1f} MiB RSS")
+
+
+def bench_pod_start(c: LocalCluster, count: int) -> None:
+    with c.api_client() as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="starts")))
+        rv = core.list_namespaced_pod("starts").metadata.resource_version
+        created: dict[str, float] = {}
+        ready: dict[str, float] = {}
+        done = threading.Event()
+
+        def watcher() -> None:
+            w = watch.Watch()
+            for ev in w.stream(core.list_namespaced_pod, "starts", resource_version=rv,
+                               timeout_seconds=120):
+                pod = ev["object"]
+                if pod.metadata.name in ready:
+                    continue
+                if any(cond.type == "Ready" and cond.status == "True"
+                       for cond in pod.status.conditions or ()):
+                    ready[pod.metadata.name] = time.perf_counter()
+                    if len(ready) == count:
+                        w.stop()
+            done.set()
+
+        t = threading.Thread(target=watcher)
+        t.start()
+        for i in range(count):
+            name = f"p{i}"
+            created[name] = time.perf_counter()
+            core.create_namespaced_pod("starts", client.V1Pod(
+                metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
+                    termination_grace_period_seconds=0, containers=[client.V1Container(
+                        name="c", image="curlimages/curl", command=["/bin/sleep", "3650d"])])))
+        done.wait(150)
+        t.join(5)
+        latencies = [ready[n] - created[n] for n in ready]
+        print(f"pod start, create to Ready, {count} pods created back to back: "
+              f"{_percentiles(latencies)} ({len(ready)}/{count} Ready)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m clusters.benchmarks")
     parser.add_argument("--pods", type=int, default=1000)
@@ -150,15 +255,23 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--start-pods", type=int, default=50)
+    parser.add_argument("--only", choices=["api", "nodes"], default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ambient-bench-") as tmp:
         root = Path(tmp)
-        bench_up_down(root, args.rounds)
-        with LocalCluster("bench", root=root, run_pods=False) as c:
-            bench_pod_creates(c, args.pods, args.threads)
-            bench_watch_latency(c, args.watchers, args.writes)
-        with LocalCluster("bench-mem", root=root, run_pods=False) as c:
-            bench_memory(c, args.objects)
+        if args.only in (None, "api"):
+            bench_up_down(root, args.rounds)
+            with LocalCluster("bench", root=root, run_pods=False) as c:
+                bench_pod_creates(c, args.pods, args.threads)
+                bench_watch_latency(c, args.watchers, args.writes)
+            with LocalCluster("bench-mem", root=root, run_pods=False) as c:
+                bench_memory(c, args.objects)
+        if args.only in (None, "nodes"):
+            bench_nodes_up_down(root, max(3, args.rounds // 2))
+            with LocalCluster("bench-nodes", root=root) as c:
+                bench_bookinfo(c)
+                bench_pod_start(c, args.start_pods)
 
 
 if __name__ == "__main__":
