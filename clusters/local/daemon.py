@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace) -> int:
             config.extra_sockets.append(sock)
             config.endpoint = (API_IP, API_PORT)
             config.dns = True
+            config.cluster_name = args.name
         server = ApiServer(config)
         await server.start()
     except (PortInUse, netns.NetworkError, OSError) as exc:

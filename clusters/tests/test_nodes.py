@@ -222,3 +222,30 @@ def test_environment_from_the_downward_api(nodes_cluster, bookinfo, tmp_path):
         out = core.read_namespaced_pod_log("envy", bookinfo).split()
     assert out == ["envy", bookinfo, pod.status.pod_ip, pod.spec.node_name, "sleep", "envy",
                    bookinfo]
+
+
+def test_kubectl_exec_and_client_stream(nodes_cluster, bookinfo):
+    out = nodes_cluster.kubectl("exec", "-n", bookinfo, "deploy/sleep", "--", "curl", "-sS",
+                                "http://details:9080/details/0").stdout
+    assert json.loads(out)["id"] == 0
+    echoed = nodes_cluster.kubectl("exec", "-i", "-n", bookinfo, "deploy/sleep", "--", "cat",
+                                   input="through stdin\n").stdout
+    assert echoed == "through stdin\n"
+    failed = nodes_cluster.kubectl("exec", "-n", bookinfo, "deploy/sleep", "--", "sh", "-c",
+                                   "exit 7", check=False)
+    assert failed.returncode == 7
+    from kubernetes.stream import stream
+
+    [pod] = _pods(nodes_cluster, bookinfo, "app=sleep")
+    with nodes_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        text = stream(core.connect_get_namespaced_pod_exec, pod["metadata"]["name"], bookinfo,
+                      command=["sh", "-c", "echo out; echo err >&2"], stdout=True,
+                      stderr=True, stdin=False, tty=False)
+    assert sorted(text.split()) == ["err", "out"]
+
+
+def test_kubectl_logs(nodes_cluster, bookinfo):
+    curl(nodes_cluster, bookinfo, "http://details:9080/details/0")
+    logs = nodes_cluster.kubectl("logs", "-n", bookinfo, "deploy/details-v1").stdout
+    assert "/details/0" in logs

@@ -27,6 +27,7 @@ from .api import Api
 from .handlers import Handlers
 from .kinds import KindHooks
 from .meta import now
+from .podexec import PodExec
 from .resources import Registry
 from .store import Store
 from .tokens import TokenIssuer
@@ -54,6 +55,8 @@ class ServerConfig:
     state_dir: Path | None = None
     # Install cluster DNS (needs node agents to run its pod).
     dns: bool = False
+    # Set when nodes run pods: pods/exec enters their namespaces by these names.
+    cluster_name: str | None = None
 
 
 class ApiServer:
@@ -107,6 +110,9 @@ class ApiServer:
             await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         if self.config.state_dir is not None:
             self.handlers.subresource_handlers["log"] = PodLogs(self.config.state_dir).serve
+        if self.config.cluster_name is not None:
+            self.handlers.subresource_handlers["exec"] = PodExec(
+                _pod_entry(self.config.cluster_name)).serve
         self.handlers.address = f"{self.config.host}:{self.port}"
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
@@ -210,6 +216,22 @@ def _node(name: str, pod_cidr: str) -> dict[str, Any]:
                          "bootID": ""},
         },
     }
+
+
+def _pod_entry(cluster: str) -> Any:
+    from ..network import netns
+    from ..network.topology import node_netns, pod_netns
+
+    def enter(pod: dict[str, Any]) -> list[str] | None:
+        spec = pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            name = node_netns(cluster, spec.get("nodeName") or "")
+            return ["nsenter", f"--net={netns.NETNS_DIR / name}", "--"] \
+                if netns.exists(name) else None
+        name = pod_netns(pod["metadata"]["uid"])
+        return netns.exec_argv(name, []) if netns.exists(name) else None
+
+    return enter
 
 
 def _group_kind(manifest: dict[str, Any]) -> tuple[str, str]:
