@@ -249,3 +249,49 @@ def test_kubectl_logs(nodes_cluster, bookinfo):
     curl(nodes_cluster, bookinfo, "http://details:9080/details/0")
     logs = nodes_cluster.kubectl("logs", "-n", bookinfo, "deploy/details-v1").stdout
     assert "/details/0" in logs
+
+
+def test_host_network_pod_runs_in_the_node_and_sees_pod_namespaces(nodes_cluster, bookinfo):
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-agent"},
+        "spec": {"hostNetwork": True, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "curlimages/curl",
+                                 "command": ["/bin/sleep", "3650d"],
+                                 "securityContext": {"privileged": True},
+                                 "volumeMounts": [{"name": "netns",
+                                                   "mountPath": "/var/run/netns"}]}],
+                 "volumes": [{"name": "netns", "hostPath": {"path": "/var/run/netns"}}]}}],
+        namespace=bookinfo)
+    pod = nodes_cluster.wait("v1", "Pod", "node-agent", namespace=bookinfo, timeout=30,
+                             condition=lambda p: p["status"].get("phase") == "Running")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    assert pod["status"]["hostIP"].startswith("198.18.255.")
+    [details] = _pods(nodes_cluster, bookinfo, "app=details")
+    listed = nodes_cluster.exec(bookinfo, "node-agent", ["ls", "/var/run/netns"])
+    assert f"pod-{details['metadata']['uid']}" in listed.stdout.split()
+    with nodes_cluster.api_client() as api:
+        vip = client.CoreV1Api(api).read_namespaced_service("details", bookinfo).spec.cluster_ip
+    r = nodes_cluster.exec(bookinfo, "node-agent",
+                           ["curl", "-sS", "-m", "5", f"http://{vip}:9080/details/0"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["id"] == 0
+
+
+def test_failing_liveness_probe_restarts_the_container(nodes_cluster, bookinfo):
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unwell"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "c", "image": "curlimages/curl", "command": ["/bin/sleep", "3650d"],
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1,
+                              "failureThreshold": 2}}]}}], namespace=bookinfo)
+    pod = nodes_cluster.wait(
+        "v1", "Pod", "unwell", namespace=bookinfo, timeout=30,
+        description="a restart after the liveness probe failed",
+        condition=lambda p: any(s.get("restartCount", 0) >= 1
+                                for s in p["status"].get("containerStatuses") or ()))
+    status = pod["status"]["containerStatuses"][0]
+    assert status["lastState"]["terminated"]["exitCode"] == 143  # SIGTERM
+    with nodes_cluster.api_client() as api:
+        events = client.CoreV1Api(api).list_namespaced_event(
+            bookinfo, field_selector="involvedObject.name=unwell").items
+    assert any(e.reason == "Unhealthy" and "Liveness probe failed" in e.message
+               for e in events)

@@ -27,11 +27,13 @@ class NetworkError(Exception):
 
 def require_tools() -> None:
     """Fail early, naming what is missing and how to get it."""
-    missing = [t for t in ("ip", "iptables-restore", "sysctl") if shutil.which(t) is None]
+    packages = {"ip": "iproute2", "nft": "nftables", "nsenter": "util-linux",
+                "unshare": "util-linux", "mount": "mount"}
+    missing = [t for t in packages if shutil.which(t) is None]
     if missing:
         raise NetworkError(
-            f"the local cluster's nodes need {', '.join(missing)}; on Debian: "
-            "apt-get install iproute2 iptables procps")
+            f"the local cluster's nodes need {', '.join(missing)}; on Debian: apt-get install "
+            + " ".join(sorted({packages[t] for t in missing})))
     if os.geteuid() != 0:
         raise NetworkError(
             "the local cluster's nodes need root: they create network namespaces, veth links "
