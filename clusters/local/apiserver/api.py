@@ -191,13 +191,7 @@ class Api:
         old = self.find(rt, ns, name)
         if old is None:
             raise errors.not_found(rt.plural, rt.group, name)
-        want_rv = obj["metadata"].get("resourceVersion")
-        if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-            raise errors.conflict(
-                rt.plural, rt.group, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            )
+        _check_version(rt, obj, old)
         return self._replace(rt, version, old, obj, opts, subresource)
 
     def patch(
@@ -251,13 +245,7 @@ class Api:
             raise errors.ApiError(422, "Invalid", "the patch did not produce an object",
                                   kind=rt.kind, name=name, group=rt.group)
         new.setdefault("metadata", {})
-        want_rv = new["metadata"].get("resourceVersion")
-        if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-            raise errors.conflict(
-                rt.plural, rt.group, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            )
+        _check_version(rt, new, old)
         new["metadata"]["name"] = name
         if rt.namespaced:
             new["metadata"]["namespace"] = ns
@@ -573,6 +561,17 @@ class Api:
                                     f'Invalid value: "{obj["metadata"]["name"]}": {name_problem}'))
         if causes:
             raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
+
+
+def _check_version(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Optimistic concurrency: a write naming a resourceVersion must name the current one."""
+    want = new["metadata"].get("resourceVersion")
+    if want and want != old["metadata"]["resourceVersion"]:
+        raise errors.conflict(
+            rt.plural, rt.group, old["metadata"]["name"],
+            "the object has been modified; please apply your changes to the latest "
+            "version and try again",
+        )
 
 
 def _cause(field: str, reason: str, message: str) -> dict[str, str]:

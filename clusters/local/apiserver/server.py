@@ -27,7 +27,7 @@ from .api import Api
 from .handlers import Handlers
 from .kinds import KindHooks
 from .meta import now
-from .podexec import PodExec
+from .podio import PodExec, PodLogs
 from .resources import Registry
 from .store import Store
 from .tokens import TokenIssuer
@@ -261,60 +261,6 @@ def cluster_dns(ip: str) -> list[dict[str, Any]]:
                  "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080},
                                     "periodSeconds": 1}}]}}}},
     ]
-
-
-class PodLogs:
-    """pods/log from the files the node agents write (same machine, same state folder)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-
-    async def serve(self, request: web.Request, api: Api, rt: Any, ns: str,
-                    name: str) -> web.StreamResponse:
-        from . import errors
-
-        pod = api.get(rt, ns, name)
-        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or ()]
-        inits = [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or ()]
-        container = request.query.get("container")
-        if not container:
-            if len(containers) != 1:
-                raise errors.bad_request(
-                    f"a container name must be specified for pod {name}, choose one of: "
-                    f"[{' '.join(containers)}]")
-            container = containers[0]
-        if container not in containers + inits:
-            raise errors.bad_request(
-                f"container {container} is not valid for pod {name}")
-        statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + \
-            ((pod.get("status") or {}).get("initContainerStatuses") or [])
-        restarts = next((s.get("restartCount", 0) for s in statuses
-                         if s.get("name") == container), 0)
-        if request.query.get("previous") in ("true", "1"):
-            if restarts == 0:
-                raise errors.bad_request(
-                    f'previous terminated container "{container}" in pod "{name}" not found')
-            restarts -= 1
-        node = (pod.get("spec") or {}).get("nodeName") or "-"
-        logs = self.state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
-            container
-        path = logs / f"{restarts}.log"
-        if not path.exists() and restarts > 0:
-            # Waiting to restart (back-off): show the last run, as the real kubelet does.
-            path = logs / f"{restarts - 1}.log"
-        if not path.exists():
-            raise errors.bad_request(
-                f'container "{container}" in pod "{name}" is waiting to start: '
-                "no log written yet")
-        data = path.read_bytes()
-        tail = request.query.get("tailLines")
-        if tail and tail.isdigit():
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) else b""
-        limit = request.query.get("limitBytes")
-        if limit and limit.isdigit():
-            data = data[: int(limit)]
-        return web.Response(body=data, content_type="text/plain")
 
 
 async def serve_forever(server: ApiServer, stop: asyncio.Event) -> None:

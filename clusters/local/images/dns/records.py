@@ -187,9 +187,15 @@ class Records:
     # -- questions -----------------------------------------------------------------------
 
     def in_domain(self, qname: str | DNSLabel) -> bool:
+        return self._relative(qname) is not None
+
+    def _relative(self, qname: str | DNSLabel) -> tuple[str, ...] | None:
+        """The labels before the cluster domain, or None for a name outside it."""
         labels = _labels(qname)
         n = len(self._domain_labels)
-        return len(labels) >= n and labels[len(labels) - n :] == self._domain_labels
+        if len(labels) < n or labels[len(labels) - n :] != self._domain_labels:
+            return None
+        return labels[: len(labels) - n]
 
     def answer(self, qname: str | DNSLabel, qtype: int | str) -> tuple[int, list[RR]]:
         """(rcode, answer records) for one question; owner names keep the asker's
@@ -236,7 +242,7 @@ class Records:
         reply.rr = answers
         if not self.in_domain(question.qname):
             return reply
-        # Authoritative also for SERVFAIL? No: before the first sync we know nothing.
+        # Not authoritative before the first sync: then we know nothing.
         reply.header.aa = int(rcode != RCODE.SERVFAIL)
         if rcode == RCODE.NXDOMAIN or (rcode == RCODE.NOERROR and not answers):
             reply.add_auth(self.soa())
@@ -252,13 +258,12 @@ class Records:
     # -- lookup --------------------------------------------------------------------------
 
     def _answer(self, qname: DNSLabel, qtype: int, depth: int) -> tuple[int, list[RR]]:
-        labels = _labels(qname)
-        n = len(self._domain_labels)
-        if len(labels) < n or labels[len(labels) - n :] != self._domain_labels:
+        rel = self._relative(qname)
+        if rel is None:
             return RCODE.NXDOMAIN, []
         if not self.synced:
             return RCODE.SERVFAIL, []
-        data = self._rdata(labels[: len(labels) - n])
+        data = self._rdata(rel)
         if data is None:
             return RCODE.NXDOMAIN, []
         cnames = data.get(QTYPE.CNAME)

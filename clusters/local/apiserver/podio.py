@@ -1,6 +1,7 @@
-"""pods/exec over WebSocket, so ``kubectl exec`` and ``kubernetes.stream`` work.
+"""Pod I/O through the API: pods/log from the node agents' files, and pods/exec over
+WebSocket, so ``kubectl logs``, ``kubectl exec`` and ``kubernetes.stream`` work.
 
-The channel protocol (``v4``/``v5.channel.k8s.io``): binary frames whose first byte
+The exec channel protocol (``v4``/``v5.channel.k8s.io``): binary frames whose first byte
 is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; v5 adds
 255 "stdin closed").  The command runs in the pod's network namespace with its DNS
 settings, from this machine's filesystem, as the provider's ``exec`` does.
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -23,6 +25,25 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 # pod -> the argv prefix that enters its network (None: the pod is not running here)
 Enter = Callable[[dict[str, Any]], list[str] | None]
+
+
+def pick_container(pod: dict[str, Any], requested: str | None, *,
+                   default_first: bool = False, with_init: bool = False) -> str:
+    """The container a request means, or the real server's message when it is unclear."""
+    name = pod["metadata"]["name"]
+    spec = pod.get("spec") or {}
+    containers = [c["name"] for c in spec.get("containers") or ()]
+    valid = containers + ([c["name"] for c in spec.get("initContainers") or ()]
+                          if with_init else [])
+    if not requested:
+        if len(containers) == 1 or (default_first and containers):
+            return containers[0]
+        raise errors.bad_request(
+            f"a container name must be specified for pod {name}, choose one of: "
+            f"[{' '.join(containers)}]")
+    if requested not in valid:
+        raise errors.bad_request(f"container {requested} is not valid for pod {name}")
+    return requested
 
 
 def _status(code: int) -> bytes:
@@ -47,10 +68,7 @@ class PodExec:
         argv = q.getall("command", [])
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
-        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or ()]
-        container = q.get("container") or (containers[0] if containers else "")
-        if container not in containers:
-            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        pick_container(pod, q.get("container"), default_first=True)
         if q.get("tty") in ("true", "1"):
             raise errors.bad_request("the local cluster's exec has no terminal support; run "
                                      "without -t (kubectl exec -i POD -- CMD)")
@@ -106,3 +124,44 @@ class PodExec:
                 feeder.cancel()
             await ws.close()
         return ws
+
+
+class PodLogs:
+    """pods/log from the files the node agents write (same machine, same state folder)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    async def serve(self, request: web.Request, api: Any, rt: Any, ns: str,
+                    name: str) -> web.StreamResponse:
+        pod = api.get(rt, ns, name)
+        container = pick_container(pod, request.query.get("container"), with_init=True)
+        statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + \
+            ((pod.get("status") or {}).get("initContainerStatuses") or [])
+        restarts = next((s.get("restartCount", 0) for s in statuses
+                         if s.get("name") == container), 0)
+        if request.query.get("previous") in ("true", "1"):
+            if restarts == 0:
+                raise errors.bad_request(
+                    f'previous terminated container "{container}" in pod "{name}" not found')
+            restarts -= 1
+        node = (pod.get("spec") or {}).get("nodeName") or "-"
+        logs = self.state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
+            container
+        path = logs / f"{restarts}.log"
+        if not path.exists() and restarts > 0:
+            # Waiting to restart (back-off): show the last run, as the real kubelet does.
+            path = logs / f"{restarts - 1}.log"
+        if not path.exists():
+            raise errors.bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: '
+                "no log written yet")
+        data = path.read_bytes()
+        tail = request.query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) else b""
+        limit = request.query.get("limitBytes")
+        if limit and limit.isdigit():
+            data = data[: int(limit)]
+        return web.Response(body=data, content_type="text/plain")
