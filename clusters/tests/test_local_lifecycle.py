@@ -163,3 +163,37 @@ def test_owner_death_stops_the_cluster(tmp_path):
     owner.kill()
     owner.wait(10)
     assert wait_gone(daemon_pid, 15)
+
+
+def test_missing_tool_is_named_with_its_package(tmp_path, monkeypatch):
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which",
+                        lambda name, *a, **k: None if name == "nft" else real_which(name))
+    with pytest.raises(ClusterError) as err:
+        LocalCluster("no-nft", root=tmp_path).up()
+    assert "nft" in str(err.value) and "apt-get install nftables" in str(err.value)
+
+
+def test_without_root_the_cluster_says_what_it_needs(tmp_path):
+    script = (
+        "from clusters.local.provider import LocalCluster\n"
+        "from clusters.provider import ClusterError\n"
+        "import tempfile\n"
+        "try:\n"
+        "    LocalCluster('unprivileged', root=tempfile.mkdtemp()).up()\n"
+        "except ClusterError as exc:\n"
+        "    print(exc)\n")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable, "-c"]
+    env = dict(os.environ, PYTHONPATH=str(PROJECT), HOME="/tmp")
+    probe = subprocess.run([*as_nobody, "import clusters.local.provider"], capture_output=True,
+                           cwd="/", env=env, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("the interpreter or the project is not readable by an unprivileged user "
+                    "on this machine (for example a checkout under /root)")
+    proc = subprocess.run([*as_nobody, script], capture_output=True, text=True, cwd="/",
+                          env=env, timeout=60)
+    assert "need root" in proc.stdout, proc.stdout + proc.stderr
+    assert "run_pods=False" in proc.stdout
