@@ -1,0 +1,195 @@
+"""In-pod traffic capture: redirection rules and sockets inside a pod's network namespace.
+
+As istio-cni does for the real ztunnel (facts file, section 2), the rules live in
+the pod's own network namespace, so they follow the pod wherever its traffic goes
+and nothing on the node changes:
+
+- outbound TCP the application sends (not to localhost) is redirected to 15001;
+- inbound TCP arriving for the pod (except HBONE on 15008, and except traffic from
+  the node itself, i.e. kubelet probes) is redirected to 15006;
+- the ztunnel's own sockets carry the mark 0x539 and are never captured;
+- connections the ztunnel opens to the application with the client's address as
+  source (transparent sockets) get the connmark 0x111, and the application's
+  replies carrying it are routed back into the namespace (policy route to a local
+  table) so they reach the ztunnel's socket instead of leaving through eth0.
+
+The rules are nftables (istio-cni has an nftables variant too): one table, made
+and removed atomically.  ``render_rules`` is pure; the rest does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+MARK = 0x539  # the ztunnel's own sockets
+CONNMARK = 0x111  # connections the ztunnel delivers to the pod, replies come back
+MASK = 0xFFF
+OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT = 15001, 15006, 15008
+TABLE = "ztunnel_capture"
+ROUTE_TABLE = 100
+RULE_PREF = 32764
+
+SO_ORIGINAL_DST = 80
+IP_TRANSPARENT = 19
+CLONE_NEWNET = 0x40000000
+
+
+class CaptureError(Exception):
+    pass
+
+
+def render_rules(node_addresses: list[str]) -> str:
+    """The nftables ruleset for one pod namespace.
+
+    ``node_addresses`` are the sources the node itself uses toward the pod (its
+    probes); they are never captured, like istio-cni's probe exemption.
+    """
+    exempt = ", ".join(node_addresses) if node_addresses else "127.0.0.2"
+    return f"""table ip {TABLE}
+delete table ip {TABLE}
+table ip {TABLE} {{
+  chain mangle_prerouting {{
+    type filter hook prerouting priority -150; policy accept;
+    meta mark & {MASK:#x} == {MARK:#x} ct mark set ct mark & {~MASK & 0xFFFFFFFF:#x} | {CONNMARK:#x}
+  }}
+  chain mangle_output {{
+    type route hook output priority -150; policy accept;
+    ct mark & {MASK:#x} == {CONNMARK:#x} meta mark set ct mark
+  }}
+  chain nat_prerouting {{
+    type nat hook prerouting priority -100; policy accept;
+    ip saddr {{ {exempt} }} accept
+    meta l4proto tcp ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} meta mark & {MASK:#x} != {MARK:#x} redirect to :{INBOUND_PLAINTEXT_PORT}
+  }}
+  chain nat_output {{
+    type nat hook output priority -100; policy accept;
+    meta l4proto tcp ct mark & {MASK:#x} == {CONNMARK:#x} accept
+    oifname "lo" ip daddr != 127.0.0.1 accept
+    meta l4proto tcp ip daddr != 127.0.0.1 meta mark & {MASK:#x} != {MARK:#x} redirect to :{OUTBOUND_PORT}
+  }}
+}}
+"""
+
+
+async def _run(argv: list[str], stdin: str | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    if proc.returncode != 0:
+        raise CaptureError(f"{' '.join(argv)}: {err.decode().strip() or out.decode().strip()}")
+    return out.decode()
+
+
+def _in(netns: Path, *argv: str) -> list[str]:
+    return ["nsenter", f"--net={netns}", "--", *argv]
+
+
+async def install(netns: Path, node_addresses: list[str]) -> None:
+    """Redirection rules and the reply route in the pod namespace (idempotent)."""
+    await _run(_in(netns, "nft", "-f", "-"), render_rules(node_addresses))
+    rules = await _run(_in(netns, "ip", "rule", "show", "pref", str(RULE_PREF)))
+    if "lookup" not in rules:
+        await _run(_in(netns, "ip", "rule", "add", "fwmark", f"{CONNMARK:#x}/{MASK:#x}", "pref",
+                       str(RULE_PREF), "lookup", str(ROUTE_TABLE)))
+    await _run(_in(netns, "ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table",
+                   str(ROUTE_TABLE)))
+
+
+async def remove(netns: Path) -> None:
+    """Take the pod out of the mesh: its traffic goes direct again."""
+    if not netns.exists():
+        return
+    await _run(_in(netns, "nft", "-f", "-"), f"table ip {TABLE}\ndelete table ip {TABLE}\n")
+    proc = await asyncio.create_subprocess_exec(
+        *_in(netns, "ip", "rule", "del", "pref", str(RULE_PREF)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await proc.wait()
+    proc = await asyncio.create_subprocess_exec(
+        *_in(netns, "ip", "route", "flush", "table", str(ROUTE_TABLE)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await proc.wait()
+
+
+# -- sockets inside another namespace ------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# setns changes the calling thread's namespace: one dedicated thread does it, so
+# the event loop's thread never leaves the ztunnel's own namespace.
+_netns_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns")
+_lock = threading.Lock()
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise CaptureError(f"setns: {os.strerror(err)}")
+
+
+def _make_socket(netns: Path, kind: str, address: tuple[str, int] | None,
+                 transparent: bool, mark: int | None) -> socket.socket:
+    with _lock:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(netns, os.O_RDONLY)
+        try:
+            _setns(target)
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    if mark is not None:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+                    if transparent:
+                        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+                    if kind == "listen":
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        sock.bind(address or ("0.0.0.0", 0))
+                        sock.listen(1024)
+                    elif address is not None:
+                        sock.bind(address)
+                    sock.setblocking(False)
+                except OSError:
+                    sock.close()
+                    raise
+                return sock
+            finally:
+                _setns(own)
+        finally:
+            os.close(target)
+            os.close(own)
+
+
+async def listen_in(netns: Path, port: int, transparent: bool = False) -> socket.socket:
+    """A listening socket inside the pod's namespace (0.0.0.0:port)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _netns_thread, _make_socket, netns, "listen", ("0.0.0.0", port), transparent, MARK)
+
+
+async def connect_from(netns: Path, dest: tuple[str, int],
+                       source_ip: str | None = None) -> socket.socket:
+    """A connected socket opened from inside the pod's namespace, marked so it is not
+    captured again; with ``source_ip`` it is transparent and uses that source (the
+    original client's address, on inbound delivery)."""
+    loop = asyncio.get_running_loop()
+    sock = await loop.run_in_executor(
+        _netns_thread, _make_socket, netns, "connect",
+        (source_ip, 0) if source_ip else None, source_ip is not None, MARK)
+    try:
+        await loop.sock_connect(sock, dest)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def original_destination(sock: socket.socket) -> tuple[str, int]:
+    """Where a redirected connection was going (SO_ORIGINAL_DST)."""
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port, ip = struct.unpack_from("!2xH4s", raw)
+    return socket.inet_ntoa(ip), port

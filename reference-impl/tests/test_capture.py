@@ -1,0 +1,154 @@
+"""In-pod capture on real network namespaces made by the test (root needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ambient_ref.ztunnel import capture
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None,
+                       reason="needs root and nftables to make network namespaces"),
+]
+
+POD_IP, PEER_IP, GATEWAY = "198.18.200.2", "198.18.200.3", "198.18.200.1"
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@pytest.fixture
+def pair():
+    """Two namespaces joined by a veth: 'pod' (captured) and 'peer'."""
+    tag = uuid.uuid4().hex[:6]
+    pod, peer = f"ah-test-pod-{tag}", f"ah-test-peer-{tag}"
+    sh("ip", "netns", "add", pod)
+    sh("ip", "netns", "add", peer)
+    try:
+        sh("ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+           "netns", peer)
+        for ns, ip in ((pod, POD_IP), (peer, PEER_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield Path("/run/netns") / pod, Path("/run/netns") / peer
+    finally:
+        sh("ip", "netns", "del", pod)
+        sh("ip", "netns", "del", peer)
+
+
+async def _accept_one(listener: socket.socket) -> socket.socket:
+    conn, _ = await asyncio.get_running_loop().sock_accept(listener)
+    return conn
+
+
+def test_outbound_is_redirected_with_its_original_destination(pair):
+    pod, peer = pair
+
+    async def scenario():
+        await capture.install(pod, [GATEWAY])
+        listener = await capture.listen_in(pod, capture.OUTBOUND_PORT)
+        accept = asyncio.ensure_future(_accept_one(listener))
+        # the application: an ordinary process in the pod namespace
+        app = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={pod}", "--", "python3", "-c",
+            f"import socket; s=socket.create_connection(('{PEER_IP}', 80), 5); s.send(b'hi')")
+        conn = await asyncio.wait_for(accept, 10)
+        assert capture.original_destination(conn) == (PEER_IP, 80)
+        assert await asyncio.get_running_loop().sock_recv(conn, 10) == b"hi"
+        await app.wait()
+        conn.close()
+        listener.close()
+
+    asyncio.run(scenario())
+
+
+def test_inbound_is_redirected_except_hbone_and_marked_sockets(pair):
+    pod, peer = pair
+
+    async def scenario():
+        await capture.install(pod, [GATEWAY])
+        inbound = await capture.listen_in(pod, capture.INBOUND_PLAINTEXT_PORT)
+        accept = asyncio.ensure_future(_accept_one(inbound))
+        client = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={peer}", "--", "python3", "-c",
+            f"import socket; socket.create_connection(('{POD_IP}', 9080), 5).send(b'in')")
+        conn = await asyncio.wait_for(accept, 10)
+        assert capture.original_destination(conn) == (POD_IP, 9080)
+        await client.wait()
+        conn.close()
+        # the ztunnel's own (marked) outbound socket goes straight out
+        direct = await capture.listen_in(peer, 7000)
+        accept = asyncio.ensure_future(_accept_one(direct))
+        sock = await capture.connect_from(pod, (PEER_IP, 7000))
+        conn = await asyncio.wait_for(accept, 10)
+        assert conn.getpeername()[0] == POD_IP
+        for s in (sock, conn, direct, inbound):
+            s.close()
+
+    asyncio.run(scenario())
+
+
+def test_remove_restores_direct_traffic(pair):
+    pod, peer = pair
+
+    async def scenario():
+        await capture.install(pod, [GATEWAY])
+        await capture.remove(pod)
+        server = await capture.listen_in(peer, 7001)
+        accept = asyncio.ensure_future(_accept_one(server))
+        app = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={pod}", "--", "python3", "-c",
+            f"import socket; socket.create_connection(('{PEER_IP}', 7001), 5).send(b'x')")
+        conn = await asyncio.wait_for(accept, 10)
+        assert conn.getpeername()[0] == POD_IP
+        await app.wait()
+        conn.close()
+        server.close()
+        out = subprocess.run(["nsenter", f"--net={pod}", "--", "nft", "list", "tables"],
+                             capture_output=True, text=True).stdout
+        assert capture.TABLE not in out
+
+    asyncio.run(scenario())
+
+
+def test_rules_render_the_documented_exemptions():
+    rules = capture.render_rules(["198.18.0.1"])
+    assert "ip saddr { 198.18.0.1 } accept" in rules
+    assert "tcp dport != 15008" in rules and "redirect to :15006" in rules
+    assert "redirect to :15001" in rules and "0x539" in rules
+
+
+def test_inbound_delivery_keeps_the_client_address(pair):
+    """The ztunnel hands a connection to the application with the original client's
+    address as source; the application's replies still come back to the ztunnel."""
+    pod, peer = pair
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        await capture.install(pod, [GATEWAY])
+        app = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={pod}", "--", "python3", "-c",
+            "import socket\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('0.0.0.0', 9090)); s.listen(); print('ready', flush=True)\n"
+            "c, addr = s.accept(); c.sendall(('seen ' + addr[0]).encode()); c.close()\n",
+            stdout=asyncio.subprocess.PIPE)
+        assert (await asyncio.wait_for(app.stdout.readline(), 10)).strip() == b"ready"
+        sock = await capture.connect_from(pod, (POD_IP, 9090), source_ip=PEER_IP)
+        reply = await asyncio.wait_for(loop.sock_recv(sock, 100), 10)
+        assert reply == f"seen {PEER_IP}".encode()
+        sock.close()
+        await app.wait()
+
+    asyncio.run(scenario())
