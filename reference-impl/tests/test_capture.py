@@ -53,7 +53,7 @@ async def _accept_one(listener: socket.socket) -> socket.socket:
 
 
 def test_outbound_is_redirected_with_its_original_destination(pair):
-    pod, peer = pair
+    pod, _ = pair
 
     async def scenario():
         await capture.install(pod, [GATEWAY])
@@ -132,7 +132,7 @@ def test_rules_render_the_documented_exemptions():
 def test_inbound_delivery_keeps_the_client_address(pair):
     """The ztunnel hands a connection to the application with the original client's
     address as source; the application's replies still come back to the ztunnel."""
-    pod, peer = pair
+    pod, _ = pair
 
     async def scenario():
         loop = asyncio.get_running_loop()

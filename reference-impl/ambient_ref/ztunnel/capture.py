@@ -52,6 +52,7 @@ def render_rules(node_addresses: list[str]) -> str:
     probes); they are never captured, like istio-cni's probe exemption.
     """
     exempt = ", ".join(node_addresses) if node_addresses else "127.0.0.2"
+    not_ours = f"meta mark & {MASK:#x} != {MARK:#x}"
     return f"""table ip {TABLE}
 delete table ip {TABLE}
 table ip {TABLE} {{
@@ -66,13 +67,14 @@ table ip {TABLE} {{
   chain nat_prerouting {{
     type nat hook prerouting priority -100; policy accept;
     ip saddr {{ {exempt} }} accept
-    meta l4proto tcp ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} meta mark & {MASK:#x} != {MARK:#x} redirect to :{INBOUND_PLAINTEXT_PORT}
+    meta l4proto tcp ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} {not_ours} \
+      redirect to :{INBOUND_PLAINTEXT_PORT}
   }}
   chain nat_output {{
     type nat hook output priority -100; policy accept;
     meta l4proto tcp ct mark & {MASK:#x} == {CONNMARK:#x} accept
     oifname "lo" ip daddr != 127.0.0.1 accept
-    meta l4proto tcp ip daddr != 127.0.0.1 meta mark & {MASK:#x} != {MARK:#x} redirect to :{OUTBOUND_PORT}
+    meta l4proto tcp ip daddr != 127.0.0.1 {not_ours} redirect to :{OUTBOUND_PORT}
   }}
 }}
 """
