@@ -77,6 +77,13 @@ class ImageCatalog:
     def register(self, pattern: str, resolver: Resolver, description: str) -> None:
         self._entries.append((re.compile(pattern), resolver, description))
 
+    def register_module(self, pattern: str, module: str, *, listens: tuple[int, ...] = (),
+                        args: tuple[str, ...] = (), description: str) -> None:
+        """An image that runs a Python module with the cluster's interpreter (the way a
+        separate distribution, installed beside the harness, plugs its images in)."""
+        self.register(pattern, lambda _m, _c: python_module(module, *args, listens=listens),
+                      description)
+
     def resolve(self, image: str, container: dict[str, Any]) -> Program:
         for pattern, resolver, _ in self._entries:
             match = pattern.search(image)

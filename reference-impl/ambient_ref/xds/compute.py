@@ -94,6 +94,7 @@ def compute_workloads(
             canonical_revision=canonical_revision(labels),
             workload_name=name,
             services=_workload_services(pod, by_namespace.get(namespace, []), domain),
+            labels=dict(labels),
         )
     return dict(sorted(result.items()))
 

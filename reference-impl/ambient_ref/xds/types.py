@@ -116,6 +116,8 @@ class Workload:
     workload_name: str = ""
     services: dict[str, list[PortMapping]] = field(default_factory=dict)
     waypoint: dict[str, Any] | None = None
+    # The pod's labels: a ztunnel matches selector-scoped policies against them.
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def identity(self) -> str:
@@ -143,6 +145,7 @@ class Workload:
                 key: [p.to_dict() for p in ports] for key, ports in sorted(self.services.items())
             },
             "waypoint": self.waypoint,
+            "labels": dict(sorted(self.labels.items())),
         }
 
     @classmethod
@@ -184,7 +187,15 @@ class Workload:
             workload_name=_str(d.get("workload_name", ""), "workload_name"),
             services=services,
             waypoint=_optional_mapping(d.get("waypoint"), "workload waypoint"),
+            labels=_labels_of(d.get("labels", {})),
         )
+
+
+def _labels_of(data: Any) -> dict[str, str]:
+    labels = _mapping(data, "workload labels")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError("workload labels must map strings to strings")
+    return dict(labels)
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""The control plane (istiod's role): ``python -m ambient_ref.pilot``.
+
+One process, one HTTPS port (15012) for both services a ztunnel needs:
+
+- the CA (``POST /v1/certificate``, ``ca/server.py``), with the root of trust kept
+  in the Secret ``istio-ca-secret`` and published as ConfigMap ``istio-ca-root-cert``;
+- the configuration stream (``GET /v1/xds``, ``xds/server.py``): workloads, services
+  and L4 authorizations computed from namespaces, pods, services and
+  AuthorizationPolicies, pushed as a snapshot then versioned deltas.
+
+It writes each AuthorizationPolicy's status (``ZtunnelAccepted``) so users see what
+ztunnel enforces of it.  Readiness and metrics are plain HTTP on 15014.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from ..ca.bootstrap import load_or_create_root
+from ..ca.server import (
+    ca_app,
+    kube_pods_on_node,
+    serving_certificate,
+    token_review_authenticator,
+)
+from ..kube import SA_DIR, Informer, KubeClient, KubeError
+from ..policy.convert import convert_for_xds
+from ..xds.compute import compute_services, compute_workloads, policy_resources
+from ..xds.protocol import ResourceStore
+from ..xds.server import install as install_xds
+from .kubestore import KubeSecretStore
+
+log = logging.getLogger("pilot")
+
+AUTHZ_PATH = "/apis/security.istio.io/v1/authorizationpolicies"
+
+
+class ControlPlane:
+    def __init__(self, kube: KubeClient, namespace: str, trust_domain: str,
+                 trusted_node_accounts: set[str]) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.trust_domain = trust_domain
+        self.trusted = trusted_node_accounts
+        self.store = ResourceStore()
+        self._dirty = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.namespaces = Informer(kube, "/api/v1/namespaces", self._changed)
+        self.pods = Informer(kube, "/api/v1/pods", self._changed)
+        self.services = Informer(kube, "/api/v1/services", self._changed)
+        self.policies = Informer(kube, AUTHZ_PATH, self._changed)
+        self._written_status: dict[str, list[dict[str, Any]]] = {}
+        self.registry = CollectorRegistry()
+        self.pushes = Counter("pilot_xds_pushes", "Configuration versions pushed",
+                              registry=self.registry)
+        self.workload_count = Gauge("pilot_workloads", "Workloads known",
+                                    registry=self.registry)
+
+    def _changed(self, *_: object) -> None:
+        self._dirty.set()
+
+    async def run_computation(self) -> None:
+        for informer in (self.namespaces, self.pods, self.services, self.policies):
+            informer.start()
+        for informer in (self.namespaces, self.pods, self.services, self.policies):
+            await informer.synced.wait()
+        self._dirty.set()
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self.push()
+            self.ready.set()
+            await self.write_policy_status()
+
+    def push(self) -> None:
+        """Recompute everything from the informers' copies and hand it to the store, which
+        sends only the difference (if any) to every connected ztunnel."""
+        namespaces = list(self.namespaces.items.values())
+        pods = list(self.pods.items.values())
+        services = list(self.services.items.values())
+        workloads = compute_workloads(namespaces, pods, services, self.trust_domain)
+        svcs = compute_services(services, pods, self.trust_domain)
+        authorizations, self._statuses = policy_resources(
+            self.policies.items.values(),
+            lambda p: convert_for_xds(p, self.namespace, self.trust_domain))
+        delta = self.store.replace({
+            "workload": {k: w.to_dict() for k, w in workloads.items()},
+            "service": {k: s.to_dict() for k, s in svcs.items()},
+            "authorization": authorizations,
+        })
+        self.workload_count.set(len(workloads))
+        if delta is not None:
+            self.pushes.inc()
+
+    async def write_policy_status(self) -> None:
+        for key, conditions in self._statuses.items():
+            if self._written_status.get(key) == conditions:
+                continue
+            ns, name = key.split("/", 1)
+            policy = self.policies.items.get((ns, name))
+            if policy is None:
+                continue
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamped = [{**c, "lastTransitionTime": c.get("lastTransitionTime") or now}
+                       for c in conditions]
+            try:
+                await self.kube.patch(f"{AUTHZ_PATH.replace('/authorizationpolicies', '')}"
+                                      f"/namespaces/{ns}/authorizationpolicies/{name}/status",
+                                      {"status": {"conditions": stamped}})
+                self._written_status[key] = conditions
+            except KubeError as exc:
+                if exc.status != 404:
+                    log.warning("status of AuthorizationPolicy %s not written: %s", key, exc)
+
+    async def stop(self) -> None:
+        for informer in (self.namespaces, self.pods, self.services, self.policies):
+            await informer.stop()
+
+
+async def amain(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    kube = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
+            else KubeClient.in_cluster())
+    api_ca = (SA_DIR / "ca.crt").read_bytes() if not args.kubeconfig else None
+    authority = await load_or_create_root(KubeSecretStore(kube), args.namespace,
+                                          trust_domain=args.trust_domain,
+                                          publish_namespaces=[args.namespace])
+    log.info("root of trust ready (trust domain %s)", args.trust_domain)
+    chain, key = serving_certificate(authority, dns_names=[
+        f"istiod.{args.namespace}.svc", f"istiod.{args.namespace}.svc.cluster.local",
+        "istiod", "localhost", "127.0.0.1"])
+    token = kube.token
+    authenticate = token_review_authenticator(kube.server, token, api_ca)
+    app = ca_app(authority, authenticate, kube_pods_on_node(kube.server, token, api_ca),
+                 set(args.trusted_node_accounts))
+    cp = ControlPlane(kube, args.namespace, args.trust_domain, set(args.trusted_node_accounts))
+    install_xds(app, cp.store, authenticate)
+    from ..ca.server import serve_https
+
+    runner, port = await serve_https(app, "0.0.0.0", args.port, chain, key)
+    health = web.Application()
+
+    async def ready(_: web.Request) -> web.Response:
+        return web.Response(text="ok" if cp.ready.is_set() else "not ready",
+                            status=200 if cp.ready.is_set() else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(cp.registry),
+                            content_type="text/plain", charset="utf-8")
+
+    health.router.add_get("/ready", ready)
+    health.router.add_get("/metrics", metrics)
+    health_runner = web.AppRunner(health, access_log=None)
+    await health_runner.setup()
+    await web.TCPSite(health_runner, "0.0.0.0", args.monitoring_port).start()
+    log.info("serving CA and configuration on :%d, health on :%d", port, args.monitoring_port)
+    computation = asyncio.ensure_future(cp.run_computation())
+    await stop.wait()
+    computation.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await computation
+    await cp.stop()
+    await runner.cleanup()
+    await health_runner.cleanup()
+    for closer in (authenticate,):
+        with contextlib.suppress(Exception):
+            await closer.close()
+    await kube.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ambient_ref.pilot")
+    parser.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "istio-system"))
+    parser.add_argument("--trust-domain", default=os.environ.get("TRUST_DOMAIN",
+                                                                 "cluster.local"))
+    parser.add_argument("--trusted-node-accounts", nargs="*", default=os.environ.get(
+        "CA_TRUSTED_NODE_ACCOUNTS", "istio-system/ztunnel").split(","))
+    parser.add_argument("--port", type=int, default=15012)
+    parser.add_argument("--monitoring-port", type=int, default=15014)
+    parser.add_argument("--kubeconfig", default=None,
+                        help="run outside the cluster (tests); default: in-cluster config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(amain(args))

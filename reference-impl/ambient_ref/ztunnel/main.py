@@ -1,0 +1,265 @@
+"""The ztunnel process, one per node: ``python -m ambient_ref.ztunnel``.
+
+It runs in the node's network namespace (hostNetwork), subscribes to the control
+plane's configuration, and captures every mesh workload on its node: for each it
+binds the three listeners inside the pod's namespace, installs the redirection
+rules, and annotates the pod ``ambient.istio.io/redirection: enabled`` (the moment
+a user or the suite can rely on capture).  A workload that leaves the mesh gets its
+rules and annotation removed.  Without the control plane it keeps serving with the
+last configuration it had.
+
+Pod namespaces are found at ``/var/run/netns/pod-<uid>`` (the local cluster's
+contract; on other clusters a CNI agent would hand them over, as istio-cni does).
+Metrics on 15020 (``/metrics``, ``/stats/prometheus``), readiness on 15021
+(``/healthz/ready``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..ca.client import CertBundle, CertificateManager
+from ..hbone import HboneClient, WorkloadCertificate
+from ..kube import SA_DIR, KubeClient, KubeError
+from ..xds.client import XdsClient
+from ..xds.types import Workload
+from . import capture
+from .metrics import TcpMetrics
+from .proxy import PodProxy, Shared
+from .state import MeshState
+
+log = logging.getLogger("ztunnel")
+
+NETNS_DIR = Path("/var/run/netns")
+ANNOTATION = "ambient.istio.io/redirection"
+ROOT_CONFIGMAP = "istio-ca-root-cert"
+
+
+def pod_netns(uid: str) -> Path:
+    return NETNS_DIR / f"pod-{uid}"
+
+
+class Ztunnel:
+    def __init__(self, kube: KubeClient, node: str, node_ip: str, istiod: str,
+                 namespace: str, token_file: Path) -> None:
+        self.kube = kube
+        self.node = node
+        self.node_ip = node_ip
+        self.istiod = istiod
+        self.namespace = namespace
+        self.token_file = token_file
+        self.state = MeshState(namespace)
+        self.metrics = TcpMetrics()
+        self.hbone = HboneClient()
+        self.proxies: dict[str, PodProxy] = {}
+        self._certs: dict[str, WorkloadCertificate] = {}
+        self._dirty = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.manager: CertificateManager | None = None
+        self.xds: XdsClient | None = None
+
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    async def root_pem(self) -> bytes:
+        """The mesh root, published by the control plane (waited for by watching)."""
+        path = f"/api/v1/namespaces/{self.namespace}/configmaps"
+        while True:
+            listing = await self.kube.list(path, field_selector=f"metadata.name={ROOT_CONFIGMAP}")
+            for cm in listing.get("items") or ():
+                return cm["data"]["root-cert.pem"].encode()
+            rv = listing["metadata"]["resourceVersion"]
+            async for kind, cm in self.kube.watch(
+                    path, rv, field_selector=f"metadata.name={ROOT_CONFIGMAP}",
+                    timeout_seconds=60):
+                if kind in ("ADDED", "MODIFIED") and "root-cert.pem" in (cm.get("data") or {}):
+                    return cm["data"]["root-cert.pem"].encode()
+
+    async def cert_for(self, workload: Workload) -> WorkloadCertificate:
+        identity = workload.identity
+        cached = self._certs.get(identity)
+        if cached is not None:
+            return cached
+        assert self.manager is not None
+        bundle = await self.manager.get(identity)
+        cert = WorkloadCertificate(bundle.chain_pem, bundle.key_pem, bundle.root_pem)
+        self._certs[identity] = cert
+        return cert
+
+    def _rotated(self, bundle: CertBundle) -> None:
+        cert = WorkloadCertificate(bundle.chain_pem, bundle.key_pem, bundle.root_pem)
+        self._certs[bundle.identity] = cert
+        for proxy in self.proxies.values():
+            if proxy.workload.identity == bundle.identity:
+                proxy.rotate(cert)
+
+    def _on_config(self, *_: Any) -> None:
+        assert self.xds is not None
+        st = self.xds.state
+        self.state.update(st.workloads, st.services, st.authorizations)
+        self._dirty.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        root = await self.root_pem()
+        self.manager = CertificateManager(f"https://{self.istiod}", self.token, root)
+        self.manager.add_listener(self._rotated)
+        ctx = ssl.create_default_context(cadata=root.decode())
+        self.xds = XdsClient(f"wss://{self.istiod}/v1/xds", self.token, ctx,
+                             node=f"ztunnel~{self.node_ip}~{self.node}",
+                             on_change=self._on_config)
+        self.xds.start()
+        shared = Shared(self.state, self.cert_for, self.metrics, self.hbone)
+        reconciler = asyncio.ensure_future(self._reconcile_loop(shared))
+        await self.xds.synced.wait()
+        self._on_config()
+        self.ready.set()
+        log.info("ztunnel on %s ready", self.node)
+        await stop.wait()
+        reconciler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reconciler
+        for uid in list(self.proxies):
+            await self._release(uid, annotate=False)
+        await self.xds.stop()
+        await self.manager.close()
+        await self.hbone.close()
+
+    def _desired(self) -> dict[str, Workload]:
+        return {uid: w for uid, w in self.state.workloads.items()
+                if w.node == self.node and w.protocol == "HBONE"
+                and w.network_mode == "STANDARD" and w.addresses
+                and pod_netns(uid).exists()}
+
+    async def _reconcile_loop(self, shared: Shared) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            desired = self._desired()
+            for uid in [u for u in self.proxies if u not in desired]:
+                await self._release(uid, annotate=True)
+            for uid, workload in desired.items():
+                proxy = self.proxies.get(uid)
+                if proxy is not None:
+                    proxy.workload = workload
+                    continue
+                try:
+                    await self._capture(shared, uid, workload)
+                except (OSError, capture.CaptureError, KubeError) as exc:
+                    log.warning("capturing %s/%s failed: %s", workload.namespace,
+                                workload.name, exc)
+                    await self._release(uid, annotate=False)
+
+    async def _capture(self, shared: Shared, uid: str, workload: Workload) -> None:
+        netns = pod_netns(uid)
+        proxy = PodProxy(shared, workload, netns)
+        self.proxies[uid] = proxy
+        await proxy.start()
+        await capture.install(netns, [self.node_ip, *await _gateways(netns)])
+        await self._annotate(workload, "enabled")
+        log.info("captured %s/%s (%s)", workload.namespace, workload.name, proxy.ip)
+
+    async def _release(self, uid: str, annotate: bool) -> None:
+        proxy = self.proxies.pop(uid, None)
+        if proxy is None:
+            return
+        with contextlib.suppress(capture.CaptureError, OSError):
+            await capture.remove(proxy.netns)
+        await proxy.stop()
+        if annotate:
+            with contextlib.suppress(KubeError):
+                await self._annotate(proxy.workload, None)
+        log.info("released %s/%s", proxy.workload.namespace, proxy.workload.name)
+
+    async def _annotate(self, workload: Workload, value: str | None) -> None:
+        try:
+            await self.kube.patch(f"/api/v1/namespaces/{workload.namespace}/pods/"
+                                  f"{workload.name}",
+                                  {"metadata": {"annotations": {ANNOTATION: value}}})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+
+async def _gateways(netns: Path) -> list[str]:
+    """The pod's default gateway: the node's side of its link, the source of probes."""
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net={netns}", "--", "ip", "-j", "route", "show", "default",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    try:
+        return [r["gateway"] for r in json.loads(out or b"[]") if r.get("gateway")]
+    except ValueError:
+        return []
+
+
+async def serve_health(z: Ztunnel, host: str) -> web.AppRunner:
+    app = web.Application()
+
+    async def ready(_: web.Request) -> web.Response:
+        ok = z.ready.is_set()
+        return web.Response(text="ready" if ok else "not ready", status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=z.metrics.exposition(), content_type="text/plain",
+                            charset="utf-8")
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", metrics)
+    metrics_app.router.add_get("/stats/prometheus", metrics)
+    app.router.add_get("/healthz/ready", ready)
+    runners = []
+    for application, port in ((app, 15021), (metrics_app, 15020)):
+        runner = web.AppRunner(application, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        runners.append(runner)
+    return runners  # type: ignore[return-value]
+
+
+async def amain(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    kube = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
+            else KubeClient.in_cluster())
+    z = Ztunnel(kube, args.node, args.node_ip, args.istiod, args.namespace,
+                Path(args.token_file))
+    runners = await serve_health(z, args.health_host)
+    try:
+        await z.run(stop)
+    finally:
+        for runner in runners:  # type: ignore[attr-defined]
+            await runner.cleanup()
+        await kube.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ambient_ref.ztunnel")
+    parser.add_argument("--node", default=os.environ.get("NODE_NAME", ""))
+    parser.add_argument("--node-ip", default=os.environ.get("INSTANCE_IP", ""))
+    parser.add_argument("--istiod", default=os.environ.get("CA_ADDRESS",
+                                                           "istiod.istio-system.svc:15012"))
+    parser.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "istio-system"))
+    parser.add_argument("--token-file", default=str(SA_DIR / "token"))
+    parser.add_argument("--health-host", default="0.0.0.0")
+    parser.add_argument("--kubeconfig", default=None)
+    args = parser.parse_args(argv)
+    if not args.node or not args.node_ip:
+        parser.error("--node and --node-ip (or NODE_NAME and INSTANCE_IP) are required")
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(amain(args))
