@@ -16,7 +16,7 @@ from clusters.local.provider import LocalCluster
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("clusters")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    c = LocalCluster(f"api-{worker}", root=root, run_pods=False)
+    c = LocalCluster(f"api-{worker}-{os.getpid()}", root=root, run_pods=False)
     c.up()
     yield c
     c.teardown()
@@ -27,7 +27,8 @@ def nodes_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     """A cluster whose nodes run pods (root, network namespaces)."""
     root = tmp_path_factory.mktemp("nodes")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    c = LocalCluster(f"nodes-{worker}", root=root)
+    # Namespace names are machine-wide: the pid keeps concurrent runs apart.
+    c = LocalCluster(f"nodes-{worker}-{os.getpid()}", root=root)
     c.up()
     yield c
     c.teardown()

@@ -18,6 +18,8 @@ from clusters.provider import ClusterError
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
+# Namespace names are machine-wide: the pid keeps concurrent test runs apart.
+TAG = str(os.getpid())
 
 
 def _processes_mentioning(marker: str) -> list[int]:
@@ -69,19 +71,19 @@ def _run_a_pod(kubeconfig: Path, name: str = "idle") -> None:
 
 def test_up_and_down_leave_no_process_namespace_or_file(tmp_path):
     root = tmp_path / "state"
-    c = LocalCluster("lifecycle", root=root)
+    c = LocalCluster(f"lifecycle-{TAG}", root=root)
     c.up()
     assert c.kubeconfig.exists()
     _run_a_pod(c.kubeconfig)
     recorded = (c.dir.path / "netns").read_text().split()
     assert any(n.startswith("pod-") for n in recorded)
-    assert len(_netns_of("lifecycle", recorded)) == 5  # wire, 2 nodes, DNS pod, our pod
+    assert len(_netns_of(f"lifecycle-{TAG}", recorded)) == 5  # wire, 2 nodes, DNS pod, our pod
     assert _processes_mentioning(str(c.dir.path))
     c.teardown()
     assert not c.dir.path.exists()
     assert _processes_mentioning(str(c.dir.path)) == []
     assert _processes_mentioning("/bin/sleep 3650d") == []
-    assert _netns_of("lifecycle", recorded) == []
+    assert _netns_of(f"lifecycle-{TAG}", recorded) == []
     assert not any(Path("/etc/netns", n).exists() for n in recorded)
     assert list(root.iterdir()) == []
 
@@ -90,12 +92,13 @@ def test_cli_up_status_down(tmp_path):
     env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "clusters.local", *args, "--name", "cli"],
+        return subprocess.run([sys.executable, "-m", "clusters.local", *args, "--name",
+                               f"cli-{TAG}"],
                               capture_output=True, text=True, env=env, timeout=60)
 
     up = cli("up", "--nodes", "3")
     assert up.returncode == 0, up.stderr
-    kubeconfig = tmp_path / "cli" / "kubeconfig"
+    kubeconfig = tmp_path / f"cli-{TAG}" / "kubeconfig"
     assert str(kubeconfig) in up.stdout
     assert cli("status").returncode == 0
     again = cli("up")
@@ -103,16 +106,17 @@ def test_cli_up_status_down(tmp_path):
     down = cli("down")
     assert down.returncode == 0 and "stopped" in down.stdout
     assert cli("status").returncode == 1
-    assert not (tmp_path / "cli").exists()
-    assert _processes_mentioning(str(tmp_path / "cli")) == []
+    assert not (tmp_path / f"cli-{TAG}").exists()
+    assert _processes_mentioning(str(tmp_path / f"cli-{TAG}")) == []
 
 
 def test_cleanup_after_sigkill(tmp_path):
     env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
-    up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name", "killed"],
+    up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name",
+                         f"killed-{TAG}"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert up.returncode == 0, up.stderr
-    d = ClusterDir(tmp_path / "killed")
+    d = ClusterDir(tmp_path / f"killed-{TAG}")
     _run_a_pod(d.kubeconfig)
     pid = d.pid()
     assert pid is not None
@@ -123,14 +127,14 @@ def test_cleanup_after_sigkill(tmp_path):
     for p in everyone:
         assert wait_gone(p, 10)
     recorded = (d.path / "netns").read_text().split()
-    assert _netns_of("killed", recorded)  # a killed run leaves namespaces...
+    assert _netns_of(f"killed-{TAG}", recorded)  # a killed run leaves namespaces...
     assert d.path.exists()  # ...and its folder...
     out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0 and "removed 1" in out.stdout
     assert not d.path.exists()  # ...which cleanup removes
     assert _processes_mentioning(str(d.path)) == []
-    assert _netns_of("killed", recorded) == []
+    assert _netns_of(f"killed-{TAG}", recorded) == []
 
 
 def test_port_in_use_is_reported_clearly(tmp_path):
@@ -150,7 +154,7 @@ def test_owner_death_stops_the_cluster(tmp_path):
     script = (
         "import sys\n"
         "from clusters.local.provider import LocalCluster\n"
-        f"c = LocalCluster('orphan', root={str(tmp_path)!r})\n"
+        f"c = LocalCluster('orphan-{TAG}', root={str(tmp_path)!r})\n"
         "c.up()\n"
         "print(c.dir.pid(), flush=True)\n"
         "sys.stdin.read()\n"

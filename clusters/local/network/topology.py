@@ -79,6 +79,12 @@ class ClusterNetwork:
 
     def create(self) -> None:
         netns.require_tools()
+        if netns.exists(self.wire):
+            # Network namespace names are machine-wide: refuse rather than share.
+            raise netns.NetworkError(
+                f"network namespace {self.wire} already exists: another local cluster named "
+                f"{self.cluster!r} is running on this machine (or a killed one left it). "
+                "Use another name, or 'python -m clusters.local cleanup' for leftovers")
         self.record(self.wire)
         netns.add(self.wire)
         wire_cmds = [

@@ -25,8 +25,12 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MARK = 0x539  # the ztunnel's own sockets
 CONNMARK = 0x111  # connections the ztunnel delivers to the pod, replies come back
@@ -135,36 +139,49 @@ def _setns(fd: int) -> None:
         raise CaptureError(f"setns: {os.strerror(err)}")
 
 
-def _make_socket(netns: Path, kind: str, address: tuple[str, int] | None,
-                 transparent: bool, mark: int | None) -> socket.socket:
+def inside(netns: Path, fn: Callable[[], T]) -> T:
+    """Run ``fn`` with this thread inside ``netns`` (sockets it makes stay there)."""
     with _lock:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(netns, os.O_RDONLY)
         try:
             _setns(target)
             try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                try:
-                    if mark is not None:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
-                    if transparent:
-                        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-                    if kind == "listen":
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        sock.bind(address or ("0.0.0.0", 0))
-                        sock.listen(1024)
-                    elif address is not None:
-                        sock.bind(address)
-                    sock.setblocking(False)
-                except OSError:
-                    sock.close()
-                    raise
-                return sock
+                return fn()
             finally:
                 _setns(own)
         finally:
             os.close(target)
             os.close(own)
+
+
+def run_inside(netns: Path, fn: Callable[[], T]) -> T:
+    """``inside`` on the dedicated namespace thread, from any thread but the loop's."""
+    return _netns_thread.submit(inside, netns, fn).result()
+
+
+def _make_socket(netns: Path, kind: str, address: tuple[str, int] | None,
+                 transparent: bool, mark: int | None) -> socket.socket:
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if mark is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+            if transparent:
+                sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            if kind == "listen":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address or ("0.0.0.0", 0))
+                sock.listen(1024)
+            elif address is not None:
+                sock.bind(address)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return inside(netns, make)
 
 
 async def listen_in(netns: Path, port: int, transparent: bool = False) -> socket.socket:
