@@ -15,17 +15,31 @@ import time
 import aiohttp
 
 
-async def run(url: str, seconds: float, concurrency: int, max_requests: int) -> dict:
+async def run(url: str, seconds: float, concurrency: int, max_requests: int,
+              rate: float | None = None) -> dict:
+    """Closed loop (as fast as ``concurrency`` connections go) or, with ``rate``, an
+    open loop: request i is due at start + i/rate, and its latency counts from when it
+    was due, so a slow server cannot hide its delay by slowing the client down."""
     latencies: list[float] = []
     errors = 0
-    deadline = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    deadline = begin + seconds
     budget = [max_requests]
+    issued = [0]
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline and budget[0] > 0:
             budget[0] -= 1
-            t0 = time.perf_counter()
+            if rate:
+                due = begin + issued[0] / rate
+                issued[0] += 1
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing: the request is not due yet
+                t0 = due
+            else:
+                t0 = time.perf_counter()
             try:
                 async with session.get(url) as resp:
                     await resp.read()
@@ -58,9 +72,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="requests per second (open loop); default: as fast as possible")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.url, args.seconds, args.concurrency,
-                                     args.max_requests))))
+                                     args.max_requests, args.rate))))
 
 
 if __name__ == "__main__":

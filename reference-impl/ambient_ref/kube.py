@@ -9,7 +9,8 @@ tests it.
 
 Credentials: in a pod, ``KubeClient.in_cluster()`` uses the mounted service account.  Its
 token is re-read from the file (at most a minute old) because the kubelet rotates it; a
-token read once at start-up expires after an hour.
+token read once at start-up expires after an hour.  A token may also be given as a
+callable, asked for every request, to share another client's or a caller's credential.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ PATCH_TYPES = {
 }
 
 
+#: A bearer token, or a callable returning the current one (tokens rotate).
+TokenSource = str | Callable[[], str | None]
+
+
 class KubeError(Exception):
     """An error status from the API server (``status`` is the HTTP code, e.g. 404, 409, 410)."""
 
@@ -52,6 +57,15 @@ class KubeError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+class AlreadyExists(KubeError):
+    """A create found the object already there (HTTP 409 to a POST).
+
+    Its own class because callers racing to create the same object (replicas starting
+    together) handle exactly this case, and a 409 to an update means something else
+    (a stale ``resourceVersion``).
+    """
 
 
 def resource_path(
@@ -81,13 +95,14 @@ def resource_path(
 class KubeClient:
     """An API server connection: a base URL, a bearer token and the CA that signed the server.
 
-    ``token`` is used as given; ``token_file`` is re-read when older than ``TOKEN_MAX_AGE``.
+    ``token`` is used as given (a callable is called for every request); ``token_file`` is
+    re-read when older than ``TOKEN_MAX_AGE``.
     """
 
     def __init__(
         self,
         server: str,
-        token: str | None = None,
+        token: TokenSource | None = None,
         ca_pem: bytes | str | None = None,
         *,
         token_file: str | Path | None = None,
@@ -95,7 +110,8 @@ class KubeClient:
         timeout: float = 30.0,
     ) -> None:
         self.server = server.rstrip("/")
-        self._token = token
+        self._token_source = token if callable(token) else None
+        self._token = None if callable(token) else token
         self._token_file = Path(token_file) if token_file else None
         self._token_read_at = 0.0
         if ssl_context is None and ca_pem:
@@ -149,7 +165,9 @@ class KubeClient:
     # -- requests ------------------------------------------------------------------------
 
     def token(self) -> str | None:
-        """The bearer token to send now (re-read from its file when due)."""
+        """The bearer token to send now (asked of its source, or re-read from its file when due)."""
+        if self._token_source is not None:
+            return self._token_source()
         if self._token_file is not None and (
             self._token is None or time.monotonic() - self._token_read_at > TOKEN_MAX_AGE
         ):
@@ -196,7 +214,8 @@ class KubeClient:
         ) as resp:
             text = await resp.text()
             if resp.status >= 400:
-                raise _error(resp.status, text)
+                error = AlreadyExists if method == "POST" and resp.status == 409 else KubeError
+                raise _error(resp.status, text, error)
             return json.loads(text) if text else {}
 
     async def get(self, path: str, **params: Any) -> dict[str, Any]:
@@ -230,17 +249,20 @@ class KubeClient:
         return doc
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create ``body`` in the collection at ``path``."""
+        """Create ``body`` in the collection at ``path``; ``AlreadyExists`` if it is there."""
         return await self.request("POST", path, body)
 
-    async def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]:
+    async def patch(
+        self, path: str, body: Any, patch_type: str = "merge", **params: Any
+    ) -> dict[str, Any]:
         """Patch the object (or its ``/status``) at ``path``.
 
         ``patch_type`` is ``merge`` (the default: what a controller writing its own fields
-        wants), ``json``, ``strategic``, or a full content type.
+        wants), ``json``, ``strategic``, or a full content type; ``params`` are query
+        parameters such as ``fieldManager``.
         """
         content_type = PATCH_TYPES.get(patch_type, patch_type)
-        return await self.request("PATCH", path, body, content_type=content_type)
+        return await self.request("PATCH", path, body, params=params, content_type=content_type)
 
     async def delete(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """Delete the object at ``path`` (``body``: DeleteOptions, if any)."""
@@ -307,14 +329,27 @@ def _query(params: dict[str, Any] | None) -> dict[str, str]:
     return {k: str(v) for k, v in (params or {}).items() if v is not None}
 
 
-def _error(status: int, text: str) -> KubeError:
+def _error(status: int, text: str, error: type[KubeError] = KubeError) -> KubeError:
     try:
         doc = json.loads(text) if text else {}
     except ValueError:
         doc = {}
     if not isinstance(doc, dict):
         doc = {}
-    return KubeError(status, doc.get("reason", ""), doc.get("message", text.strip()))
+    return error(status, doc.get("reason", ""), doc.get("message", text.strip()))
+
+
+def file_token(path: str | Path) -> Callable[[], str]:
+    """A token source that re-reads ``path`` on every call, because kubelets rotate it.
+
+    For tokens sent rarely (a certificate request every few hours), where reading the
+    file each time is cheaper than reasoning about how stale a cached copy may be.
+    """
+
+    def read() -> str:
+        return Path(path).read_text(encoding="utf-8").strip()
+
+    return read
 
 
 #: ``handler(event type, object, previous object or None)``; may be async.

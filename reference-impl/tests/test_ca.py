@@ -29,6 +29,7 @@ from ambient_ref.ca.bootstrap import (
     CA_SECRET,
     ROOT_CERT_KEY,
     ROOT_CONFIGMAP,
+    KubeSecretStore,
     RootOfTrustError,
     load_or_create_root,
 )
@@ -39,7 +40,6 @@ from ambient_ref.ca.client import (
     CertificateRequestError,
     verify_workload_chain,
 )
-from ambient_ref.ca.kube import AlreadyExists, KubeApi, file_token
 from ambient_ref.ca.server import (
     Caller,
     ca_app,
@@ -49,8 +49,9 @@ from ambient_ref.ca.server import (
     serving_certificate,
     token_review_authenticator,
 )
-from ambient_ref.ca.spiffe import parse_spiffe_id, spiffe_id
 from ambient_ref.ca.tls import client_context
+from ambient_ref.identity import parse_spiffe_id, spiffe_id
+from ambient_ref.kube import AlreadyExists, KubeClient, file_token
 
 TD = "cluster.local"
 APP = f"spiffe://{TD}/ns/default/sa/app"
@@ -681,12 +682,13 @@ def test_caller_from_token_review_without_node() -> None:
 
 
 def test_kube_api_store_and_bootstrap(ca: CertificateAuthority) -> None:
-    """``KubeApi`` implements the bootstrap's store: create, 409, read back, publish."""
+    """``KubeSecretStore`` implements the bootstrap's store: create, 409, read back, publish."""
     fake = FakeApiServer()
 
     async def body() -> None:
         async with running(fake.app, ca) as url:
-            api = KubeApi(url, FakeApiServer.API_TOKEN, ca.root_pem)
+            kube = KubeClient(url, FakeApiServer.API_TOKEN, ca.root_pem)
+            api = KubeSecretStore(kube)
             try:
                 made = await load_or_create_root(api, publish_namespaces=["istio-system", "app"])
                 stored = fake.secrets[("istio-system", CA_SECRET)]
@@ -698,7 +700,7 @@ def test_kube_api_store_and_bootstrap(ca: CertificateAuthority) -> None:
                 cm = fake.configmaps[("app", ROOT_CONFIGMAP)]
                 assert cm[ROOT_CERT_KEY] == made.root_pem.decode()
             finally:
-                await api.close()
+                await kube.close()
 
     run(body())
 
@@ -727,7 +729,7 @@ class FakeKube:
             }
             self.racer = None
         if (namespace, name) in self.secrets:
-            raise AlreadyExists(409, "already exists")
+            raise AlreadyExists(409, "AlreadyExists", "already exists")
         self.secrets[(namespace, name)] = dict(data)
 
     async def apply_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:

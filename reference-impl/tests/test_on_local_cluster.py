@@ -83,6 +83,41 @@ def mesh(tmp_path_factory):
         c.teardown()
 
 
+def wait_synced(cluster, ztunnels: int = 2, timeout: float = 30) -> None:
+    """Until every ztunnel acknowledged the control plane's current configuration (the
+    control plane's own account, ``/debug/syncz``): only then is a change in force."""
+    import json
+
+    [istiod] = yaml.safe_load(cluster.kubectl("get", "pods", "-n", "istio-system", "-l",
+                                              "app=istiod", "-o", "yaml").stdout)["items"]
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cluster.exec("istio-system", istiod["metadata"]["name"],
+                         ["curl", "-sS", "http://127.0.0.1:15014/debug/syncz"])
+        state = json.loads(r.stdout) if r.exit_code == 0 else {}
+        clients = state.get("clients") or []
+        if len(clients) >= ztunnels and all(c["acked"] == state["version"] for c in clients):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ztunnels not in sync after {timeout}s: {state}")
+
+
+def applied(cluster, objects: list[dict]) -> None:
+    """Apply policies and wait until the control plane computed them (their status) and
+    every ztunnel acknowledged the result."""
+    cluster.apply(objects)
+    for obj in objects:
+        cluster.wait(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                     namespace=obj["metadata"]["namespace"], timeout=20,
+                     condition=lambda p: bool((p.get("status") or {}).get("conditions")))
+    wait_synced(cluster)
+
+
+def removed(cluster, objects: list[dict]) -> None:
+    cluster.delete(objects)
+    wait_synced(cluster)
+
+
 def curl(cluster, client_app: str, url: str, *extra: str):
     return cluster.exec("default", f"deploy/{client_app}",
                         ["curl", "-sS", "-m", "10", *extra, url])
@@ -109,11 +144,10 @@ def test_step6_clients_reach_productpage_through_the_mesh(mesh):
 
 
 def test_step7_l4_policy_lets_sleep_through_and_resets_notsleep(mesh):
-    mesh.apply([VIEWER])
+    applied(mesh, [VIEWER])
     try:
         status = mesh.wait("security.istio.io/v1", "AuthorizationPolicy", "productpage-viewer",
-                           namespace="default", timeout=20,
-                           condition=lambda p: bool((p.get("status") or {}).get("conditions")))
+                           namespace="default", timeout=5, condition=lambda p: True)
         assert status["status"]["conditions"][0]["type"] == "ZtunnelAccepted"
         ok = curl(mesh, "sleep", "http://productpage:9080/productpage")
         assert ok.exit_code == 0 and "Simple Bookstore App" in ok.stdout
@@ -125,11 +159,11 @@ def test_step7_l4_policy_lets_sleep_through_and_resets_notsleep(mesh):
                    for line in metrics.splitlines()
                    if line.startswith("istio_tcp_connections_closed_total{"))
     finally:
-        mesh.delete([VIEWER])
+        removed(mesh, [VIEWER])
 
 
-def _sniff(netns: Path, seconds: float) -> list[tuple[int, int, bytes]]:
-    """TCP payloads (sport, dport, data) seen on the node's uplink for a while."""
+def _open_sniffer(netns: Path) -> socket.socket:
+    """A packet socket on the node's uplink, open before any traffic of interest."""
     from ambient_ref.ztunnel import capture
 
     def make() -> socket.socket:
@@ -138,7 +172,11 @@ def _sniff(netns: Path, seconds: float) -> list[tuple[int, int, bytes]]:
         s.bind(("eth0", 0))
         return s
 
-    sock = capture.run_inside(netns, make)
+    return capture.run_inside(netns, make)
+
+
+def _sniff(sock: socket.socket, seconds: float) -> list[tuple[int, int, bytes]]:
+    """TCP payloads (sport, dport, data) the socket sees for a while."""
     sock.settimeout(0.2)
     seen = []
     deadline = time.monotonic() + seconds
@@ -169,13 +207,15 @@ def test_cross_node_traffic_is_mutual_tls_on_the_wire(mesh):
     import threading
 
     sleep_pod = pod(mesh, "sleep")
-    target = next(p for app in ("details", "ratings", "reviews", "productpage")
+    # A destination sleep has not talked to yet: its tunnel starts with a handshake.
+    target = next(p for app in ("ratings", "details", "reviews")
                   for p in [pod(mesh, app)]
                   if p["spec"]["nodeName"] != sleep_pod["spec"]["nodeName"])
     node = sleep_pod["spec"]["nodeName"]
     netns = Path("/run/netns") / f"ah-{mesh.name}-n{node.rsplit('-', 1)[-1]}"
     captured: list = []
-    sniffer = threading.Thread(target=lambda: captured.extend(_sniff(netns, 3.0)))
+    sock = _open_sniffer(netns)
+    sniffer = threading.Thread(target=lambda: captured.extend(_sniff(sock, 3.0)))
     sniffer.start()
     url = f"http://{target['status']['podIP']}:9080/health"
     r = curl(mesh, "sleep", url, "-H", "x-secret-marker: plaintext-would-show-this")
@@ -183,7 +223,9 @@ def test_cross_node_traffic_is_mutual_tls_on_the_wire(mesh):
     assert r.exit_code == 0, r.stderr
     to_hbone = [p for sport, dport, p in captured if dport == 15008]
     assert to_hbone, "no traffic to 15008 seen on the node's uplink"
-    assert any(p[:1] == b"\x16" and p[1:2] == b"\x03" for p in to_hbone), "no TLS handshake"
+    assert any(p[:3] == b"\x16\x03\x01" or p[:3] == b"\x16\x03\x03" for p in to_hbone), \
+        "no TLS handshake toward 15008"
+    assert any(p[:3] == b"\x17\x03\x03" for p in to_hbone), "no TLS application data"
     assert not any(b"plaintext-would-show-this" in p or b"GET /health" in p
                    for _, _, p in captured), "request visible in plaintext on the wire"
     metrics = ztunnel_metrics(mesh, target["spec"]["nodeName"])
@@ -214,18 +256,15 @@ def test_policy_matrix_through_the_data_path(mesh, name, spec, sleep_ok, notslee
     policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
               "metadata": {"name": name, "namespace": "default"},
               "spec": {"selector": {"matchLabels": {"app": "details"}}, **spec}}
-    mesh.apply([policy])
+    applied(mesh, [policy])
     try:
-        mesh.wait("security.istio.io/v1", "AuthorizationPolicy", name, namespace="default",
-                  timeout=20, condition=lambda p: bool((p.get("status") or {}).get(
-                      "conditions")))
         for app, expected in (("sleep", sleep_ok), ("notsleep", notsleep_ok)):
             r = curl(mesh, app, "http://details:9080/details/0")
             assert (r.exit_code == 0) is expected, (app, r.exit_code, r.stderr)
             if not expected:
                 assert r.exit_code == 56
     finally:
-        mesh.delete([policy])
+        removed(mesh, [policy])
 
 
 def test_bad_policies_are_reported_not_crashed_on(mesh):
@@ -251,7 +290,7 @@ def test_bad_policies_are_reported_not_crashed_on(mesh):
         # ...and the mesh still works
         assert curl(mesh, "sleep", "http://productpage:9080/productpage").exit_code == 0
     finally:
-        mesh.delete(bad)
+        removed(mesh, bad)
 
 
 def test_unlabelling_returns_traffic_to_direct_paths(mesh):
@@ -269,3 +308,31 @@ def test_unlabelling_returns_traffic_to_direct_paths(mesh):
     finally:
         mesh.kubectl("label", "namespace", "default", "istio.io/dataplane-mode=ambient")
         _captured(mesh, "enabled")
+
+
+def test_ztunnels_keep_serving_without_the_control_plane_and_resync(mesh):
+    mesh.kubectl("scale", "deployment/istiod", "-n", "istio-system", "--replicas=0")
+    try:
+        mesh.kubectl("wait", "--for=delete", "pods", "-l", "app=istiod", "-n",
+                     "istio-system", "--timeout=30s")
+        # Last configuration still in force: traffic flows...
+        assert curl(mesh, "notsleep", "http://productpage:9080/productpage").exit_code == 0
+        # ...and a change made meanwhile is not (nobody computes it).
+        mesh.apply([VIEWER])
+        assert curl(mesh, "notsleep", "http://productpage:9080/productpage").exit_code == 0
+    finally:
+        mesh.kubectl("scale", "deployment/istiod", "-n", "istio-system", "--replicas=1")
+    mesh.kubectl("wait", "--for=condition=Ready", "pods", "-l", "app=istiod", "-n",
+                 "istio-system", "--timeout=60s")
+    try:
+        # The new control plane (same root of trust, from its Secret) resynchronises
+        # the ztunnels; the policy is in force once both acknowledged its version.
+        mesh.wait("security.istio.io/v1", "AuthorizationPolicy", "productpage-viewer",
+                  namespace="default", timeout=30,
+                  condition=lambda p: bool((p.get("status") or {}).get("conditions")))
+        wait_synced(mesh)
+        r = curl(mesh, "notsleep", "http://productpage:9080/productpage")
+        assert r.exit_code == 56, (r.exit_code, r.stderr)
+        assert curl(mesh, "sleep", "http://productpage:9080/productpage").exit_code == 0
+    finally:
+        removed(mesh, [VIEWER])

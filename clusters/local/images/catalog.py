@@ -108,6 +108,9 @@ def default_catalog() -> ImageCatalog:
                      _as_given(["curl"]), "curlimages/curl (runs the container's command)")
     catalog.register(r"(^|/)ambient-harness/cluster-dns(:[\w.\-]+)?$", _dns,
                      "ambient-harness/cluster-dns (the cluster's DNS)")
+    catalog.register_module(r"(^|/)ambient-harness/bench-server(:[\w.\-]+)?$",
+                            "clusters.local.images.benchserver", listens=(8080,),
+                            description="ambient-harness/bench-server (1 KB HTTP responses)")
     for ep in entry_points(group="ambient_harness.images"):
         register = ep.load()
         register(catalog)

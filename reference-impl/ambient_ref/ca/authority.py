@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .spiffe import check_trust_domain, parse_spiffe_id
+from ..identity import check_trust_domain, parse_spiffe_id
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 # Certificates start this far in the past, so a node whose clock runs slightly behind

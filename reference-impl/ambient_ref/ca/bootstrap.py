@@ -16,17 +16,19 @@ is published as the ConfigMap ``istio-ca-root-cert`` (key ``root-cert.pem``) in 
 namespace that needs it, which is where Istio's sidecars and ztunnel read it from.
 
 The Kubernetes calls sit behind the three-method ``KubeStore`` protocol, so tests use
-an in-memory fake; ``kube.KubeApi`` is the production implementation.
+an in-memory fake; ``KubeSecretStore``, on the distribution's ``kube.KubeClient``, is
+the production implementation.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from ..kube import AlreadyExists, KubeClient, KubeError, resource_path
 from .authority import DEFAULT_TRUST_DOMAIN, CertificateAuthority
-from .kube import AlreadyExists
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,14 @@ CA_CERT_KEY = "ca-cert.pem"
 CA_KEY_KEY = "ca-key.pem"
 ROOT_CONFIGMAP = "istio-ca-root-cert"
 ROOT_CERT_KEY = "root-cert.pem"
+CA_SECRET_TYPE = "istio.io/ca-root"  # the type istiod gives its self-signed CA's Secret
+FIELD_MANAGER = "ambient-ref-ca"
 
 __all__ = [
     "CA_SECRET",
     "ROOT_CONFIGMAP",
     "AlreadyExists",
+    "KubeSecretStore",
     "KubeStore",
     "RootOfTrustError",
     "load_or_create_root",
@@ -62,6 +67,53 @@ class KubeStore(Protocol):
     async def apply_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Create the ConfigMap, or set these keys in the existing one."""
         ...
+
+
+class KubeSecretStore:
+    """``KubeStore`` on the Kubernetes API: Secrets and ConfigMaps through a ``KubeClient``."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        try:
+            secret = await self.kube.get(resource_path("v1", "secrets", namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+    async def create_secret(self, namespace: str, name: str, data: dict[str, bytes]) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": CA_SECRET_TYPE,
+            "data": {k: base64.b64encode(v).decode("ascii") for k, v in data.items()},
+        }
+        await self.kube.create(resource_path("v1", "secrets", namespace), body)
+
+    async def apply_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create the ConfigMap, or merge ``data`` into the existing one.
+
+        Create-then-merge-patch rather than server-side apply, which not every API
+        server (the harness's local cluster included) implements.
+        """
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": data,
+        }
+        try:
+            await self.kube.create(resource_path("v1", "configmaps", namespace), body)
+        except AlreadyExists:
+            await self.kube.patch(
+                resource_path("v1", "configmaps", namespace, name),
+                {"data": data},
+                fieldManager=FIELD_MANAGER,
+            )
 
 
 class RootOfTrustError(Exception):

@@ -37,10 +37,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from .kube import file_token
+from ..identity import parse_spiffe_id
+from ..kube import file_token
+from ..pem import load_cert_chain_pem
 from .server import CERTIFICATE_PATH
-from .spiffe import parse_spiffe_id
-from .tls import client_context, load_cert_chain_pem
+from .tls import client_context
 
 log = logging.getLogger(__name__)
 

@@ -67,9 +67,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..identity import Identity, IdentityError, parse_spiffe_id
+from ..kube import KubeClient, KubeError, TokenSource, resource_path
 from .authority import CertificateAuthority, CSRRejected
-from .kube import KubeApi, KubeError, TokenSource
-from .spiffe import SpiffeId, parse_spiffe_id
 from .tls import server_context
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ MAX_TTL = 90 * 24 * 3600  # Istio's MAX_WORKLOAD_CERT_TTL default
 SERVING_TTL = 365 * 24 * 3600
 ISTIOD_DNS_NAMES = ("istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local")
 
+API_TIMEOUT = 10.0  # seconds: a CA request waits on the API server, and its caller on us
 SA_USER_PREFIX = "system:serviceaccount:"
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
@@ -182,7 +183,7 @@ async def _authenticate(request: web.Request, authenticate: Authenticator) -> Ca
 
 async def _parse_body(
     request: web.Request, caller: Caller, trust_domain: str
-) -> tuple[str, SpiffeId, int | None]:
+) -> tuple[str, Identity, int | None]:
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -197,7 +198,11 @@ async def _parse_body(
         raise _Refused(400, "bad_request", "'validity_seconds' must be an integer")
     raw_identity = body.get("identity")
     if raw_identity is None:
-        return csr, SpiffeId(trust_domain, caller.namespace, caller.service_account), ttl
+        try:
+            own = Identity(trust_domain, caller.namespace, caller.service_account)
+        except IdentityError as exc:
+            raise _Refused(400, "bad_identity", str(exc)) from exc
+        return csr, own, ttl
     if not isinstance(raw_identity, str):
         raise _Refused(400, "bad_request", "'identity' must be a SPIFFE ID string")
     try:
@@ -213,7 +218,7 @@ async def _parse_body(
 
 
 async def _authorize(
-    caller: Caller, identity: SpiffeId, trusted: frozenset[str], pods_on_node: PodsOnNode
+    caller: Caller, identity: Identity, trusted: frozenset[str], pods_on_node: PodsOnNode
 ) -> None:
     """Return if ``caller`` may hold ``identity``; raise a 403 saying which rule failed."""
     if identity.account == (caller.namespace, caller.service_account):
@@ -331,13 +336,19 @@ def caller_from_token_review(status: dict[str, Any]) -> Caller | None:
 class TokenReviewAuthenticator:
     """``authenticate`` for ``ca_app``: asks the API server who a token belongs to."""
 
-    def __init__(self, api: KubeApi, audiences: list[str] | None = None) -> None:
+    def __init__(self, api: KubeClient, audiences: list[str] | None = None) -> None:
         self._api = api
         self._audiences = audiences
 
     async def __call__(self, token: str) -> Caller | None:
-        status = await self._api.review_token(token, self._audiences)
-        return caller_from_token_review(status)
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = list(self._audiences)
+        review = await self._api.create(
+            resource_path("authentication.k8s.io/v1", "tokenreviews"),
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+        )
+        return caller_from_token_review(review.get("status") or {})
 
     async def close(self) -> None:
         await self._api.close()
@@ -355,7 +366,8 @@ def token_review_authenticator(
     ``api_token`` is the CA's own credential (a string, or a callable re-read per request);
     ``audiences``, if given, are required of the reviewed token (Istio uses ``istio-ca``).
     """
-    return TokenReviewAuthenticator(KubeApi(api_server_url, api_token, api_ca_pem), audiences)
+    api = KubeClient(api_server_url, api_token, api_ca_pem, timeout=API_TIMEOUT)
+    return TokenReviewAuthenticator(api, audiences)
 
 
 class KubePodsOnNode:
@@ -366,13 +378,15 @@ class KubePodsOnNode:
     certificate lifetime, not per connection.
     """
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self._api = api
 
     async def __call__(self, node: str) -> set[tuple[str, str]]:
-        pods = await self._api.list_pods(f"spec.nodeName={node}")
+        pods = await self._api.list(
+            resource_path("v1", "pods"), field_selector=f"spec.nodeName={node}"
+        )
         accounts: set[tuple[str, str]] = set()
-        for pod in pods:
+        for pod in pods["items"]:
             # A finished pod runs nothing, so it no longer vouches for its account.
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
@@ -390,7 +404,7 @@ def kube_pods_on_node(
     api_server_url: str, api_token: TokenSource, api_ca_pem: bytes | None
 ) -> KubePodsOnNode:
     """Pods on a node via ``GET /api/v1/pods?fieldSelector=spec.nodeName=<node>``."""
-    return KubePodsOnNode(KubeApi(api_server_url, api_token, api_ca_pem))
+    return KubePodsOnNode(KubeClient(api_server_url, api_token, api_ca_pem, timeout=API_TIMEOUT))
 
 
 __all__ = [

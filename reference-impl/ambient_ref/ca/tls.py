@@ -1,32 +1,20 @@
-"""``ssl.SSLContext`` helpers for certificates and keys held in memory as PEM.
+"""``ssl.SSLContext`` helpers for the CA's HTTPS: certificates held in memory as PEM.
 
-Python's ``ssl`` module loads a certificate chain and private key only from files,
-while the CA hands out certificates as bytes and rotates them every few hours.  These
-helpers write the PEM to a private temporary directory just long enough for OpenSSL
-to read it, so that no caller keeps key material on disk or repeats this dance.
+The CA hands out certificates as bytes and rotates them every few hours; loading them
+into a context goes through :mod:`ambient_ref.pem`, shared with HBONE's mutual TLS.
+These contexts are plain server-authenticated HTTPS (TLS 1.2 or later), unlike HBONE's.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
-import tempfile
+
+from ..pem import Pem, load_cert_chain_pem, load_roots_pem
+
+__all__ = ["client_context", "load_cert_chain_pem", "server_context"]
 
 
-def load_cert_chain_pem(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
-    """Install a certificate chain (leaf first) and its private key into ``ctx``."""
-    with tempfile.TemporaryDirectory(prefix="ambient-ref-tls-") as tmp:
-        os.chmod(tmp, 0o700)
-        cert_path = os.path.join(tmp, "chain.pem")
-        key_path = os.path.join(tmp, "key.pem")
-        for path, data in ((cert_path, chain_pem), (key_path, key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(cert_path, key_path)
-
-
-def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+def server_context(chain_pem: Pem, key_pem: Pem) -> ssl.SSLContext:
     """A TLS server context presenting ``chain_pem``; clients are not asked for certificates."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -34,7 +22,7 @@ def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(root_pem: bytes) -> ssl.SSLContext:
+def client_context(root_pem: Pem) -> ssl.SSLContext:
     """A TLS client context that trusts only ``root_pem`` and checks the server's name.
 
     Only the mesh root is trusted, not the system store: a workload talking to its CA
@@ -42,5 +30,5 @@ def client_context(root_pem: bytes) -> ssl.SSLContext:
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cadata=root_pem.decode("ascii"))
+    load_roots_pem(ctx, root_pem)
     return ctx

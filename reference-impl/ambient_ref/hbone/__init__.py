@@ -2,7 +2,8 @@
 
 Layers, bottom up:
 
-* :mod:`.identity` - SPIFFE identities and reading them off certificates;
+* :mod:`ambient_ref.identity` - SPIFFE identities and reading them off certificates
+  (shared with the CA and authorization; :mod:`.identity` re-exports it);
 * :mod:`.tls` - SSL contexts from PEM and the post-handshake identity checks;
 * :mod:`.session` - the sans-IO HTTP/2 core: a :class:`Session` of :class:`Tunnel` streams;
 * :mod:`.connection` - a session driven over a TLS stream;
@@ -11,6 +12,7 @@ Layers, bottom up:
 * :mod:`.relay` - splicing a tunnel to a TCP connection with FIN/RST preserved.
 """
 
+from ..identity import Identity, IdentityError, parse, peer_identity
 from .client import HboneClient, PoolKey, SocketFactory, default_connect
 from .connection import HboneConnection, reset_transport
 from .errors import (
@@ -20,7 +22,6 @@ from .errors import (
     PeerVerificationError,
     StreamReset,
 )
-from .identity import Identity, IdentityError, parse, peer_identity
 from .relay import RelayResult, relay
 from .server import ConnectRequest, ConnectResponse, HboneServer, Listener
 from .session import Http2Settings, Session, Tunnel

@@ -19,9 +19,9 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from ..identity import Identity, as_identity
 from .connection import STREAM_LIMIT, Address, HboneConnection, format_address, reset_transport
 from .errors import ConnectRejected, HboneConnectionError, HboneError, PeerVerificationError
-from .identity import Identity, as_identity
 from .session import CLIENT_MAX_STREAMS, Header, Http2Settings, Tunnel
 from .tls import WorkloadCertificate
 

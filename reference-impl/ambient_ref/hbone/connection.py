@@ -16,7 +16,7 @@ import ssl
 import struct
 from collections.abc import Callable, Iterable
 
-from .identity import Identity
+from ..identity import Identity
 from .session import Header, Http2Settings, Session, Tunnel
 
 log = logging.getLogger("ambient_ref.hbone")

@@ -1,117 +1,27 @@
-"""SPIFFE workload identities, as ambient mode names them.
+"""SPIFFE identities for HBONE, which live in :mod:`ambient_ref.identity`.
 
-Every workload in the mesh is identified by the URI SAN of its certificate,
-``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``.  Authorization
-policies match on it, the HBONE server checks its trust domain and the HBONE client
-checks it against the identities it expects.  Any other URI shape is not an identity
-(ztunnel refuses to parse it), so :func:`parse` is strict rather than forgiving.
+The CA, HBONE and authorization all read identities the same way, so the one module
+is shared; this name stays so that ``ambient_ref.hbone.identity`` keeps working.
 """
 
-from __future__ import annotations
+from ..identity import (
+    SPIFFE_PREFIX,
+    Identity,
+    IdentityError,
+    as_identity,
+    certificate_identity,
+    parse,
+    peer_identity,
+    uri_sans,
+)
 
-import ssl
-from dataclasses import dataclass
-
-from cryptography import x509
-
-SPIFFE_PREFIX = "spiffe://"
-
-
-class IdentityError(ValueError):
-    """A URI or certificate does not carry a well-formed SPIFFE workload identity."""
-
-
-@dataclass(frozen=True, order=True)
-class Identity:
-    """A workload identity: the trust domain, namespace and service account it names.
-
-    Frozen and ordered so identities can key pools and be compared in sets.
-    """
-
-    trust_domain: str
-    namespace: str
-    service_account: str
-
-    def __post_init__(self) -> None:
-        # An empty or slash-carrying segment would format to a URI that parses back
-        # differently, so such an identity cannot exist.
-        for name in ("trust_domain", "namespace", "service_account"):
-            value = getattr(self, name)
-            if not value or "/" in value:
-                raise IdentityError(f"identity {name} must be non-empty without '/': {value!r}")
-
-    @classmethod
-    def parse(cls, uri: str) -> Identity:
-        """Parse ``spiffe://<td>/ns/<ns>/sa/<sa>``; any other shape raises IdentityError."""
-        if not uri.startswith(SPIFFE_PREFIX):
-            raise IdentityError(f"not a SPIFFE URI: {uri!r}")
-        parts = uri[len(SPIFFE_PREFIX) :].split("/")
-        if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa":
-            raise IdentityError(f"not a workload identity (spiffe://<td>/ns/<ns>/sa/<sa>): {uri!r}")
-        try:
-            return cls(parts[0], parts[2], parts[4])
-        except IdentityError as exc:
-            raise IdentityError(f"malformed SPIFFE identity {uri!r}: {exc}") from None
-
-    @property
-    def uri(self) -> str:
-        """The URI form carried in certificates."""
-        return f"{SPIFFE_PREFIX}{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
-
-    @property
-    def principal(self) -> str:
-        """The URI without ``spiffe://``: the form authorization policies match principals on."""
-        return self.uri[len(SPIFFE_PREFIX) :]
-
-    def __str__(self) -> str:
-        return self.uri
-
-
-def parse(uri: str) -> Identity:
-    """Parse a SPIFFE workload identity URI (see :meth:`Identity.parse`)."""
-    return Identity.parse(uri)
-
-
-def as_identity(value: Identity | str) -> Identity:
-    """Accept either form, so callers may pass identities straight from configuration."""
-    return value if isinstance(value, Identity) else Identity.parse(value)
-
-
-def uri_sans(certificate: bytes | x509.Certificate) -> list[str]:
-    """All URI SANs of a certificate (DER bytes or a parsed certificate)."""
-    cert = (
-        certificate
-        if isinstance(certificate, x509.Certificate)
-        else x509.load_der_x509_certificate(certificate)
-    )
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
-
-
-def certificate_identity(certificate: bytes | x509.Certificate) -> Identity:
-    """The single SPIFFE identity a certificate carries.
-
-    Exactly one ``spiffe://`` URI SAN is required: with none the peer is anonymous,
-    and with several it would be ambiguous which one policies should see.  Other URI
-    schemes are ignored because they say nothing about the workload.
-    """
-    spiffe = [uri for uri in uri_sans(certificate) if uri.startswith(SPIFFE_PREFIX)]
-    if len(spiffe) != 1:
-        raise IdentityError(f"expected exactly one SPIFFE URI SAN, found {len(spiffe)}")
-    return Identity.parse(spiffe[0])
-
-
-def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Identity:
-    """The identity of the peer of a completed TLS handshake.
-
-    The dict form of ``getpeercert()`` is empty whenever the chain was not verified
-    and flattens the SAN extension, so the DER form is parsed with ``cryptography``,
-    which reads the same bytes the peer signed.
-    """
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        raise IdentityError("the peer presented no certificate")
-    return certificate_identity(der)
+__all__ = [
+    "SPIFFE_PREFIX",
+    "Identity",
+    "IdentityError",
+    "as_identity",
+    "certificate_identity",
+    "parse",
+    "peer_identity",
+    "uri_sans",
+]

@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ..identity import Identity
 from .connection import (
     STREAM_LIMIT,
     Address,
@@ -30,7 +31,6 @@ from .connection import (
     reset_transport,
 )
 from .errors import PeerVerificationError
-from .identity import Identity
 from .relay import RelayResult, relay
 from .session import SERVER_MAX_STREAMS, Header, Http2Settings, Tunnel
 from .tls import ServerContext

@@ -20,23 +20,19 @@ new ``WorkloadCertificate``; connections already open keep the context they star
 
 from __future__ import annotations
 
-import contextlib
-import os
 import ssl
-import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
 from cryptography import x509
 
+from ..identity import Identity, IdentityError, certificate_identity, peer_identity
+from ..pem import Pem, load_cert_chain_pem, load_roots_pem, pem_bytes
 from .errors import PeerVerificationError
-from .identity import Identity, IdentityError, certificate_identity, peer_identity
 
 ALPN_H2 = "h2"
-
-Pem = bytes | str
 
 
 class ServerContext(ssl.SSLContext):
@@ -136,9 +132,7 @@ class WorkloadCertificate:
 
     def __post_init__(self) -> None:
         for name in ("cert_chain_pem", "key_pem", "root_pem"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, value.encode("ascii"))
+            object.__setattr__(self, name, pem_bytes(getattr(self, name)))
 
     @cached_property
     def identity(self) -> Identity:
@@ -169,7 +163,7 @@ def _identity_of_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Identity:
 
 
 def _leaf_identity(cert_chain_pem: Pem) -> Identity:
-    return certificate_identity(x509.load_pem_x509_certificate(_bytes(cert_chain_pem)))
+    return certificate_identity(x509.load_pem_x509_certificate(pem_bytes(cert_chain_pem)))
 
 
 def _configure(ctx: ssl.SSLContext, cert_chain_pem: Pem, key_pem: Pem, root_pem: Pem) -> None:
@@ -180,38 +174,5 @@ def _configure(ctx: ssl.SSLContext, cert_chain_pem: Pem, key_pem: Pem, root_pem:
     # No resumption: every connection proves its identity with a full handshake.
     ctx.options |= ssl.OP_NO_TICKET
     ctx.set_alpn_protocols([ALPN_H2])
-    ctx.load_verify_locations(cadata=_bytes(root_pem).decode("ascii"))
-    with _pem_files(_bytes(cert_chain_pem), _bytes(key_pem)) as (cert_path, key_path):
-        ctx.load_cert_chain(cert_path, key_path)
-
-
-@contextlib.contextmanager
-def _pem_files(*blobs: bytes) -> Iterator[list[str]]:
-    """Paths holding ``blobs``, since ``load_cert_chain`` only reads files.
-
-    On Linux these are anonymous memory files, so private keys never touch a disk;
-    elsewhere a private temporary directory is used and removed straight after.
-    """
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        fds = [os.memfd_create("hbone-pem", os.MFD_CLOEXEC) for _ in blobs]
-        try:
-            for fd, blob in zip(fds, blobs, strict=True):
-                with os.fdopen(os.dup(fd), "wb") as f:
-                    f.write(blob)
-            yield [f"/proc/self/fd/{fd}" for fd in fds]
-        finally:
-            for fd in fds:
-                os.close(fd)
-        return
-    with tempfile.TemporaryDirectory(prefix="hbone-pem-") as tmp:
-        paths = []
-        for i, blob in enumerate(blobs):
-            path = os.path.join(tmp, f"{i}.pem")
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-                f.write(blob)
-            paths.append(path)
-        yield paths
-
-
-def _bytes(pem: Pem) -> bytes:
-    return pem.encode("ascii") if isinstance(pem, str) else pem
+    load_roots_pem(ctx, root_pem)
+    load_cert_chain_pem(ctx, cert_chain_pem, key_pem)

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from ..ca.bootstrap import load_or_create_root
+from ..ca.bootstrap import KubeSecretStore, load_or_create_root
 from ..ca.server import (
     ca_app,
     kube_pods_on_node,
@@ -39,7 +39,6 @@ from ..policy.convert import convert_for_xds
 from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
-from .kubestore import KubeSecretStore
 
 log = logging.getLogger("pilot")
 
@@ -148,7 +147,7 @@ async def amain(args: argparse.Namespace) -> int:
     app = ca_app(authority, authenticate, kube_pods_on_node(kube.server, token, api_ca),
                  set(args.trusted_node_accounts))
     cp = ControlPlane(kube, args.namespace, args.trust_domain, set(args.trusted_node_accounts))
-    install_xds(app, cp.store, authenticate)
+    endpoint = install_xds(app, cp.store, authenticate)
     from ..ca.server import serve_https
 
     runner, port = await serve_https(app, "0.0.0.0", args.port, chain, key)
@@ -162,8 +161,19 @@ async def amain(args: argparse.Namespace) -> int:
         return web.Response(body=generate_latest(cp.registry),
                             content_type="text/plain", charset="utf-8")
 
+    async def syncz(_: web.Request) -> web.Response:
+        """Which configuration version each ztunnel acknowledged, against the current one
+        (what ``istioctl proxy-status`` shows): a change is in force once all match."""
+        return web.json_response({
+            "version": cp.store.version,
+            "clients": [{"node": s.node, "acked": s.acked_version, "sent": s.sent_version,
+                         "nack": list(s.nack) if s.nack else None}
+                        for s in endpoint.sessions.values()],
+        })
+
     health.router.add_get("/ready", ready)
     health.router.add_get("/metrics", metrics)
+    health.router.add_get("/debug/syncz", syncz)
     health_runner = web.AppRunner(health, access_log=None)
     await health_runner.setup()
     await web.TCPSite(health_runner, "0.0.0.0", args.monitoring_port).start()

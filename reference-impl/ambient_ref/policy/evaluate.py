@@ -37,10 +37,10 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..identity import Identity
 from .model import Action, Authorization, IPNetwork, Match, MatchKind, Scope, StringMatch
 
 ROOT_NAMESPACE = "istio-system"
-SPIFFE = "spiffe://"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,18 +70,11 @@ class Peer:
         object.__setattr__(self, "ip", ipaddress.ip_address(self.ip))
         if self.identity is None:
             return
-        parts = (
-            self.identity[len(SPIFFE) :].split("/")
-            if isinstance(self.identity, str) and self.identity.startswith(SPIFFE)
-            else []
-        )
-        if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa" or not all(parts):
-            raise ValueError(
-                f"not a workload identity (spiffe://<td>/ns/<ns>/sa/<sa>): {self.identity!r}"
-            )
-        object.__setattr__(self, "principal", self.identity[len(SPIFFE) :])
-        object.__setattr__(self, "namespace", parts[2])
-        object.__setattr__(self, "service_account", parts[4])
+        # The same reading as HBONE's of the certificate (IdentityError is a ValueError).
+        identity = Identity.parse(self.identity)
+        object.__setattr__(self, "principal", identity.principal)
+        object.__setattr__(self, "namespace", identity.namespace)
+        object.__setattr__(self, "service_account", identity.service_account)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,8 +95,8 @@ class PodProxy:
         for server in self._servers:
             server.close()
         if self._hbone_listener is not None:
-            self._hbone_listener.close()
-        self._hbone.close()
+            await self._hbone_listener.close()
+        await self._hbone.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -146,7 +146,7 @@ class PodProxy:
                 metrics.close(_with_flag(labels, flag), 0, 0)
                 log.info("outbound %s:%d -> %s:%d via HBONE failed: %s", src_ip, src_port,
                          dest.ip, dest.port, exc)
-                reset_transport(writer)  # the application sees a reset (curl exits 56)
+                await _reset_after_first_bytes(reader, writer)
                 return
             metrics.open(labels)
             result = await relay(tunnel, reader, writer)
@@ -239,6 +239,17 @@ class PodProxy:
             return
         received, sent = await _splice(reader, writer, upstream)
         self.shared.metrics.close(labels, sent, received)
+
+
+async def _reset_after_first_bytes(reader: asyncio.StreamReader,
+                                   writer: asyncio.StreamWriter, wait: float = 1.0) -> None:
+    """Reset the application's connection once it has sent something (or after
+    ``wait``): a reset that races the client's own connect completion is reported by
+    some clients as a failed connect (curl exit 7) instead of a reset connection (curl
+    exit 56, what the application sees of a denied connection)."""
+    with contextlib.suppress(TimeoutError, OSError):
+        await asyncio.wait_for(reader.read(65536), wait)
+    reset_transport(writer)
 
 
 def _with_flag(labels: ConnectionLabels, flag: str) -> ConnectionLabels:
