@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -131,7 +132,10 @@ class PodProxy:
         metrics = self.shared.metrics
         if dest.workload is not None and dest.workload.protocol == "HBONE":
             forwarded = f'for="{src_ip}:{src_port}"' + (f";host={svc.hostname}" if svc else "")
-            headers = [("forwarded", forwarded), ("baggage", self._baggage())]
+            # Connection tracing, as ztunnel sends it: a fresh trace, not sampled.
+            traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+            headers = [("forwarded", forwarded), ("baggage", self._baggage()),
+                       ("traceparent", traceparent)]
             try:
                 cert = await self.shared.certs(self.workload)
                 tunnel = await self.shared.client.open(

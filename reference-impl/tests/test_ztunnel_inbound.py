@@ -1,0 +1,68 @@
+"""The ztunnel's inbound HBONE decisions (authority, self-calls, policy), without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ambient_ref.hbone import ConnectRequest, HboneClient
+from ambient_ref.identity import parse
+from ambient_ref.policy.convert import convert
+from ambient_ref.xds.types import Workload
+from ambient_ref.ztunnel.metrics import TcpMetrics
+from ambient_ref.ztunnel.proxy import PodProxy, Shared
+from ambient_ref.ztunnel.state import MeshState
+
+POD_IP = "198.18.0.5"
+SLEEP = "spiffe://cluster.local/ns/default/sa/sleep"
+NOTSLEEP = "spiffe://cluster.local/ns/default/sa/notsleep"
+
+
+def _proxy(policies: list[dict]) -> PodProxy:
+    state = MeshState()
+    pp = Workload(uid="u1", name="productpage-v1-x", namespace="default",
+                  addresses=[POD_IP], node="node-1", service_account="bookinfo-productpage",
+                  protocol="HBONE", labels={"app": "productpage"})
+    auths = {}
+    for p in policies:
+        auth = convert(p).authorization
+        assert auth is not None
+        auths[f"default/{p['metadata']['name']}"] = auth.to_dict()
+    state.update({"u1": pp}, {}, auths)
+
+    async def no_certs(_: Workload):  # not reached by these decisions
+        raise AssertionError("no certificate needed")
+
+    return PodProxy(Shared(state, no_certs, TcpMetrics(), HboneClient()), pp,
+                    Path("/nonexistent"))
+
+
+def _request(authority: str, identity: str = SLEEP) -> ConnectRequest:
+    return ConnectRequest(authority=authority, headers=[], peer_identity=parse(identity),
+                          local_address=(POD_IP, 15008), peer_address=("198.18.1.7", 40000))
+
+
+def test_authority_naming_another_ip_is_400():
+    response = asyncio.run(_proxy([])._on_connect(_request("198.18.0.99:9080")))
+    assert response.status == 400 and "ip mismatch" in response.reason
+
+
+def test_calls_to_ztunnel_ports_and_bad_authorities_are_400():
+    proxy = _proxy([])
+    for authority in (f"{POD_IP}:15008", f"{POD_IP}:15001", f"{POD_IP}:15006", "nonsense"):
+        assert asyncio.run(proxy._on_connect(_request(authority))).status == 400
+
+
+def test_policy_denial_is_401_and_counted_with_the_deny_flag():
+    viewer = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "viewer", "namespace": "default"},
+              "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "ALLOW",
+                       "rules": [{"from": [{"source": {"principals": [
+                           "cluster.local/ns/default/sa/sleep"]}}]}]}}
+    proxy = _proxy([viewer])
+    denied = asyncio.run(proxy._on_connect(_request(f"{POD_IP}:9080", NOTSLEEP)))
+    assert denied.status == 401 and "none allowed" in denied.reason
+    allowed = asyncio.run(proxy._on_connect(_request(f"{POD_IP}:9080", SLEEP)))
+    assert allowed.status == 200
+    text = proxy.shared.metrics.exposition().decode()
+    assert 'response_flags="DENY"' in text and "sa/notsleep" in text
