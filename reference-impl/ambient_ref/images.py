@@ -10,6 +10,7 @@ from typing import Any
 
 PILOT_IMAGE = r"(^|/)ambient-reference/pilot(:[\w.\-]+)?$"
 ZTUNNEL_IMAGE = r"(^|/)ambient-reference/ztunnel(:[\w.\-]+)?$"
+WAYPOINT_IMAGE = r"(^|/)ambient-reference/waypoint(:[\w.\-]+)?$"
 
 
 def register(catalog: Any) -> None:
@@ -23,3 +24,5 @@ def register(catalog: Any) -> None:
                             description="ambient-reference/pilot (the control plane)")
     catalog.register_module(ZTUNNEL_IMAGE, "ambient_ref.ztunnel", listens=(),
                             description="ambient-reference/ztunnel (the node proxy)")
+    catalog.register_module(WAYPOINT_IMAGE, "ambient_ref.waypoint", listens=(15021,),
+                            description="ambient-reference/waypoint (the L7 proxy)")

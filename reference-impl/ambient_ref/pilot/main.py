@@ -39,10 +39,13 @@ from ..policy.convert import convert_for_xds
 from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
+from ..xds.waypoints import Waypoint, bind, find_waypoints, waypoint_manifests
 
 log = logging.getLogger("pilot")
 
 AUTHZ_PATH = "/apis/security.istio.io/v1/authorizationpolicies"
+GATEWAYS_PATH = "/apis/gateway.networking.k8s.io/v1/gateways"
+WAYPOINT_DEPLOYMENTS = "/apis/apps/v1/deployments"
 
 
 class ControlPlane:
@@ -59,6 +62,10 @@ class ControlPlane:
         self.pods = Informer(kube, "/api/v1/pods", self._changed)
         self.services = Informer(kube, "/api/v1/services", self._changed)
         self.policies = Informer(kube, AUTHZ_PATH, self._changed)
+        self.gateways = Informer(kube, GATEWAYS_PATH, self._changed)
+        self.waypoint_deployments = Informer(kube, WAYPOINT_DEPLOYMENTS, self._changed,
+                                             label_selector="istio.io/waypoint")
+        self.waypoints: dict[tuple[str, str], Waypoint] = {}
         self._written_status: dict[str, list[dict[str, Any]]] = {}
         self.registry = CollectorRegistry()
         self.pushes = Counter("pilot_xds_pushes", "Configuration versions pushed",
@@ -70,9 +77,9 @@ class ControlPlane:
         self._dirty.set()
 
     async def run_computation(self) -> None:
-        for informer in (self.namespaces, self.pods, self.services, self.policies):
+        for informer in self._informers():
             informer.start()
-        for informer in (self.namespaces, self.pods, self.services, self.policies):
+        for informer in self._informers():
             await informer.synced.wait()
         self._dirty.set()
         while True:
@@ -81,6 +88,11 @@ class ControlPlane:
             self.push()
             self.ready.set()
             await self.write_policy_status()
+            await self.deploy_waypoints()
+
+    def _informers(self) -> list[Informer]:
+        return [self.namespaces, self.pods, self.services, self.policies, self.gateways,
+                self.waypoint_deployments]
 
     def push(self) -> None:
         """Recompute everything from the informers' copies and hand it to the store, which
@@ -90,6 +102,15 @@ class ControlPlane:
         services = list(self.services.items.values())
         workloads = compute_workloads(namespaces, pods, services, self.trust_domain)
         svcs = compute_services(services, pods, self.trust_domain)
+        self.waypoints = find_waypoints(self.gateways.items.values())
+        service_use, workload_use = bind(self.waypoints, namespaces, services, pods)
+        for (ns, name), wp in service_use.items():
+            svc = svcs.get(f"{ns}/{name}.{ns}.svc.cluster.local")
+            if svc is not None and self._waypoint_serving(wp):
+                svc.waypoint = self._ref(wp)
+        for uid, wp in workload_use.items():
+            if uid in workloads and self._waypoint_serving(wp):
+                workloads[uid].waypoint = self._ref(wp)
         authorizations, self._statuses = policy_resources(
             self.policies.items.values(),
             lambda p: convert_for_xds(p, self.namespace, self.trust_domain))
@@ -101,6 +122,68 @@ class ControlPlane:
         self.workload_count.set(len(workloads))
         if delta is not None:
             self.pushes.inc()
+
+    def _ref(self, wp: Waypoint) -> dict[str, Any]:
+        return {**wp.ref(), "identity": f"spiffe://{self.trust_domain}/ns/{wp.namespace}/sa/"
+                                        f"{wp.deployment}"}
+
+    def _waypoint_serving(self, wp: Waypoint) -> bool:
+        """A binding takes effect once the waypoint runs: until then traffic stays L4,
+        rather than going to a proxy that is not there."""
+        dep = self.waypoint_deployments.items.get(wp.key)
+        return bool(dep) and (dep.get("status") or {}).get("readyReplicas", 0) >= 1
+
+    async def deploy_waypoints(self) -> None:
+        """A Deployment, Service and account per waypoint Gateway (owned by it, so they
+        go with it), and the Gateway's status."""
+        for (ns, gw_name), wp in self.waypoints.items():
+            gateway = self.gateways.items.get((ns, gw_name))
+            if gateway is None:
+                continue
+            owner = {"apiVersion": gateway["apiVersion"], "kind": "Gateway", "name": gw_name,
+                     "uid": gateway["metadata"]["uid"], "controller": True}
+            for manifest in waypoint_manifests(wp):
+                manifest["metadata"]["ownerReferences"] = [owner]
+                plural = {"ServiceAccount": "serviceaccounts", "Service": "services",
+                          "Deployment": "deployments"}[manifest["kind"]]
+                group = "apis/apps/v1" if plural == "deployments" else "api/v1"
+                try:
+                    await self.kube.create(f"/{group}/namespaces/{ns}/{plural}", manifest)
+                except KubeError as exc:
+                    if exc.status != 409:
+                        log.warning("waypoint %s/%s: %s", ns, wp.deployment, exc)
+            await self._gateway_status(gateway, wp)
+
+    async def _gateway_status(self, gateway: dict[str, Any], wp: Waypoint) -> None:
+        ns = wp.namespace
+        svc = self.services.items.get((ns, wp.deployment))
+        address = ((svc or {}).get("spec") or {}).get("clusterIP")
+        programmed = self._waypoint_serving(wp) and bool(address)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        old = {c.get("type"): c for c in (gateway.get("status") or {}).get("conditions") or ()}
+
+        def cond(ctype: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+            status = "True" if ok else "False"
+            prev = old.get(ctype)
+            since = prev["lastTransitionTime"] if prev and prev.get("status") == status else now
+            return {"type": ctype, "status": status, "reason": reason, "message": message,
+                    "lastTransitionTime": since,
+                    "observedGeneration": gateway["metadata"].get("generation", 1)}
+
+        status = {"conditions": [
+            cond("Accepted", True, "Accepted", "Resource accepted"),
+            cond("Programmed", programmed, "Programmed" if programmed else "Pending",
+                 f"waypoint {wp.deployment} is ready" if programmed
+                 else f"waypoint {wp.deployment} is not ready yet")]}
+        if address:
+            status["addresses"] = [{"type": "IPAddress", "value": address}]
+        if gateway.get("status") == status:
+            return
+        try:
+            await self.kube.patch(f"{GATEWAYS_PATH.rsplit('/', 1)[0]}/namespaces/{ns}/"
+                                  f"gateways/{wp.gateway}/status", {"status": status})
+        except KubeError as exc:
+            log.warning("status of Gateway %s/%s: %s", ns, wp.gateway, exc)
 
     async def write_policy_status(self) -> None:
         for key, conditions in self._statuses.items():
@@ -123,7 +206,7 @@ class ControlPlane:
                     log.warning("status of AuthorizationPolicy %s not written: %s", key, exc)
 
     async def stop(self) -> None:
-        for informer in (self.namespaces, self.pods, self.services, self.policies):
+        for informer in self._informers():
             await informer.stop()
 
 

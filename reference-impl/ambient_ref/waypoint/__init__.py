@@ -1,1 +1,1 @@
-"""The waypoint: the L7 proxy that terminates HBONE tunnels and applies HTTP policy."""
+"""The waypoint: terminates HBONE, applies HTTP policy, routing and telemetry."""

@@ -55,7 +55,8 @@ class Waypoint:
     def ref(self) -> dict[str, Any]:
         """How a workload or service names its waypoint on the wire."""
         return {"namespace": self.namespace, "name": self.deployment,
-                "hostname": self.hostname, "hbone_mtls_port": 15008}
+                "hostname": self.hostname, "hbone_mtls_port": 15008,
+                "flavour": self.flavour}
 
 
 def _meta(obj: KubeObject) -> Mapping[str, Any]:
@@ -158,6 +159,9 @@ def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/waypoint:0.
                           "name": "istio-proxy", "image": image,
                           "env": [{"name": "GATEWAY_NAME", "value": wp.gateway},
                                   {"name": "WAYPOINT_FLAVOUR", "value": wp.flavour},
+                                  {"name": "SERVICE_ACCOUNT", "value": wp.deployment},
+                                  {"name": "SERVES_ACCOUNT",
+                                   "value": wp.serves_account or ""},
                                   {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
                                       "fieldPath": "metadata.namespace"}}},
                                   {"name": "POD_NAME", "valueFrom": {"fieldRef": {

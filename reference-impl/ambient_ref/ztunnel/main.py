@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from ..ca.client import CertBundle, CertificateManager
+from ..ca.root import fetch_root
 from ..hbone import HboneClient, WorkloadCertificate
 from ..kube import SA_DIR, KubeClient, KubeError
 from ..xds.client import XdsClient
@@ -44,7 +45,6 @@ log = logging.getLogger("ztunnel")
 
 NETNS_DIR = Path("/var/run/netns")
 ANNOTATION = "ambient.istio.io/redirection"
-ROOT_CONFIGMAP = "istio-ca-root-cert"
 
 
 def pod_netns(uid: str) -> Path:
@@ -73,20 +73,6 @@ class Ztunnel:
     def token(self) -> str:
         return self.token_file.read_text().strip()
 
-    async def root_pem(self) -> bytes:
-        """The mesh root, published by the control plane (waited for by watching)."""
-        path = f"/api/v1/namespaces/{self.namespace}/configmaps"
-        while True:
-            listing = await self.kube.list(path, field_selector=f"metadata.name={ROOT_CONFIGMAP}")
-            for cm in listing.get("items") or ():
-                return cm["data"]["root-cert.pem"].encode()
-            rv = listing["metadata"]["resourceVersion"]
-            async for kind, cm in self.kube.watch(
-                    path, rv, field_selector=f"metadata.name={ROOT_CONFIGMAP}",
-                    timeout_seconds=60):
-                if kind in ("ADDED", "MODIFIED") and "root-cert.pem" in (cm.get("data") or {}):
-                    return cm["data"]["root-cert.pem"].encode()
-
     async def cert_for(self, workload: Workload) -> WorkloadCertificate:
         identity = workload.identity
         cached = self._certs.get(identity)
@@ -112,7 +98,7 @@ class Ztunnel:
         self._dirty.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        root = await self.root_pem()
+        root = await fetch_root(self.kube, self.namespace)
         self.manager = CertificateManager(f"https://{self.istiod}", self.token, root)
         self.manager.add_listener(self._rotated)
         ctx = ssl.create_default_context(cadata=root.decode())

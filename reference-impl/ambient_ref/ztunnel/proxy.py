@@ -130,31 +130,22 @@ class PodProxy:
             service_name=svc.name if svc else UNKNOWN,
             mtls=dest.workload is not None and dest.workload.protocol == "HBONE")
         metrics = self.shared.metrics
-        if dest.workload is not None and dest.workload.protocol == "HBONE":
-            forwarded = f'for="{src_ip}:{src_port}"' + (f";host={svc.hostname}" if svc else "")
-            # Connection tracing, as ztunnel sends it: a fresh trace, not sampled.
-            traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
-            headers = [("forwarded", forwarded), ("baggage", self._baggage()),
-                       ("traceparent", traceparent)]
-            try:
-                cert = await self.shared.certs(self.workload)
-                tunnel = await self.shared.client.open(
-                    (dest.ip, capture.HBONE_PORT), f"{dest.ip}:{dest.port}", headers, cert,
-                    [dest.workload.identity],
-                    connect=lambda d: capture.connect_from(self.netns, d),
-                    source_ip=self.ip)
-            except (HboneError, OSError) as exc:
-                flag = "DENY" if isinstance(exc, ConnectRejected) and exc.status == 401 \
-                    else "CONNECT"
-                metrics.open(labels)
-                metrics.close(_with_flag(labels, flag), 0, 0)
-                log.info("outbound %s:%d -> %s:%d via HBONE failed: %s", src_ip, src_port,
-                         dest.ip, dest.port, exc)
-                await _reset_after_first_bytes(reader, writer)
+        # A waypoint in the way (the Service's, else the workload's): HBONE to it, naming
+        # what the application dialled; it applies L7 and forwards to the destination.
+        waypoint, authority = None, f"{dest.ip}:{dest.port}"
+        if svc is not None and svc.waypoint:
+            waypoint, authority = svc.waypoint, f"{orig_ip}:{orig_port}"
+        elif dest.workload is not None and dest.workload.waypoint:
+            waypoint = dest.workload.waypoint
+        if waypoint is not None:
+            address = self.shared.state.waypoint_address(waypoint)
+            if address is not None:
+                await self._via_hbone(reader, writer, labels, address, authority,
+                                      waypoint["identity"], svc, src_ip, src_port)
                 return
-            metrics.open(labels)
-            result = await relay(tunnel, reader, writer)
-            metrics.close(labels, result.bytes_to_tunnel, result.bytes_from_tunnel)
+        if dest.workload is not None and dest.workload.protocol == "HBONE":
+            await self._via_hbone(reader, writer, labels, dest.ip, authority,
+                                  dest.workload.identity, svc, src_ip, src_port)
             return
         # Not in the mesh: plain TCP from inside the pod, to the address it dialled
         # (the node's service proxy still balances a VIP).
@@ -167,6 +158,34 @@ class PodProxy:
         metrics.open(labels)
         sent, received = await _splice(reader, writer, upstream)
         metrics.close(labels, sent, received)
+
+    async def _via_hbone(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         labels: ConnectionLabels, target_ip: str, authority: str,
+                         identity: str, svc: object, src_ip: str, src_port: int) -> None:
+        metrics = self.shared.metrics
+        hostname = getattr(svc, "hostname", None)
+        forwarded = f'for="{src_ip}:{src_port}"' + (f";host={hostname}" if hostname else "")
+        # Connection tracing, as ztunnel sends it: a fresh trace, not sampled.
+        traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+        headers = [("forwarded", forwarded), ("baggage", self._baggage()),
+                   ("traceparent", traceparent)]
+        try:
+            cert = await self.shared.certs(self.workload)
+            tunnel = await self.shared.client.open(
+                (target_ip, capture.HBONE_PORT), authority, headers, cert, [identity],
+                connect=lambda d: capture.connect_from(self.netns, d), source_ip=self.ip)
+        except (HboneError, OSError) as exc:
+            flag = "DENY" if isinstance(exc, ConnectRejected) and exc.status == 401 \
+                else "CONNECT"
+            metrics.open(labels)
+            metrics.close(_with_flag(labels, flag), 0, 0)
+            log.info("outbound %s:%d -> %s via HBONE %s failed: %s", src_ip, src_port,
+                     authority, target_ip, exc)
+            await _reset_after_first_bytes(reader, writer)
+            return
+        metrics.open(labels)
+        result = await relay(tunnel, reader, writer)
+        metrics.close(labels, result.bytes_to_tunnel, result.bytes_from_tunnel)
 
     def _baggage(self) -> str:
         w = self.workload
@@ -194,15 +213,16 @@ class PodProxy:
         labels = ConnectionLabels(
             reporter="destination", source=_peer(source, identity),
             destination=_peer(self.workload), mtls=True)
-        decision = self.shared.state.policies.authorize(
-            self.workload.namespace, self.workload.labels,
-            Connection.of(peer_ip, identity, host, port))
         self.shared.metrics.open(labels)
-        if not decision.allowed:
-            self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
-            log.info("connection closed due to policy rejection: %s (%s -> %s:%d)",
-                     decision.reason, identity, host, port)
-            return ConnectResponse.reject(401, decision.reason)
+        if not self._enforced_by_waypoint(identity):
+            decision = self.shared.state.policies.authorize(
+                self.workload.namespace, self.workload.labels,
+                Connection.of(peer_ip, identity, host, port))
+            if not decision.allowed:
+                self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
+                log.info("connection closed due to policy rejection: %s (%s -> %s:%d)",
+                         decision.reason, identity, host, port)
+                return ConnectResponse.reject(401, decision.reason)
 
         async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             sock = await capture.connect_from(self.netns, (host, port), source_ip=peer_ip)
@@ -213,6 +233,15 @@ class PodProxy:
                                       getattr(result, "bytes_to_tunnel", 0))
 
         return ConnectResponse.accept_via(connect, on_done=done)
+
+    def _enforced_by_waypoint(self, identity: str) -> bool:
+        """In the 2022 preview a workload's waypoint enforced its whole policy (selector
+        policies included) and the workload's ztunnel let that waypoint through; today's
+        waypoints enforce only targetRefs policies, so the destination checks as usual
+        (and an L4 allow-list must name the waypoint)."""
+        wp = self.workload.waypoint
+        return bool(wp) and wp.get("flavour") == "istio-mesh" and \
+            wp.get("identity") == identity
 
     async def _inbound_plaintext(self, reader: asyncio.StreamReader,
                                  writer: asyncio.StreamWriter) -> None:

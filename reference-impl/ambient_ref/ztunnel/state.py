@@ -63,6 +63,12 @@ class MeshState:
         self.policies = PolicyIndex(parsed, self.root_namespace)
         self.version += 1
 
+    def waypoint_address(self, ref: dict[str, Any]) -> str | None:
+        """A ready pod of the waypoint a service or workload uses (None: not running)."""
+        key = f"{ref.get('namespace')}/{ref.get('hostname')}"
+        ready = [w for w in self.endpoints.get(key, []) if w.healthy and w.addresses]
+        return random.choice(ready).addresses[0] if ready else None
+
     def destination(self, ip: str, port: int) -> Destination:
         """Resolve an original destination: a Service VIP becomes one of its healthy
         endpoints (chosen at random per connection, as kube-proxy does), a pod IP its
