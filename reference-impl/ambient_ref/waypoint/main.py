@@ -321,12 +321,20 @@ async def serve_status(w: Waypoint) -> list[web.AppRunner]:
         ok = w.ready.is_set()
         return web.Response(text="ready" if ok else "not ready", status=200 if ok else 503)
 
+    async def configz(_: web.Request) -> web.Response:
+        """The configuration objects this waypoint holds, by resourceVersion: a change is
+        in force here once its version shows (tests and operators wait on this)."""
+        return web.json_response({
+            key: {f"{ns}/{name}": obj["metadata"].get("resourceVersion")
+                  for (ns, name), obj in w.informers[key].items.items()}
+            for key in ("vs", "dr", "routes", "policies", "services")})
+
     async def stats(_: web.Request) -> web.Response:
         return web.Response(body=w.metrics.exposition(), content_type="text/plain",
                             charset="utf-8")
 
     runners = []
-    for routes, port in (((("/healthz/ready", ready),), 15021),
+    for routes, port in (((("/healthz/ready", ready), ("/debug/configz", configz)), 15021),
                          ((("/stats/prometheus", stats), ("/metrics", stats)), 15020)):
         app = web.Application()
         for path, handler in routes:
