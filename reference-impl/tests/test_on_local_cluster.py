@@ -71,6 +71,7 @@ def mesh(tmp_path_factory):
         c.apply(MANIFESTS / "install.yaml")
         c.apply(APPS / "bookinfo.yaml", namespace="default")
         c.apply(APPS / "sleep.yaml", namespace="default")
+        c.apply(APPS / "bookinfo-gateway.yaml", namespace="default")
         c.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", "istio-system",
                   "--timeout=60s")
         c.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", "default",
@@ -141,6 +142,20 @@ def test_step6_clients_reach_productpage_through_the_mesh(mesh):
         r = curl(mesh, app, "http://productpage:9080/productpage")
         assert r.exit_code == 0, r.stderr
         assert "<title>Simple Bookstore App</title>" in r.stdout
+
+
+def test_step6_ingress_gateway_reaches_productpage_before_and_after_the_l4_policy(mesh):
+    url = "http://istio-ingressgateway.istio-system/productpage"
+    r = curl(mesh, "sleep", url)
+    assert r.exit_code == 0 and "<title>Simple Bookstore App</title>" in r.stdout, r.stderr
+    applied(mesh, [VIEWER])
+    try:  # the policy allows the ingress gateway's account
+        r = curl(mesh, "sleep", url)
+        assert r.exit_code == 0 and "<title>Simple Bookstore App</title>" in r.stdout
+        r = curl(mesh, "notsleep", url)  # notsleep via the gateway is the gateway's call
+        assert r.exit_code == 0
+    finally:
+        removed(mesh, [VIEWER])
 
 
 def test_step7_l4_policy_lets_sleep_through_and_resets_notsleep(mesh):

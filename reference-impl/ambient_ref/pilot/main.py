@@ -187,11 +187,13 @@ class ControlPlane:
 
     async def write_policy_status(self) -> None:
         for key, conditions in self._statuses.items():
-            if self._written_status.get(key) == conditions:
-                continue
             ns, name = key.split("/", 1)
             policy = self.policies.items.get((ns, name))
             if policy is None:
+                continue
+            # Keyed by uid too: a policy deleted and made again needs its status again.
+            written_key = f"{key}/{policy['metadata'].get('uid')}"
+            if self._written_status.get(written_key) == conditions:
                 continue
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             stamped = [{**c, "lastTransitionTime": c.get("lastTransitionTime") or now}
@@ -200,7 +202,7 @@ class ControlPlane:
                 await self.kube.patch(f"{AUTHZ_PATH.replace('/authorizationpolicies', '')}"
                                       f"/namespaces/{ns}/authorizationpolicies/{name}/status",
                                       {"status": {"conditions": stamped}})
-                self._written_status[key] = conditions
+                self._written_status[written_key] = conditions
             except KubeError as exc:
                 if exc.status != 404:
                     log.warning("status of AuthorizationPolicy %s not written: %s", key, exc)

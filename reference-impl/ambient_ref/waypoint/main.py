@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..ca.client import CertificateManager
+from ..ca.client import CertificateError, CertificateManager
 from ..ca.root import fetch_root
 from ..hbone import ConnectRequest, ConnectResponse, HboneClient, HboneServer, Tunnel
 from ..hbone import WorkloadCertificate as Cert
@@ -56,7 +56,32 @@ PATHS = {
     "dr": "/apis/networking.istio.io/v1/destinationrules",
     "routes": "/apis/gateway.networking.k8s.io/v1/httproutes",
     "policies": "/apis/security.istio.io/v1/authorizationpolicies",
+    "gateways": "/apis/networking.istio.io/v1/gateways",
 }
+INGRESS_KEY = ("istio-system", "istio-ingressgateway")
+INGRESS_SELECTOR = {"istio": "ingressgateway"}
+
+
+def ingress_virtual_services(gateways: list[dict[str, Any]],
+                             virtual_services: list[dict[str, Any]],
+                             host: str) -> list[dict[str, Any]]:
+    """The VirtualServices bound to an Istio Gateway this ingress serves, rewritten as
+    routes of the ingress's own Service (``host``), so the waypoint's routing applies
+    to them unchanged; destinations keep resolving in each VirtualService's namespace."""
+    served = set()
+    for gw in gateways:
+        selector = (gw.get("spec") or {}).get("selector") or {}
+        if selector and all(INGRESS_SELECTOR.get(k) == v for k, v in selector.items()):
+            meta = gw["metadata"]
+            served |= {meta["name"], f"{meta['namespace']}/{meta['name']}"}
+    out = []
+    for vs in virtual_services:
+        gateways_of = (vs.get("spec") or {}).get("gateways") or []
+        if not any(g in served for g in gateways_of):
+            continue
+        copy = {**vs, "spec": {**vs["spec"], "gateways": [], "hosts": [host]}}
+        out.append(copy)
+    return out
 
 
 class TunnelStream:
@@ -127,6 +152,7 @@ class Waypoint:
         self.cert: Cert | None = None
         self.manager: CertificateManager | None = None
         self.served_account: str | None = None
+        self.ingress = False
 
     def _changed(self, *_: object) -> None:
         if all(i.synced.is_set() for i in self.informers.values()):
@@ -148,9 +174,14 @@ class Waypoint:
             for port in (svc.get("spec") or {}).get("ports") or ():
                 if ip and ip != "None":
                     self.vips[(ip, int(port["port"]))] = (meta["namespace"], meta["name"])
-        self.table = RouteTable.build(
-            self.items("vs"), self.items("dr"), self.items("routes"),
-            {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services})
+        known = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
+        virtual_services = self.items("vs")
+        if self.ingress:
+            virtual_services = ingress_virtual_services(
+                self.items("gateways"), virtual_services,
+                f"{INGRESS_KEY[1]}.{INGRESS_KEY[0]}.svc.cluster.local")
+        self.table = RouteTable.build(virtual_services, self.items("dr"), self.items("routes")
+                                      if not self.ingress else [], known)
         served_keys = {key for key in self._served_services()}
         policies = []
         for policy in self.items("policies"):
@@ -212,17 +243,30 @@ class Waypoint:
 
         return ConnectResponse.serve_with(serve)
 
+    async def serve_ingress(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        """Plain HTTP from outside the mesh, routed by the Gateway-bound VirtualServices."""
+        peer_ip = writer.get_extra_info("peername")[0]
+        await serve_http(reader, writer,
+                         lambda r: self.decide(r, INGRESS_KEY, "", 80, None, peer_ip,
+                                               None, check_policy=False),
+                         self.connect_upstream,
+                         lambda r, d, s: self.labels(INGRESS_KEY, None, peer_ip, d),
+                         self.metrics)
+
     async def decide(self, request: Request, service: tuple[str, str] | None, host: str,
                      port: int, target: Workload | None, source_ip: str,
-                     principal: str) -> Any:
+                     principal: str | None, check_policy: bool = True) -> Any:
         service_key = service or (target.namespace if target else "", "")
-        l7 = L7Request(method=request.method, path=request.target,
-                       host=request.authority or host, port=port, headers=request.headers,
-                       source_ip=source_ip, source_principal=principal)
-        decision = authorize_l7(self.policies, l7, service_key,
-                                waypoint=(self.namespace, self.gateway))
-        if not decision.allowed:
-            return Deny()
+        if check_policy:
+            l7 = L7Request(method=request.method, path=request.target,
+                           host=request.authority or host, port=port,
+                           headers=request.headers, source_ip=source_ip,
+                           source_principal=principal)
+            decision = authorize_l7(self.policies, l7, service_key,
+                                    waypoint=(self.namespace, self.gateway))
+            if not decision.allowed:
+                return Deny()
         if service is None:  # a workload with no Service on that port: straight to it
             assert target is not None
             return Forward(upstream=(target.addresses[0], port, target.uid))
@@ -271,7 +315,7 @@ class Waypoint:
             return stream, stream
         return await asyncio.open_connection(ip, port)
 
-    def labels(self, service: tuple[str, str] | None, principal: str, source_ip: str,
+    def labels(self, service: tuple[str, str] | None, principal: str | None, source_ip: str,
                decision: Any) -> RequestLabels:
         source = self.by_ip.get(source_ip)
         dest = None
@@ -288,7 +332,16 @@ class Waypoint:
         root = await fetch_root(self.kube, self.istiod_namespace)
         self.manager = CertificateManager(f"https://{self.istiod}",
                                           lambda: self.token_file.read_text().strip(), root)
-        bundle = await self.manager.get(self.identity)
+        delay = 0.2
+        while True:  # the control plane may still be starting: back off, do not crash
+            try:
+                bundle = await self.manager.get(self.identity)
+                break
+            except (CertificateError, OSError) as exc:
+                log.info("certificate for %s not issued yet (%s); retrying in %.1fs",
+                         self.identity, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.cert = Cert(bundle.chain_pem, bundle.key_pem, bundle.root_pem)
         self.manager.add_listener(lambda b: setattr(self, "cert", Cert(
             b.chain_pem, b.key_pem, b.root_pem)))
@@ -297,15 +350,21 @@ class Waypoint:
         for informer in self.informers.values():
             await informer.synced.wait()
         self.rebuild()
-        server = HboneServer(self.on_connect, lambda _: self.cert.server)  # type: ignore
-        sock = socket.create_server(("0.0.0.0", listen_port), reuse_port=False)
-        sock.setblocking(False)
-        listener = await server.serve(sock)
-        log.info("waypoint %s/%s (%s) serving HBONE on :%d", self.namespace, self.gateway,
-                 self.flavour, listen_port)
-        await stop.wait()
-        await listener.close()
-        await server.close()
+        if self.ingress:
+            http_server = await asyncio.start_server(self.serve_ingress, "0.0.0.0", listen_port)
+            log.info("ingress gateway serving HTTP on :%d", listen_port)
+            await stop.wait()
+            http_server.close()
+        else:
+            server = HboneServer(self.on_connect, lambda _: self.cert.server)  # type: ignore
+            sock = socket.create_server(("0.0.0.0", listen_port), reuse_port=False)
+            sock.setblocking(False)
+            listener = await server.serve(sock)
+            log.info("waypoint %s/%s (%s) serving HBONE on :%d", self.namespace, self.gateway,
+                     self.flavour, listen_port)
+            await stop.wait()
+            await listener.close()
+            await server.close()
         for informer in self.informers.values():
             await informer.stop()
         await self.client.close()
@@ -357,6 +416,7 @@ async def amain(args: argparse.Namespace) -> int:
     w = Waypoint(kube, args.namespace, args.gateway, args.flavour, identity, args.istiod,
                  SA_DIR / "token")
     w.served_account = args.serves_account or None
+    w.ingress = args.ingress
     runners = await serve_status(w)
     try:
         await w.run(stop, args.port)
@@ -378,8 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-domain", default=env.get("TRUST_DOMAIN", "cluster.local"))
     parser.add_argument("--istiod", default=env.get("CA_ADDRESS",
                                                     "istiod.istio-system.svc:15012"))
-    parser.add_argument("--port", type=int, default=15008)
+    parser.add_argument("--port", type=int, default=None,
+                        help="default: 15008 (HBONE), or 8080 (HTTP) with --ingress")
+    parser.add_argument("--ingress", action="store_true",
+                        default=env.get("INGRESS_MODE", "").lower() == "true",
+                        help="serve plain HTTP from outside the mesh (istio-ingressgateway)")
     args = parser.parse_args(argv)
+    if args.port is None:
+        args.port = 8080 if args.ingress else 15008
     if not args.service_account:
         parser.error("--service-account (or SERVICE_ACCOUNT) is required")
     logging.basicConfig(level=env.get("LOG_LEVEL", "INFO"), stream=sys.stdout,
