@@ -22,6 +22,8 @@ provider = pytest.importorskip("clusters.local.provider",
 
 pytestmark = [
     pytest.mark.slow,
+    # One mesh cluster at a time: two on two cores starve each other.
+    pytest.mark.xdist_group("mesh-cluster"),
     pytest.mark.skipif(os.geteuid() != 0, reason="the local cluster's nodes need root"),
 ]
 
@@ -84,7 +86,7 @@ def mesh(tmp_path_factory):
         c.teardown()
 
 
-def wait_synced(cluster, ztunnels: int = 2, timeout: float = 30) -> None:
+def wait_synced(cluster, ztunnels: int = 2, timeout: float = 60) -> None:
     """Until every ztunnel acknowledged the control plane's current configuration (the
     control plane's own account, ``/debug/syncz``): only then is a change in force."""
     import json

@@ -13,7 +13,7 @@ from .test_on_local_cluster import applied, curl, mesh, provider, removed, wait_
 
 __all__ = ["mesh", "provider"]  # the module-scoped cluster fixture, shared
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mesh-cluster")]
 
 L7_PRINCIPALS = ["cluster.local/ns/default/sa/sleep",
                  "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]

@@ -104,7 +104,10 @@ class Ztunnel:
         ctx = ssl.create_default_context(cadata=root.decode())
         self.xds = XdsClient(f"wss://{self.istiod}/v1/xds", self.token, ctx,
                              node=f"ztunnel~{self.node_ip}~{self.node}",
-                             on_change=self._on_config)
+                             on_change=self._on_config,
+                             # A control plane that vanished without closing (its node or
+                             # namespace gone) is noticed within seconds, not minutes.
+                             heartbeat=5.0)
         self.xds.start()
         shared = Shared(self.state, self.cert_for, self.metrics, self.hbone)
         reconciler = asyncio.ensure_future(self._reconcile_loop(shared))
