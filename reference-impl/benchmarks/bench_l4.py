@@ -1,11 +1,12 @@
-"""L4 overhead of the reference ztunnel on the local cluster.
+"""Overhead of the reference ztunnel (L4) and waypoint (L4+L7) on the local cluster.
 
 Run: ``python reference-impl/benchmarks/bench_l4.py``.
 
 Same run, same clients, keep-alive HTTP with 1 KB responses: direct (no mesh), then
-through the ztunnels, same-node and cross-node; latency at a fixed rate and the
-maximum rate; the ztunnels' CPU seconds per 1,000 requests and memory.  Prints
-figures, asserts nothing.
+through the ztunnels, then through a waypoint, same-node and cross-node; latency at
+a fixed rate and the maximum rate; the proxies' CPU seconds per 1,000 requests and
+memory (the waypoint figures count every ``ambient_ref.waypoint`` process, the
+idle ingress gateway included).  Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -58,15 +59,15 @@ def load(c: LocalCluster, client: str, seconds: float, rate: float | None) -> di
     return json.loads(r.stdout)
 
 
-def ztunnel_usage(c: LocalCluster) -> tuple[float, float]:
-    """CPU seconds and RSS (MiB) of every ztunnel process, summed."""
+def ztunnel_usage(c: LocalCluster, module: str = "ambient_ref.ztunnel") -> tuple[float, float]:
+    """CPU seconds and RSS (MiB) of every process running ``module``, summed."""
     cpu = rss = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if b"ambient_ref.ztunnel" not in (entry / "cmdline").read_bytes():
+            if module.encode() not in (entry / "cmdline").read_bytes():
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cpu += (int(fields[11]) + int(fields[12])) / tick
@@ -83,18 +84,35 @@ def measure(c: LocalCluster, label: str, seconds: float, rate: float) -> dict:
     for client in ("client-same", "client-cross"):
         fixed = load(c, client, seconds, rate)
         cpu0, _ = ztunnel_usage(c)
+        wcpu0, _ = ztunnel_usage(c, "ambient_ref.waypoint")
         peak = load(c, client, seconds, None)
         cpu1, rss = ztunnel_usage(c)
+        wcpu1, wrss = ztunnel_usage(c, "ambient_ref.waypoint")
         out[client] = {"fixed": fixed, "max": peak,
                        "ztunnel_cpu_per_1k": (cpu1 - cpu0) / peak["requests"] * 1000,
-                       "ztunnel_rss_mib": rss}
+                       "ztunnel_rss_mib": rss,
+                       "waypoint_cpu_per_1k": (wcpu1 - wcpu0) / peak["requests"] * 1000,
+                       "waypoint_rss_mib": wrss}
         where = "same node" if client == "client-same" else "cross node"
-        print(f"{label:>6} {where:>10}: at {rate:g}/s p50 {fixed['p50_ms']:.2f} ms "
+        extra = (f"; waypoint CPU {out[client]['waypoint_cpu_per_1k']:.3f} s/1k req, "
+                 f"RSS {wrss:.0f} MiB" if label == "waypoint" else "")
+        print(f"{label:>8} {where:>10}: at {rate:g}/s p50 {fixed['p50_ms']:.2f} ms "
               f"p99 {fixed['p99_ms']:.2f} ms ({fixed['errors']} errors); max "
               f"{peak['rps']:.0f} req/s p50 {peak['p50_ms']:.2f} ms; ztunnel CPU "
-              f"{out[client]['ztunnel_cpu_per_1k']:.3f} s/1k req, RSS {rss:.0f} MiB",
+              f"{out[client]['ztunnel_cpu_per_1k']:.3f} s/1k req, RSS {rss:.0f} MiB{extra}",
               flush=True)
     return out
+
+
+def wait_annotated(c: LocalCluster) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # capture is announced by the annotation
+        pods = yaml.safe_load(c.kubectl("get", "pods", "-n", "bench", "-l", "app", "-o",
+                                        "yaml").stdout)["items"]
+        if all((p["metadata"].get("annotations") or {}).get(
+                "ambient.istio.io/redirection") == "enabled" for p in pods
+               if p["metadata"]["labels"].get("app", "").startswith(("server", "client"))):
+            return
 
 
 def main() -> None:
@@ -112,20 +130,27 @@ def main() -> None:
                       "--timeout=60s")
         direct = measure(c, "direct", args.seconds, args.rate)
         c.kubectl("label", "namespace", "bench", "istio.io/dataplane-mode=ambient")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # capture is announced by the annotation
-            pods = yaml.safe_load(c.kubectl("get", "pods", "-n", "bench", "-o",
-                                            "yaml").stdout)["items"]
-            if all((p["metadata"].get("annotations") or {}).get(
-                    "ambient.istio.io/redirection") == "enabled" for p in pods):
-                break
-        mesh = measure(c, "mesh", args.seconds, args.rate)
-        print("\nratios (mesh / direct):")
-        for client in ("client-same", "client-cross"):
-            d, m = direct[client], mesh[client]
-            print(f"  {client}: p50 +{m['fixed']['p50_ms'] - d['fixed']['p50_ms']:.2f} ms, "
-                  f"p99 +{m['fixed']['p99_ms'] - d['fixed']['p99_ms']:.2f} ms, "
-                  f"max throughput {m['max']['rps'] / d['max']['rps']:.0%} of direct")
+        wait_annotated(c)
+        mesh = measure(c, "ztunnel", args.seconds, args.rate)
+        c.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "waypoint", "namespace": "bench"},
+            "spec": {"gatewayClassName": "istio-waypoint", "listeners": [
+                {"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}))
+        c.kubectl("wait", "--for=condition=Programmed", "gateway/waypoint", "-n", "bench",
+                  "--timeout=60s")
+        c.kubectl("label", "service", "server", "-n", "bench",
+                  "istio.io/use-waypoint=waypoint")
+        probe = load(c, "client-same", 1, None)  # the binding reaches the ztunnels
+        del probe
+        waypoint = measure(c, "waypoint", args.seconds, args.rate)
+        for label, phase in (("ztunnel", mesh), ("waypoint", waypoint)):
+            print(f"\nratios ({label} / direct):")
+            for client in ("client-same", "client-cross"):
+                d, m = direct[client], phase[client]
+                print(f"  {client}: p50 {m['fixed']['p50_ms'] - d['fixed']['p50_ms']:+.2f} ms, "
+                      f"p99 {m['fixed']['p99_ms'] - d['fixed']['p99_ms']:+.2f} ms, "
+                      f"max throughput {m['max']['rps'] / d['max']['rps']:.0%} of direct")
 
 
 if __name__ == "__main__":
