@@ -34,8 +34,9 @@ can never fire is dropped at compile time.  Keep one index per policy snapshot a
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..identity import Identity
 from .model import Action, Authorization, IPNetwork, Match, MatchKind, Scope, StringMatch
@@ -301,16 +302,23 @@ class PolicyIndex:
                 deny.append(policy)
             else:
                 allow.append(policy)
-        shadow = tuple(dry_run)
-        for policy in deny:
-            if policy.matches(conn):
-                return Decision(False, REASON_DENIED.format(policy=policy.key), policy.key, shadow)
-        if not allow:
-            return Decision(True, REASON_NO_ALLOW, None, shadow)
-        for policy in allow:
-            if policy.matches(conn):
-                return Decision(True, REASON_ALLOWED.format(policy=policy.key), policy.key, shadow)
-        return Decision(False, REASON_NONE_ALLOWED, None, shadow)
+        return ordered_decision(deny, allow, tuple(dry_run), lambda p: p.matches(conn))
+
+
+def ordered_decision(deny: Sequence[Any], allow: Sequence[Any], dry_run: tuple[str, ...],
+                     matches: Callable[[Any], bool]) -> Decision:
+    """Istio's order, shared by ztunnel (L4) and waypoints (L7): a matching DENY denies;
+    with no ALLOW policy everything is allowed; a matching ALLOW allows; else deny.
+    Each policy has a ``key``; ``matches(policy)`` says whether it matches the traffic."""
+    for policy in deny:
+        if matches(policy):
+            return Decision(False, REASON_DENIED.format(policy=policy.key), policy.key, dry_run)
+    if not allow:
+        return Decision(True, REASON_NO_ALLOW, None, dry_run)
+    for policy in allow:
+        if matches(policy):
+            return Decision(True, REASON_ALLOWED.format(policy=policy.key), policy.key, dry_run)
+    return Decision(False, REASON_NONE_ALLOWED, None, dry_run)
 
 
 def authorize(

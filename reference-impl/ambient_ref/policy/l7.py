@@ -58,11 +58,8 @@ from typing import Any
 
 from ..identity import SPIFFE_PREFIX, Identity
 from .evaluate import (
-    REASON_ALLOWED,
-    REASON_DENIED,
-    REASON_NO_ALLOW,
-    REASON_NONE_ALLOWED,
     Decision,
+    ordered_decision,
 )
 from .model import IPNetwork, StringMatch, parse_network
 
@@ -947,13 +944,4 @@ def authorize_l7(
             deny.append(policy)
         else:
             allow.append(policy)
-    shadow = tuple(dry_run)
-    for policy in deny:
-        if policy.matches(request):
-            return Decision(False, REASON_DENIED.format(policy=policy.key), policy.key, shadow)
-    if not allow:
-        return Decision(True, REASON_NO_ALLOW, None, shadow)
-    for policy in allow:
-        if policy.matches(request):
-            return Decision(True, REASON_ALLOWED.format(policy=policy.key), policy.key, shadow)
-    return Decision(False, REASON_NONE_ALLOWED, None, shadow)
+    return ordered_decision(deny, allow, tuple(dry_run), lambda p: p.matches(request))
