@@ -67,11 +67,28 @@ is resolved in the direction that denies more.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .common import (
+    API_VERSIONS,
+    REASON_ACCEPTED,
+    REASON_INVALID,
+    REASON_UNSUPPORTED,
+    ROOT_NAMESPACE,
+    dry_run_annotation,
+    listed_problems,
+    make_condition,
+    parse_port,
+    parse_service_account,
+    policy_generation,
+    read_envelope,
+    read_selector,
+    unknown_spec_keys,
+)
+from .common import DRY_RUN_ANNOTATION as DRY_RUN_ANNOTATION
+from .common import type_name as _type_name
 from .model import (
     Action,
     Authorization,
@@ -84,17 +101,10 @@ from .model import (
     parse_network,
 )
 
-ROOT_NAMESPACE = "istio-system"
 TRUST_DOMAIN = "cluster.local"
-DRY_RUN_ANNOTATION = "istio.io/dry-run"
 
 CONDITION_TYPE = "ZtunnelAccepted"
-REASON_ACCEPTED = "Accepted"
-REASON_UNSUPPORTED = "UnsupportedValue"
-REASON_INVALID = "InvalidValue"
 ACCEPTED_MESSAGE = "attached to ztunnel"
-
-API_VERSIONS = frozenset({"security.istio.io/v1", "security.istio.io/v1beta1"})
 
 _HTTP_RULE_FMT = (
     "ztunnel does not support HTTP attributes (found: {found}). "
@@ -114,7 +124,6 @@ _HTTP_ALLOW = (
     "This will be more restrictive than requested."
 )
 
-_SPEC_KEYS = frozenset({"selector", "targetRef", "targetRefs", "action", "provider", "rules"})
 _RULE_KEYS = ("to", "from", "when")
 _L4_SOURCE = {
     "principals": "principals",
@@ -146,13 +155,6 @@ _L4_WHEN = {
     "destination.ip": ("ip", "destination_ips", "not_destination_ips"),
     "destination.port": ("port", "destination_ports", "not_destination_ports"),
 }
-_PORT = re.compile(r"[0-9]{1,5}")
-# Go's strconv.ParseBool, which istiod uses for the dry-run annotation.
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
-_MAX_LISTED_PROBLEMS = 10
 
 
 @dataclass(frozen=True)
@@ -214,15 +216,7 @@ def convert_for_xds(
 def _condition(
     status: str, reason: str, message: str, generation: int | None = None
 ) -> dict[str, Any]:
-    condition: dict[str, Any] = {
-        "type": CONDITION_TYPE,
-        "status": status,
-        "reason": reason,
-        "message": message,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+    return make_condition(CONDITION_TYPE, status, reason, message, generation)
 
 
 @dataclass
@@ -249,10 +243,6 @@ def _has_effective_rules(rules: list[Rule]) -> bool:
     )
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 class _Converter:
     def __init__(self, root_namespace: str, trust_domain: str) -> None:
         self.root_namespace = root_namespace
@@ -274,38 +264,18 @@ class _Converter:
         self.problems.append(f"{path}: {what}")
 
     def convert(self, policy: Any) -> Conversion:
-        if not isinstance(policy, Mapping):
-            return self.reject(
-                REASON_INVALID, f"policy: expected an object, found {_type_name(policy)}"
-            )
-        meta = policy.get("metadata")
-        if isinstance(meta, Mapping) and isinstance(meta.get("generation"), int):
-            self.generation = meta["generation"]
-        kind = policy.get("kind")
-        if kind is not None and kind != "AuthorizationPolicy":
-            return self.reject(REASON_INVALID, f"kind: {kind!r} is not AuthorizationPolicy")
-        api_version = policy.get("apiVersion")
-        if api_version is not None and api_version not in API_VERSIONS:
-            return self.reject(
-                REASON_INVALID,
-                f"apiVersion: {api_version!r} is not one of {', '.join(sorted(API_VERSIONS))}",
-            )
-        if not isinstance(meta, Mapping):
-            return self.reject(REASON_INVALID, "metadata: expected an object")
-        name, namespace = meta.get("name"), meta.get("namespace")
-        for key, value in (("name", name), ("namespace", namespace)):
-            if not isinstance(value, str) or not value:
-                return self.reject(REASON_INVALID, f"metadata.{key}: expected a non-empty string")
+        self.generation = policy_generation(policy)
+        envelope = read_envelope(
+            policy,
+            found="found",
+            api_version_problem=f"is not one of {', '.join(sorted(API_VERSIONS))}",
+        )
+        if isinstance(envelope, str):
+            return self.reject(REASON_INVALID, envelope)
+        name, namespace, spec = envelope.name, envelope.namespace, envelope.spec
         self.namespace = namespace
-        spec = policy.get("spec")
-        if spec is None:
-            spec = {}
-        if not isinstance(spec, Mapping):
-            return self.reject(
-                REASON_INVALID, f"spec: expected an object, found {_type_name(spec)}"
-            )
 
-        dry_run = self.dry_run(meta)
+        dry_run = self.dry_run(envelope.meta)
 
         waypoint = self.targets_waypoint(spec)
         if waypoint is not None:
@@ -324,8 +294,7 @@ class _Converter:
                 f"spec.action: unknown action {action!r} (expected ALLOW, DENY, AUDIT or CUSTOM)",
             )
 
-        for key in sorted(set(spec) - _SPEC_KEYS, key=str):
-            self.invalid(f"spec.{key}", "unknown field (ignored)")
+        self.problems.extend(unknown_spec_keys(spec))
 
         scope, selector = self.scope(spec)
         rules = self.rules(spec.get("rules"))
@@ -361,12 +330,8 @@ class _Converter:
                 f"these principals never match: {', '.join(self.foreign_principals)}."
             )
         if self.problems:
-            listed = self.problems[:_MAX_LISTED_PROBLEMS]
-            more = len(self.problems) - len(listed)
-            if more:
-                listed.append(f"and {more} more")
             message = (
-                f"invalid AuthorizationPolicy for ztunnel: {'; '.join(listed)}. "
+                f"invalid AuthorizationPolicy for ztunnel: {listed_problems(self.problems)}. "
                 f"Enforced fail-closed: {self.fail_closed_outcome()}"
             )
             if http_message:
@@ -396,17 +361,10 @@ class _Converter:
         if not isinstance(annotations, Mapping):
             self.invalid("metadata.annotations", "expected an object; the policy is enforced")
             return False
-        value = annotations.get(DRY_RUN_ANNOTATION)
-        if value is None or value == "":
-            return False
-        parsed = _GO_BOOLS.get(value) if isinstance(value, str) else None
-        if parsed is None:
-            self.invalid(
-                f"metadata.annotations[{DRY_RUN_ANNOTATION}]",
-                f"{value!r} is not a boolean; the policy is enforced",
-            )
-            return False
-        return parsed
+        dry_run, problem = dry_run_annotation(annotations)
+        if problem:
+            self.problems.append(problem)
+        return dry_run
 
     def targets_waypoint(self, spec: Mapping[str, Any]) -> Conversion | None:
         """``Conversion(None, [])`` for a policy that targets a waypoint, else None."""
@@ -427,31 +385,17 @@ class _Converter:
         return None
 
     def scope(self, spec: Mapping[str, Any]) -> tuple[Scope, dict[str, str] | None]:
-        selector = spec.get("selector")
-        if selector is None:
+        labels, problem = read_selector(
+            spec.get("selector"), found="found", falsy_labels_empty=False
+        )
+        if labels is None:
             if self.namespace == self.root_namespace:
                 return Scope.GLOBAL, None
             return Scope.NAMESPACE, None
-        problem = None
-        labels: Any = None
-        if not isinstance(selector, Mapping):
-            problem = f"expected an object, found {_type_name(selector)}"
-        else:
-            unknown = sorted(set(selector) - {"matchLabels"}, key=str)
-            labels = selector.get("matchLabels")
-            if labels is None:
-                labels = {}
-            if unknown:
-                problem = f"unknown field {unknown[0]!r} (only matchLabels is supported)"
-            elif not isinstance(labels, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-            ):
-                problem = "matchLabels must map strings to strings"
-        if problem is None:
-            return Scope.WORKLOAD_SELECTOR, dict(labels)
-        self.invalid("spec.selector", problem)
-        self.selector_invalid = True
-        return Scope.WORKLOAD_SELECTOR, {}
+        if problem is not None:
+            self.invalid("spec.selector", problem)
+            self.selector_invalid = True
+        return Scope.WORKLOAD_SELECTOR, labels
 
     # -- rules -------------------------------------------------------------------------
 
@@ -625,74 +569,38 @@ class _Converter:
             return None
         return value
 
-    def strings(self, value: Any, path: str, principal: bool = False) -> list[StringMatch] | None:
+    def parsed(self, value: Any, path: str, parse: Callable[[Any], Any]) -> list[Any] | None:
+        """Each item of a list through ``parse``; None (reported) at the first it refuses."""
         items = self.values(value, path)
         if items is None:
             return None
         result = []
         for i, item in enumerate(items):
             try:
-                match = StringMatch.parse(item)
+                result.append(parse(item))
             except ValueError as exc:
                 self.invalid(f"{path}[{i}]", str(exc))
                 return None
-            if principal:
-                self.check_trust_domain(match)
-            result.append(match)
         return result
 
-    def check_trust_domain(self, match: StringMatch) -> None:
+    def strings(self, value: Any, path: str, principal: bool = False) -> list[StringMatch] | None:
+        if not principal:
+            return self.parsed(value, path, StringMatch.parse)
+        return self.parsed(value, path, lambda item: self.principal(StringMatch.parse(item)))
+
+    def principal(self, match: StringMatch) -> StringMatch:
+        """``match``, noting it when it names another trust domain (it can never match)."""
         if match.kind in ("exact", "prefix") and "/" in match.value:
             domain = match.value.split("/", 1)[0]
             if domain != self.trust_domain:
                 self.foreign_principals.append(str(match))
+        return match
 
     def service_accounts(self, value: Any, path: str) -> list[tuple[str, str]] | None:
-        items = self.values(value, path)
-        if items is None:
-            return None
-        result = []
-        for i, item in enumerate(items):
-            # "ns/sa", or "sa" in the policy's namespace; no wildcards (section 3).
-            if isinstance(item, str) and "*" not in item:
-                namespace, slash, name = item.rpartition("/")
-                if not slash:
-                    namespace = self.namespace
-                if namespace and name and "/" not in namespace:
-                    result.append((namespace, name))
-                    continue
-            self.invalid(f"{path}[{i}]", f"{item!r} is not 'namespace/name' or 'name'")
-            return None
-        return result
+        return self.parsed(value, path, lambda item: parse_service_account(item, self.namespace))
 
     def networks(self, value: Any, path: str) -> list[IPNetwork] | None:
-        items = self.values(value, path)
-        if items is None:
-            return None
-        result = []
-        for i, item in enumerate(items):
-            try:
-                result.append(parse_network(item))
-            except ValueError as exc:
-                self.invalid(f"{path}[{i}]", str(exc))
-                return None
-        return result
+        return self.parsed(value, path, parse_network)
 
     def ports(self, value: Any, path: str) -> list[int] | None:
-        items = self.values(value, path)
-        if items is None:
-            return None
-        result = []
-        for i, item in enumerate(items):
-            # The API has ports as strings; a YAML int is accepted too.
-            if isinstance(item, str) and _PORT.fullmatch(item):
-                port = int(item)
-            elif isinstance(item, int) and not isinstance(item, bool):
-                port = item
-            else:
-                port = -1
-            if not 0 <= port <= 65535:
-                self.invalid(f"{path}[{i}]", f"{item!r} is not a port number (0-65535)")
-                return None
-            result.append(port)
-        return result
+        return self.parsed(value, path, parse_port)

@@ -57,6 +57,24 @@ from enum import StrEnum
 from typing import Any
 
 from ..identity import SPIFFE_PREFIX, Identity
+from .common import (
+    API_VERSIONS,
+    REASON_ACCEPTED,
+    REASON_INVALID,
+    REASON_UNSUPPORTED,
+    ROOT_NAMESPACE,
+    dry_run_annotation,
+    listed_problems,
+    make_condition,
+    parse_port,
+    parse_service_account,
+    policy_generation,
+    read_envelope,
+    read_selector,
+    unknown_spec_keys,
+)
+from .common import DRY_RUN_ANNOTATION as DRY_RUN_ANNOTATION
+from .common import type_name as _type_name
 from .evaluate import (
     Decision,
     ordered_decision,
@@ -84,27 +102,15 @@ __all__ = [
 DENIED_STATUS = 403
 DENIED_BODY = b"RBAC: access denied"
 
-ROOT_NAMESPACE = "istio-system"
 WAYPOINT_GATEWAY_CLASS = "istio-waypoint"
-DRY_RUN_ANNOTATION = "istio.io/dry-run"
-API_VERSIONS = frozenset({"security.istio.io/v1", "security.istio.io/v1beta1"})
 
 CONDITION_TYPE = "WaypointAccepted"
-REASON_ACCEPTED = "Accepted"
-REASON_UNSUPPORTED = "UnsupportedValue"
-REASON_INVALID = "InvalidValue"
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 NETWORKING_GROUP = "networking.istio.io"
 CORE_GROUPS = frozenset({"", "core"})
 
-_MAX_LISTED_PROBLEMS = 10
-_PORT = re.compile(r"[0-9]{1,5}")
 _HEADER_KEY = re.compile(r"request\.headers\[([^\[\]]+)\]")
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
 
 
 class L7Action(StrEnum):
@@ -380,20 +386,8 @@ class L7Policy:
 # -- compiling ----------------------------------------------------------------------------
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def _condition(status: str, reason: str, message: str, generation: int | None) -> dict[str, Any]:
-    condition: dict[str, Any] = {
-        "type": CONDITION_TYPE,
-        "status": status,
-        "reason": reason,
-        "message": message,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+    return make_condition(CONDITION_TYPE, status, reason, message, generation)
 
 
 class _Invalid(Exception):
@@ -438,7 +432,6 @@ _WHEN_KEYS: dict[str, tuple[str, str]] = {
     "destination.ip": ("destination.ip", "ip"),
     "destination.port": ("destination.port", "port"),
 }
-_SPEC_KEYS = frozenset({"selector", "targetRef", "targetRefs", "action", "provider", "rules"})
 
 
 class _Compiler:
@@ -453,30 +446,12 @@ class _Compiler:
         return None, [_condition("False", reason, message, self.generation)]
 
     def compile(self, policy: Any) -> tuple[L7Policy | None, list[dict[str, Any]]]:
-        if not isinstance(policy, Mapping):
-            return self.reject(
-                REASON_INVALID, f"policy: expected an object, not {_type_name(policy)}"
-            )
-        meta = policy.get("metadata")
-        if isinstance(meta, Mapping) and isinstance(meta.get("generation"), int):
-            self.generation = meta["generation"]
-        kind = policy.get("kind")
-        if kind is not None and kind != "AuthorizationPolicy":
-            return self.reject(REASON_INVALID, f"kind: {kind!r} is not AuthorizationPolicy")
-        api_version = policy.get("apiVersion")
-        if api_version is not None and api_version not in API_VERSIONS:
-            return self.reject(REASON_INVALID, f"apiVersion: {api_version!r} is not supported")
-        if not isinstance(meta, Mapping):
-            return self.reject(REASON_INVALID, "metadata: expected an object")
-        name, namespace = meta.get("name"), meta.get("namespace")
-        for key, value in (("name", name), ("namespace", namespace)):
-            if not isinstance(value, str) or not value:
-                return self.reject(REASON_INVALID, f"metadata.{key}: expected a non-empty string")
+        self.generation = policy_generation(policy)
+        envelope = read_envelope(policy, found="not", api_version_problem="is not supported")
+        if isinstance(envelope, str):
+            return self.reject(REASON_INVALID, envelope)
+        name, namespace, spec = envelope.name, envelope.namespace, envelope.spec
         self.namespace = namespace
-        spec = policy.get("spec")
-        spec = {} if spec is None else spec
-        if not isinstance(spec, Mapping):
-            return self.reject(REASON_INVALID, f"spec: expected an object, not {_type_name(spec)}")
 
         action = spec.get("action", "ALLOW")
         try:
@@ -493,9 +468,8 @@ class _Compiler:
                 "waypoint; the policy is not enforced",
             )
 
-        dry_run = self.dry_run(meta)
-        for key in sorted(set(spec) - _SPEC_KEYS, key=str):
-            self.problems.append(f"spec.{key}: unknown field (ignored)")
+        dry_run = self.dry_run(envelope.meta)
+        self.problems.extend(unknown_spec_keys(spec))
         targets, problems = _target_refs(spec, namespace)
         self.problems.extend(problems)
         has_refs = spec.get("targetRefs") not in (None, []) or spec.get("targetRef") is not None
@@ -523,16 +497,13 @@ class _Compiler:
         if self.action is L7Action.AUDIT:
             notes.append("AUDIT policies are evaluated but never change a decision.")
         if self.problems:
-            listed = self.problems[:_MAX_LISTED_PROBLEMS]
-            if len(self.problems) > len(listed):
-                listed.append(f"and {len(self.problems) - len(listed)} more")
             outcome = (
                 "ALLOW rules holding invalid values never match."
                 if self.action is not L7Action.DENY
                 else "each invalid part of this DENY policy is read as matching everything."
             )
             message = (
-                f"invalid AuthorizationPolicy for the waypoint: {'; '.join(listed)}. "
+                f"invalid AuthorizationPolicy for the waypoint: {listed_problems(self.problems)}. "
                 f"Enforced fail-closed: {outcome}"
             )
             return _condition("False", REASON_INVALID, " ".join([message, *notes]), self.generation)
@@ -543,17 +514,10 @@ class _Compiler:
         annotations = meta.get("annotations")
         if not isinstance(annotations, Mapping):
             return False
-        value = annotations.get(DRY_RUN_ANNOTATION)
-        if value is None or value == "":
-            return False
-        parsed = _GO_BOOLS.get(value) if isinstance(value, str) else None
-        if parsed is None:
-            self.problems.append(
-                f"metadata.annotations[{DRY_RUN_ANNOTATION}]: {value!r} is not a boolean; "
-                "the policy is enforced"
-            )
-            return False
-        return parsed
+        dry_run, problem = dry_run_annotation(annotations)
+        if problem:
+            self.problems.append(problem)
+        return dry_run
 
     # -- rules -----------------------------------------------------------------------
 
@@ -701,23 +665,9 @@ class _Compiler:
         if kind == "ip":
             return parse_network(item)
         if kind == "port":
-            if isinstance(item, str) and _PORT.fullmatch(item):
-                port = int(item)
-            elif isinstance(item, int) and not isinstance(item, bool):
-                port = item
-            else:
-                port = -1
-            if not 0 <= port <= 65535:
-                raise ValueError(f"{item!r} is not a port number (0-65535)")
-            return port
+            return parse_port(item)
         if kind == "account":
-            # "ns/sa", or "sa" in the policy's namespace; no wildcards.
-            if isinstance(item, str) and "*" not in item:
-                namespace, slash, name = item.rpartition("/")
-                namespace = namespace if slash else self.namespace
-                if namespace and name and "/" not in namespace:
-                    return (namespace, name)
-            raise ValueError(f"{item!r} is not 'namespace/name' or 'name'")
+            return parse_service_account(item, self.namespace)
         if kind == "path" and isinstance(item, str) and ("{" in item or "}" in item):
             return PathTemplate.parse(item)
         if kind == "host":
@@ -729,19 +679,7 @@ class _Compiler:
 
 def _selector(selector: Any) -> tuple[dict[str, str] | None, str | None]:
     """``(labels, problem)``; an unreadable selector reads as ``{}`` (selects all)."""
-    if selector is None:
-        return None, None
-    if not isinstance(selector, Mapping):
-        return {}, f"expected an object, not {_type_name(selector)}"
-    unknown = sorted(set(selector) - {"matchLabels"}, key=str)
-    if unknown:
-        return {}, f"unknown field {unknown[0]!r} (only matchLabels is supported)"
-    labels = selector.get("matchLabels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        return {}, "matchLabels must map strings to strings"
-    return dict(labels), None
+    return read_selector(selector, found="not", falsy_labels_empty=True)
 
 
 _TARGET_KINDS = {
