@@ -1,0 +1,1 @@
+"""The ambient-mode conformance suite: it judges an implementation through the wire alone."""

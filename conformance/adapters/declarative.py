@@ -1,0 +1,431 @@
+"""A mesh adapter described by a YAML file, so a third party plugs in with no Python.
+
+Schema (relative paths are resolved against the YAML file's folder; ``{name}``,
+``{namespace}``, ``{service_account}``, ``{for}`` and ``{kubeconfig}`` are replaced
+in waypoint manifests and in command arguments)::
+
+    name: acme-mesh                     # required
+    version: "1.4.2"                    # or version_command: [acme, version]
+    install:
+      manifests: [crds.yaml, install.yaml]   # applied in order
+      commands: [[acmectl, install, -y]]     # run after the manifests
+      wait_namespaces: [acme-system]         # then wait for every pod there to be Ready
+    uninstall:                               # default: delete install.manifests in reverse
+      commands: [[acmectl, uninstall, -y]]
+      manifests: [install.yaml, crds.yaml]
+    enroll:
+      label: {istio.io/dataplane-mode: ambient}   # the default
+    waypoint:
+      flavours: [istio-waypoint]
+      manifest: |                        # or commands: [[acmectl, waypoint, "{name}"]]
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: "{name}", namespace: "{namespace}"}
+        spec: {gatewayClassName: istio-waypoint}
+      deployment: "{name}"               # where the proxy runs (default "{name}")
+      ready: {condition: Programmed}     # waited for on each Gateway in the manifest
+    metrics: {ztunnel: 15020/stats/prometheus, waypoint: 15020/stats/prometheus}
+    features: [capture, mtls, l4-policy]
+
+Commands run with ``KUBECONFIG`` set to the cluster's.  Bad input raises
+:class:`AdapterConfigError` naming the file and the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusters.provider import ClusterError, ClusterProvider
+
+from .base import (
+    ALL_FEATURES,
+    ALL_FLAVOURS,
+    AMBIENT_LABEL,
+    DEFAULT_METRICS,
+    FLAVOUR_TODAY,
+    AdapterConfigError,
+    AdapterError,
+    Flavour,
+    MeshAdapter,
+    WaypointInfo,
+    gateway_condition,
+)
+
+TOP_LEVEL = frozenset(
+    {
+        "name",
+        "version",
+        "version_command",
+        "install",
+        "uninstall",
+        "enroll",
+        "waypoint",
+        "metrics",
+        "features",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Manifests to apply (or delete) and commands to run, in that order."""
+
+    manifests: tuple[Path, ...] = ()
+    commands: tuple[tuple[str, ...], ...] = ()
+    wait_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaypointRecipe:
+    flavours: frozenset[str]
+    manifest: str | None = None
+    commands: tuple[tuple[str, ...], ...] = ()
+    deployment: str = "{name}"
+    ready_condition: str | None = "Programmed"
+
+
+@dataclass(frozen=True)
+class DeclarativeConfig:
+    """The validated content of an adapter file."""
+
+    name: str
+    source: Path
+    version: str | None = None
+    version_command: tuple[str, ...] = ()
+    install: Steps = field(default_factory=Steps)
+    uninstall: Steps | None = None
+    enroll_label: Mapping[str, str] = field(default_factory=lambda: dict(AMBIENT_LABEL))
+    waypoint: WaypointRecipe | None = None
+    metrics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    features: frozenset[str] = frozenset()
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+class _Checker:
+    """Type checks that name the file and the dotted field at fault."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> AdapterConfigError:
+        return AdapterConfigError(f"{self.source}: field `{where}`: {message}")
+
+    def typed(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise self.fail(where, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def string(self, value: Any, where: str, *, numbers: bool = False) -> str:
+        if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # `version: 1.2` is a number in YAML; accept it as text
+        text = self.typed(value, str, where)
+        if not text.strip():
+            raise self.fail(where, "must not be empty")
+        return text
+
+    def strings(self, value: Any, where: str) -> tuple[str, ...]:
+        items = self.typed(value, list, where)
+        return tuple(self.string(v, f"{where}[{i}]") for i, v in enumerate(items))
+
+    def argv_list(self, value: Any, where: str) -> tuple[tuple[str, ...], ...]:
+        items = self.typed(value, list, where)
+        out = []
+        for i, argv in enumerate(items):
+            parts = self.strings(argv, f"{where}[{i}]")
+            if not parts:
+                raise self.fail(f"{where}[{i}]", "a command needs at least a program")
+            out.append(parts)
+        return tuple(out)
+
+    def mapping(self, value: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
+        data = self.typed(value, dict, where)
+        unknown = sorted(str(k) for k in data if k not in allowed)
+        if unknown:
+            raise self.fail(
+                f"{where}.{unknown[0]}" if where else unknown[0],
+                f"unknown field; known: {', '.join(sorted(allowed))}",
+            )
+        return data
+
+    def str_map(self, value: Any, where: str) -> dict[str, str]:
+        data = self.typed(value, dict, where)
+        return {self.string(k, where): self.string(v, f"{where}.{k}") for k, v in data.items()}
+
+    def steps(self, value: Any, where: str) -> Steps:
+        data = self.mapping(value, where, frozenset({"manifests", "commands", "wait_namespaces"}))
+        manifests = tuple(
+            self._path(p, f"{where}.manifests[{i}]")
+            for i, p in enumerate(self.strings(data.get("manifests", []), f"{where}.manifests"))
+        )
+        return Steps(
+            manifests,
+            self.argv_list(data.get("commands", []), f"{where}.commands"),
+            self.strings(data.get("wait_namespaces", []), f"{where}.wait_namespaces"),
+        )
+
+    def _path(self, text: str, where: str) -> Path:
+        if "://" in text:
+            raise self.fail(where, "URLs are not accepted: vendor the manifest next to the file")
+        path = Path(text)
+        return path if path.is_absolute() else self.source.parent / path
+
+
+def parse_config(data: Any, source: Path) -> DeclarativeConfig:
+    """Validate a loaded YAML document into a :class:`DeclarativeConfig`."""
+    c = _Checker(source)
+    if not isinstance(data, dict):
+        raise AdapterConfigError(
+            f"{source}: the file must be a YAML mapping with at least `name`, "
+            f"got {type(data).__name__}"
+        )
+    top = c.mapping(data, "", TOP_LEVEL)
+    if "name" not in top:
+        raise c.fail("name", "required: the implementation's name for the report")
+    name = c.string(top["name"], "name")
+    version = c.string(top["version"], "version", numbers=True) if "version" in top else None
+    version_command = (
+        c.strings(top["version_command"], "version_command") if "version_command" in top else ()
+    )
+    install = c.steps(top.get("install", {}), "install")
+    uninstall = c.steps(top["uninstall"], "uninstall") if "uninstall" in top else None
+
+    enroll = c.mapping(top.get("enroll", {}), "enroll", frozenset({"label"}))
+    enroll_label = c.str_map(enroll.get("label", dict(AMBIENT_LABEL)), "enroll.label")
+    if not enroll_label:
+        raise c.fail("enroll.label", "must name at least one label")
+
+    waypoint = None
+    if "waypoint" in top:
+        wp = c.mapping(
+            top["waypoint"],
+            "waypoint",
+            frozenset({"flavours", "manifest", "commands", "deployment", "ready"}),
+        )
+        flavours = frozenset(c.strings(wp.get("flavours", [FLAVOUR_TODAY]), "waypoint.flavours"))
+        for f in sorted(flavours - ALL_FLAVOURS):
+            raise c.fail(
+                "waypoint.flavours", f"unknown flavour {f!r}; known: {sorted(ALL_FLAVOURS)}"
+            )
+        manifest = c.typed(wp["manifest"], str, "waypoint.manifest") if "manifest" in wp else None
+        commands = c.argv_list(wp.get("commands", []), "waypoint.commands")
+        if manifest is None and not commands:
+            raise c.fail("waypoint", "needs `manifest` or `commands`")
+        ready = c.mapping(wp.get("ready", {}), "waypoint.ready", frozenset({"condition"}))
+        condition = ready.get("condition", "Programmed")
+        waypoint = WaypointRecipe(
+            flavours,
+            manifest,
+            commands,
+            c.string(wp.get("deployment", "{name}"), "waypoint.deployment"),
+            None if condition is None else c.string(condition, "waypoint.ready.condition"),
+        )
+
+    metrics = {**DEFAULT_METRICS, **c.str_map(top.get("metrics", {}), "metrics")}
+    features = frozenset(c.strings(top.get("features", []), "features"))
+    for f in sorted(features - ALL_FEATURES):
+        raise c.fail("features", f"unknown feature {f!r}; known: {', '.join(sorted(ALL_FEATURES))}")
+    return DeclarativeConfig(
+        name,
+        source,
+        version,
+        version_command,
+        install,
+        uninstall,
+        enroll_label,
+        waypoint,
+        metrics,
+        features,
+    )
+
+
+def load_config(path: Path | str) -> DeclarativeConfig:
+    """Read and validate an adapter file; every problem is an AdapterConfigError."""
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise AdapterConfigError(f"{source}: cannot read adapter file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AdapterConfigError(f"{source}: not valid YAML: {exc}") from None
+    return parse_config(data, source)
+
+
+# -- the adapter ------------------------------------------------------------------------
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace only the known ``{placeholders}``: manifests legitimately contain braces."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+class DeclarativeAdapter(MeshAdapter):
+    """A :class:`MeshAdapter` whose every action comes from a :class:`DeclarativeConfig`."""
+
+    def __init__(self, config: DeclarativeConfig, *, command_timeout: float = 600) -> None:
+        self.config = config
+        self.name = config.name
+        self.command_timeout = command_timeout
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> DeclarativeAdapter:
+        return cls(load_config(path))
+
+    # -- claims ---------------------------------------------------------------------------
+
+    def version(self) -> str:
+        if self.config.version is not None:
+            return self.config.version
+        if self.config.version_command:
+            return self._run(self.config.version_command, None, {}).strip() or "unknown"
+        return "unknown"
+
+    def features(self) -> frozenset[str]:
+        return self.config.features
+
+    def api_flavours(self) -> frozenset[str]:
+        return self.config.waypoint.flavours if self.config.waypoint else frozenset()
+
+    def metrics_locations(self) -> dict[str, str]:
+        return dict(self.config.metrics)
+
+    def enroll_labels(self) -> Mapping[str, str]:
+        return self.config.enroll_label
+
+    def check_available(self, cluster: ClusterProvider) -> str | None:
+        steps = [self.config.install, *([self.config.uninstall] if self.config.uninstall else [])]
+        missing = [str(p) for s in steps for p in s.manifests if not p.is_file()]
+        if missing:
+            return f"{self.config.source}: manifests not found: {', '.join(missing)}"
+        return None
+
+    # -- running --------------------------------------------------------------------------
+
+    def _run(
+        self, argv: Sequence[str], cluster: ClusterProvider | None, values: Mapping[str, str]
+    ) -> str:
+        values = dict(values)
+        env = dict(os.environ)
+        if cluster is not None:
+            values["kubeconfig"] = str(cluster.kubeconfig)
+            env["KUBECONFIG"] = str(cluster.kubeconfig)
+        full = [_fill(a, values) for a in argv]
+        try:
+            proc = subprocess.run(
+                full,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=self.config.source.parent,
+                timeout=self.command_timeout,
+            )
+        except FileNotFoundError:
+            raise AdapterError(f"{self.name}: command not found: {full[0]}") from None
+        if proc.returncode != 0:
+            raise AdapterError(
+                f"{self.name}: {' '.join(full)} failed ({proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc.stdout
+
+    def install(self, cluster: ClusterProvider) -> None:
+        steps = self.config.install
+        for manifest in steps.manifests:
+            cluster.apply(manifest)
+        for argv in steps.commands:
+            self._run(argv, cluster, {})
+        for ns in steps.wait_namespaces:
+            cluster.kubectl(
+                "wait",
+                "--for=condition=Ready",
+                "pods",
+                "--all",
+                "-n",
+                ns,
+                "--timeout=120s",
+                timeout=130,
+            )
+
+    def uninstall(self, cluster: ClusterProvider) -> None:
+        steps = self.config.uninstall
+        if steps is None:  # default: undo the install's manifests, last first
+            steps = Steps(tuple(reversed(self.config.install.manifests)))
+        for argv in steps.commands:
+            self._run(argv, cluster, {})
+        for manifest in steps.manifests:
+            if manifest.is_file():
+                cluster.delete(manifest)
+
+    def add_waypoint(
+        self,
+        cluster: ClusterProvider,
+        namespace: str,
+        name: str,
+        *,
+        flavour: Flavour = FLAVOUR_TODAY,
+        for_: str = "service",
+        service_account: str | None = None,
+    ) -> WaypointInfo:
+        recipe = self.config.waypoint
+        if recipe is None:
+            raise AdapterError(f"{self.name} declares no `waypoint` recipe")
+        if flavour not in recipe.flavours:
+            raise AdapterError(
+                f"{self.name} does not speak the {flavour!r} waypoint flavour "
+                f"(declared: {sorted(recipe.flavours)})"
+            )
+        values = {
+            "name": name,
+            "namespace": namespace,
+            "service_account": service_account or "",
+            "for": for_,
+        }
+        if recipe.manifest is not None:
+            rendered = _fill(recipe.manifest, values)
+            try:
+                docs = [d for d in yaml.safe_load_all(rendered) if d]
+            except yaml.YAMLError as exc:
+                raise AdapterConfigError(
+                    f"{self.config.source}: field `waypoint.manifest`: not valid YAML "
+                    f"once filled in: {exc}"
+                ) from None
+            cluster.apply(docs, namespace=namespace)
+            if recipe.ready_condition:
+                for doc in docs:
+                    if isinstance(doc, dict) and doc.get("kind") == "Gateway":
+                        self._wait(cluster, doc, namespace, recipe.ready_condition)
+        for argv in recipe.commands:
+            self._run(argv, cluster, values)
+        return WaypointInfo(name, namespace, _fill(recipe.deployment, values), flavour)
+
+    def _wait(
+        self, cluster: ClusterProvider, doc: dict[str, Any], namespace: str, condition: str
+    ) -> None:
+        meta = doc.get("metadata") or {}
+        try:
+            cluster.wait(
+                doc.get("apiVersion", ""),
+                "Gateway",
+                meta.get("name", ""),
+                gateway_condition(condition),
+                namespace=meta.get("namespace", namespace),
+                timeout=120,
+                description=f"condition {condition}=True",
+            )
+        except ClusterError as exc:
+            raise AdapterError(f"{self.name}: waypoint not ready: {exc}") from exc

@@ -1,0 +1,170 @@
+"""The adapter for the project's own reference implementation (reference-impl/).
+
+It treats the reference implementation exactly as a third party's: it applies the
+shipped manifests (located on disk relative to this repository, never by importing
+``ambient_ref``) and creates waypoints by Gateway, the way a user would.  So a pass
+against the reference implementation says something about the suite too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusters.provider import ClusterError, ClusterProvider
+
+from .base import (
+    ALL_FEATURES,
+    ALL_FLAVOURS,
+    FLAVOUR_TODAY,
+    AdapterError,
+    Flavour,
+    MeshAdapter,
+    WaypointInfo,
+    gateway_condition,
+    waypoint_deployment,
+    waypoint_gateway,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_ROOT = REPO_ROOT / "reference-impl"
+MANIFEST_DIR = REFERENCE_ROOT / "ambient_ref" / "manifests"
+SYSTEM_NAMESPACE = "istio-system"
+
+
+class ReferenceAdapter(MeshAdapter):
+    """Installs reference-impl/ by its manifests; claims every feature and both flavours."""
+
+    name = "reference"
+
+    def __init__(
+        self,
+        manifest_dir: Path | None = None,
+        *,
+        install_timeout: float = 120,
+        waypoint_timeout: float = 60,
+    ) -> None:
+        self.manifest_dir = Path(manifest_dir) if manifest_dir else MANIFEST_DIR
+        self.install_timeout = install_timeout
+        self.waypoint_timeout = waypoint_timeout
+
+    # -- claims ----------------------------------------------------------------------
+
+    @property
+    def manifests(self) -> list[Path]:
+        """The manifests in apply order: CRDs first, so the install's objects have types."""
+        return [self.manifest_dir / "crds.yaml", self.manifest_dir / "install.yaml"]
+
+    def version(self) -> str:
+        """The distribution's version, read from its pyproject (not by importing it)."""
+        pyproject = self.manifest_dir.parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+    def features(self) -> frozenset[str]:
+        return ALL_FEATURES
+
+    def api_flavours(self) -> frozenset[str]:
+        return ALL_FLAVOURS
+
+    def check_available(self, cluster: ClusterProvider) -> str | None:
+        missing = [str(p) for p in self.manifests if not p.is_file()]
+        if missing:
+            return f"reference implementation manifests not found: {', '.join(missing)}"
+        return None
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def install(self, cluster: ClusterProvider) -> None:
+        """Apply CRDs then the install manifest, and wait until every component is ready.
+
+        Waiting per workload with ``rollout status`` first, then for pods, because
+        ``kubectl wait pods --all`` alone passes vacuously before a DaemonSet's pods
+        exist.
+        """
+        reason = self.check_available(cluster)
+        if reason:
+            raise AdapterError(reason)
+        for manifest in self.manifests:
+            cluster.apply(manifest)
+        timeout = f"--timeout={int(self.install_timeout)}s"
+        for kind, name in self._workloads():
+            cluster.kubectl(
+                "rollout",
+                "status",
+                f"{kind.lower()}/{name}",
+                "-n",
+                SYSTEM_NAMESPACE,
+                timeout,
+                timeout=self.install_timeout + 10,
+            )
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "pods",
+            "--all",
+            "-n",
+            SYSTEM_NAMESPACE,
+            timeout,
+            timeout=self.install_timeout + 10,
+        )
+
+    def uninstall(self, cluster: ClusterProvider) -> None:
+        """Delete in reverse order: workloads before the types their objects use."""
+        for manifest in reversed(self.manifests):
+            if manifest.is_file():
+                cluster.delete(manifest)
+
+    def _workloads(self) -> list[tuple[str, str]]:
+        """(kind, name) of the install's Deployments and DaemonSets in istio-system."""
+        docs: list[Any] = list(yaml.safe_load_all(self.manifests[1].read_text()))
+        return [
+            (doc["kind"], doc["metadata"]["name"])
+            for doc in docs
+            if isinstance(doc, dict)
+            and doc.get("kind") in ("Deployment", "DaemonSet")
+            and doc.get("metadata", {}).get("namespace", SYSTEM_NAMESPACE) == SYSTEM_NAMESPACE
+        ]
+
+    # -- waypoints -----------------------------------------------------------------------
+
+    def add_waypoint(
+        self,
+        cluster: ClusterProvider,
+        namespace: str,
+        name: str,
+        *,
+        flavour: Flavour = FLAVOUR_TODAY,
+        for_: str = "service",
+        service_account: str | None = None,
+    ) -> WaypointInfo:
+        """Apply the flavour's Gateway and wait for its ``Programmed`` condition.
+
+        The reference control plane sets ``Programmed`` only once the waypoint's
+        Deployment serves and its Service has an address, so returning here means
+        traffic can flow through it.
+        """
+        gateway = waypoint_gateway(
+            flavour, name, namespace, for_=for_, service_account=service_account
+        )
+        cluster.apply([gateway])
+        try:
+            cluster.wait(
+                gateway["apiVersion"],
+                "Gateway",
+                name,
+                gateway_condition("Programmed"),
+                namespace=namespace,
+                timeout=self.waypoint_timeout,
+                description="condition Programmed=True (waypoint deployed and ready)",
+            )
+        except ClusterError as exc:
+            raise AdapterError(f"waypoint {namespace}/{name} ({flavour}) not ready: {exc}") from exc
+        return WaypointInfo(
+            name, namespace, waypoint_deployment(flavour, name, service_account), flavour
+        )

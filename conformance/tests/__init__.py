@@ -1,0 +1,1 @@
+"""Tests of the conformance suite's own code (fast, no cluster)."""

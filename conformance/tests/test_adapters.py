@@ -1,0 +1,348 @@
+"""Mesh adapters, checked against a recording fake cluster (fast, no cluster)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from clusters.provider import ClusterProvider, ExecResult
+from conformance.adapters import istio as istio_mod
+from conformance.adapters.base import (
+    ALL_FEATURES,
+    FLAVOUR_2022,
+    FLAVOUR_TODAY,
+    AdapterConfigError,
+    AdapterError,
+    AdapterUnavailable,
+    WaypointInfo,
+)
+from conformance.adapters.declarative import DeclarativeAdapter
+from conformance.adapters.istio import IstioAdapter, waypoint_apply_argv
+from conformance.adapters.reference import MANIFEST_DIR, ReferenceAdapter
+from conformance.adapters.registry import load_adapter
+
+
+class FakeCluster(ClusterProvider):
+    """Records what an adapter asks of the cluster; every operation succeeds."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def up(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path("/tmp/fake-kubeconfig")
+
+    def exec(self, namespace: str, target: str, argv: list[str], timeout: float = 60) -> ExecResult:
+        return ExecResult(0, "", "")
+
+    def apply(self, manifests: Any, namespace: str | None = None) -> list[str]:
+        self.calls.append(("apply", manifests if isinstance(manifests, Path) else list(manifests)))
+        return []
+
+    def delete(self, manifests: Any, namespace: str | None = None, wait: bool = True) -> list[str]:
+        self.calls.append(("delete", manifests))
+        return []
+
+    def wait(self, api_version: str, kind: str, name: str, condition: Any,
+             namespace: str | None = None, timeout: float = 60,
+             description: str = "") -> dict[str, Any]:  # fmt: skip
+        ready = {"status": {"conditions": [{"type": "Programmed", "status": "True"}]}}
+        assert condition(ready) and not condition({"status": {}})
+        self.calls.append(("wait", (api_version, kind, name, namespace)))
+        return ready
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        self.calls.append(("kubectl", args))
+        return subprocess.CompletedProcess(list(args), 0, "", "")
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.calls]
+
+
+# -- reference -------------------------------------------------------------------------
+
+
+def test_reference_installs_crds_then_install_and_waits() -> None:
+    cluster = FakeCluster()
+    ReferenceAdapter().install(cluster)
+    applied = [arg for kind, arg in cluster.calls if kind == "apply"]
+    assert applied == [MANIFEST_DIR / "crds.yaml", MANIFEST_DIR / "install.yaml"]
+    kubectl = [args for kind, args in cluster.calls if kind == "kubectl"]
+    assert any(a[:2] == ("rollout", "status") and "daemonset/ztunnel" in a for a in kubectl)
+    assert kubectl[-1][:5] == ("wait", "--for=condition=Ready", "pods", "--all", "-n")
+    assert "istio-system" in kubectl[-1]
+    # waits come after both applies
+    assert cluster.kinds().index("kubectl") > 1
+
+
+def test_reference_uninstall_reverses_order() -> None:
+    cluster = FakeCluster()
+    ReferenceAdapter().uninstall(cluster)
+    assert [a for _, a in cluster.calls] == [
+        MANIFEST_DIR / "install.yaml",
+        MANIFEST_DIR / "crds.yaml",
+    ]
+
+
+def test_reference_claims_and_version() -> None:
+    adapter = ReferenceAdapter()
+    assert adapter.features() == ALL_FEATURES
+    assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
+    assert adapter.version() not in ("", "unknown")
+    assert adapter.metrics_locations()["waypoint"] == "15020/stats/prometheus"
+    assert adapter.check_available(FakeCluster()) is None
+
+
+def test_reference_waypoint_today() -> None:
+    cluster = FakeCluster()
+    info = ReferenceAdapter().add_waypoint(cluster, "bookinfo", "waypoint")
+    assert info == WaypointInfo("waypoint", "bookinfo", "waypoint", FLAVOUR_TODAY)
+    (gw,) = cluster.calls[0][1]
+    assert gw["kind"] == "Gateway" and gw["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert gw["spec"]["gatewayClassName"] == "istio-waypoint"
+    assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    assert gw["metadata"]["labels"] == {"istio.io/waypoint-for": "service"}
+    assert cluster.calls[1] == (
+        "wait",
+        ("gateway.networking.k8s.io/v1", "Gateway", "waypoint", "bookinfo"),
+    )
+
+
+def test_reference_waypoint_2022() -> None:
+    cluster = FakeCluster()
+    info = ReferenceAdapter().add_waypoint(
+        cluster, "default", "productpage", flavour=FLAVOUR_2022,
+        service_account="bookinfo-productpage")  # fmt: skip
+    assert info.deployment == "bookinfo-productpage-waypoint-proxy"
+    (gw,) = cluster.calls[0][1]
+    assert gw["spec"] == {"gatewayClassName": "istio-mesh"}
+    assert gw["metadata"]["annotations"] == {"istio.io/service-account": "bookinfo-productpage"}
+    assert cluster.kinds() == ["apply", "wait"]
+
+
+def test_2022_waypoint_needs_service_account() -> None:
+    with pytest.raises(AdapterError, match="service_account"):
+        ReferenceAdapter().add_waypoint(FakeCluster(), "ns", "wp", flavour=FLAVOUR_2022)
+
+
+def test_enroll_use_waypoint_labels() -> None:
+    cluster, adapter = FakeCluster(), ReferenceAdapter()
+    adapter.enroll(cluster, "ns1")
+    adapter.unenroll(cluster, "ns1")
+    wp = WaypointInfo("wp", "ns1", "wp")
+    adapter.use_waypoint(cluster, "ns1", "service", "reviews", wp)
+    adapter.use_waypoint(cluster, "ns2", "namespace", "ns2", wp)
+    adapter.use_waypoint(
+        cluster, "ns1", "service", "x", WaypointInfo("a", "ns1", "b", FLAVOUR_2022)
+    )
+    assert [a for _, a in cluster.calls] == [
+        ("label", "namespace", "ns1", "istio.io/dataplane-mode=ambient", "--overwrite"),
+        ("label", "namespace", "ns1", "istio.io/dataplane-mode-"),
+        ("label", "service", "reviews", "-n", "ns1", "istio.io/use-waypoint=wp", "--overwrite"),
+        ("label", "namespace", "ns2", "istio.io/use-waypoint=wp",
+         "istio.io/use-waypoint-namespace=ns1", "--overwrite"),
+    ]  # fmt: skip
+
+
+# -- istio -----------------------------------------------------------------------------
+
+
+def test_istio_argv() -> None:
+    assert istio_mod.install_argv() == ["istioctl", "install", "--set", "profile=ambient", "-y"]
+    assert istio_mod.install_argv("/bin/istioctl", "/k")[:2] == ["/bin/istioctl", "--kubeconfig=/k"]
+    assert istio_mod.uninstall_argv() == ["istioctl", "uninstall", "--purge", "-y"]
+    assert istio_mod.version_argv() == ["istioctl", "version", "-o", "json"]
+    assert waypoint_apply_argv("ns", "wp", wait=False) == [
+        "istioctl", "waypoint", "apply", "-n", "ns", "--name", "wp", "--for", "service",
+    ]  # fmt: skip
+    assert waypoint_apply_argv("ns", "wp", None, wait=False)[-1] == "wp"
+
+
+def test_istio_parse_version() -> None:
+    out = (
+        '{"clientVersion": {"version": "1.24.0"}, "meshVersion": [{"Info": {"version": "1.23.2"}}]}'
+    )
+    assert istio_mod.parse_version(out) == "1.23.2"
+    assert istio_mod.parse_version('{"clientVersion": {"version": "1.24.0"}}') == "1.24.0"
+
+
+def test_istio_unavailable_without_istioctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(istio_mod.shutil, "which", lambda _name: None)
+    adapter = IstioAdapter()
+    reason = adapter.check_available(FakeCluster())
+    assert reason is not None and reason.startswith("istioctl not found on PATH: install istioctl")
+    with pytest.raises(AdapterUnavailable, match="istioctl not found on PATH"):
+        adapter.install(FakeCluster())
+    with pytest.raises(AdapterUnavailable):
+        adapter.version()
+
+
+def test_istio_runs_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(istio_mod.shutil, "which", lambda _name: "/usr/bin/istioctl")
+    ran: list[tuple[list[str], dict[str, str]]] = []
+
+    def runner(argv: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        ran.append((list(argv), env))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    cluster, adapter = FakeCluster(), IstioAdapter(runner=runner)
+    assert adapter.check_available(cluster) is None
+    adapter.install(cluster)
+    assert ran[0][0][2:] == ["install", "--set", "profile=ambient", "-y"]
+    assert ran[0][1] == {"KUBECONFIG": "/tmp/fake-kubeconfig"}
+    info = adapter.add_waypoint(cluster, "ns", "wp")
+    assert ran[1][0][2:] == ["waypoint", "apply", "-n", "ns", "--name", "wp", "--for", "service",
+                             "--wait"]  # fmt: skip
+    assert info == WaypointInfo("wp", "ns", "wp", FLAVOUR_TODAY)
+    assert adapter.api_flavours() == {FLAVOUR_TODAY}
+    with pytest.raises(AdapterError, match="istio-mesh"):
+        adapter.add_waypoint(cluster, "ns", "wp", flavour=FLAVOUR_2022, service_account="sa")
+
+
+def test_istio_failure_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(istio_mod.shutil, "which", lambda _name: "/usr/bin/istioctl")
+    adapter = IstioAdapter(runner=lambda a, e: subprocess.CompletedProcess(a, 1, "", "boom"))
+    with pytest.raises(AdapterError, match=r"install --set profile=ambient -y failed \(1\): boom"):
+        adapter.install(FakeCluster())
+
+
+def test_istio_not_on_local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(istio_mod.shutil, "which", lambda _name: "/usr/bin/istioctl")
+    local = type("LocalCluster", (FakeCluster,), {"__module__": "clusters.local.provider"})()
+    assert "image catalog" in (IstioAdapter().check_available(local) or "")
+
+
+# -- declarative -----------------------------------------------------------------------
+
+GOOD = {
+    "name": "acme-mesh",
+    "version": "1.4.2",
+    "install": {"manifests": ["crds.yaml", "install.yaml"], "wait_namespaces": ["acme-system"]},
+    "enroll": {"label": {"acme.io/mesh": "on"}},
+    "waypoint": {
+        "flavours": ["istio-waypoint"],
+        "manifest": (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+            "metadata: {name: '{name}', namespace: '{namespace}'}\n"
+            "spec: {gatewayClassName: istio-waypoint}\n"
+        ),
+        "deployment": "{name}-proxy",
+    },
+    "metrics": {"waypoint": "9090/metrics"},
+    "features": ["capture", "mtls"],
+}
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_declarative_round_trip(tmp_path: Path) -> None:
+    for name in ("crds.yaml", "install.yaml"):
+        (tmp_path / name).write_text("{}\n")
+    adapter = load_adapter(str(write(tmp_path, GOOD)))
+    assert isinstance(adapter, DeclarativeAdapter)
+    assert (adapter.name, adapter.version()) == ("acme-mesh", "1.4.2")
+    assert adapter.features() == {"capture", "mtls"}
+    assert adapter.api_flavours() == {FLAVOUR_TODAY}
+    assert adapter.metrics_locations() == {
+        "ztunnel": "15020/stats/prometheus", "waypoint": "9090/metrics"}  # fmt: skip
+    cluster = FakeCluster()
+    assert adapter.check_available(cluster) is None
+    adapter.install(cluster)
+    assert cluster.calls[:2] == [
+        ("apply", tmp_path / "crds.yaml"),
+        ("apply", tmp_path / "install.yaml"),
+    ]
+    assert cluster.calls[2][1][-3:-1] == ("-n", "acme-system")
+    adapter.enroll(cluster, "ns")
+    assert cluster.calls[-1] == (
+        "kubectl",
+        ("label", "namespace", "ns", "acme.io/mesh=on", "--overwrite"),
+    )
+    cluster.calls.clear()
+    info = adapter.add_waypoint(cluster, "ns", "wp")
+    assert info == WaypointInfo("wp", "ns", "wp-proxy", FLAVOUR_TODAY)
+    (gw,) = cluster.calls[0][1]
+    assert gw["metadata"] == {"name": "wp", "namespace": "ns"}
+    assert cluster.calls[1] == ("wait", ("gateway.networking.k8s.io/v1", "Gateway", "wp", "ns"))
+    with pytest.raises(AdapterError, match="istio-mesh"):
+        adapter.add_waypoint(cluster, "ns", "wp", flavour=FLAVOUR_2022, service_account="sa")
+    cluster.calls.clear()
+    adapter.uninstall(cluster)
+    assert cluster.calls == [
+        ("delete", tmp_path / "install.yaml"),
+        ("delete", tmp_path / "crds.yaml"),
+    ]
+
+
+def test_declarative_defaults(tmp_path: Path) -> None:
+    adapter = load_adapter(write(tmp_path, {"name": "minimal"}))
+    assert adapter.enroll_labels() == {"istio.io/dataplane-mode": "ambient"}
+    assert adapter.features() == frozenset() and adapter.api_flavours() == frozenset()
+    assert adapter.version() == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"version": "1"}, "field `name`: required"),
+        ({"name": 3}, "field `name`: expected str, got int"),
+        ({"name": "x", "features": ["teleport"]}, "field `features`: unknown feature 'teleport'"),
+        ({"name": "x", "features": "capture"}, "field `features`: expected list"),
+        (
+            {"name": "x", "install": {"manifests": "a.yaml"}},
+            "field `install.manifests`: expected list",
+        ),
+        ({"name": "x", "install": {"commands": [["ok"], "bad"]}}, "field `install.commands[1]`"),
+        ({"name": "x", "install": {"manifests": ["https://x/y.yaml"]}}, "URLs are not accepted"),
+        ({"name": "x", "instal": {}}, "field `instal`: unknown field"),
+        ({"name": "x", "waypoint": {"flavours": ["istio-mesh"]}}, "needs `manifest` or `commands`"),
+        ({"name": "x", "waypoint": {"flavours": ["x"], "commands": [["a"]]}}, "unknown flavour"),
+        ({"name": "x", "enroll": {"label": []}}, "field `enroll.label`: expected dict"),
+        (["name"], "must be a YAML mapping"),
+        ("name: [unclosed", "not valid YAML"),
+    ],
+)
+def test_declarative_bad_files(tmp_path: Path, data: Any, message: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(AdapterConfigError) as err:
+        load_adapter(str(path))
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_declarative_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AdapterConfigError, match="cannot read adapter file"):
+        load_adapter(str(tmp_path / "nope.yaml"))
+
+
+# -- registry --------------------------------------------------------------------------
+
+
+def test_registry() -> None:
+    assert isinstance(load_adapter("reference"), ReferenceAdapter)
+    assert isinstance(load_adapter("istio"), IstioAdapter)
+    with pytest.raises(AdapterConfigError, match="unknown mesh adapter 'linkerd'"):
+        load_adapter("linkerd")
+
+
+def test_suite_never_imports_the_implementation() -> None:
+    root = Path(__file__).resolve().parents[1]
+    for source in root.rglob("*.py"):
+        if source == Path(__file__).resolve():
+            continue
+        text = source.read_text()
+        assert "import ambient_ref" not in text and "from ambient_ref" not in text, source
