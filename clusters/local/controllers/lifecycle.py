@@ -150,7 +150,6 @@ class GarbageCollector(Controller):
         if refs and not meta.get("deletionTimestamp"):
             live = [r for r in refs if self.api.store.by_uid(r.get("uid", "")) is not None]
             if not live:
-                owner_foreground = False
                 self._delete(rt, ns, meta["name"], "Background")
                 return
             owner_foreground = any(_foreground(self.api.store.by_uid(r["uid"]) or {})
