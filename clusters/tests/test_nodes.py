@@ -295,3 +295,32 @@ def test_failing_liveness_probe_restarts_the_container(nodes_cluster, bookinfo):
             bookinfo, field_selector="involvedObject.name=unwell").items
     assert any(e.reason == "Unhealthy" and "Liveness probe failed" in e.message
                for e in events)
+
+
+def test_empty_dir_over_the_clusters_own_folder_keeps_the_token(nodes_cluster, bookinfo,
+                                                                 tmp_path):
+    """Bookinfo's productpage mounts an emptyDir at /tmp; when the cluster's folder (and
+    with it the token's source) lies under the mount point, the token must be bound
+    first, or the container cannot start (CI caught this where the project is not
+    under /tmp)."""
+    cover = str(nodes_cluster.dir.path.parent)
+    printed = tmp_path / "printed"
+    script = (f"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; "
+              f"ls -A {cover}; echo end; touch {printed}; exec sleep 3650d")
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "covered"},
+        "spec": {"serviceAccountName": "sleep", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "curlimages/curl",
+                                 "command": ["sh", "-c", script],
+                                 "volumeMounts": [{"name": "scratch", "mountPath": cover}],
+                                 "readinessProbe": {"exec": {"command": ["test", "-e",
+                                                                         str(printed)]},
+                                                    "periodSeconds": 1}}],
+                 "volumes": [{"name": "scratch", "emptyDir": {}}]}}], namespace=bookinfo)
+    nodes_cluster.wait("v1", "Pod", "covered", namespace=bookinfo, timeout=30,
+                       condition=lambda p: any(c["type"] == "Ready" and c["status"] == "True"
+                                               for c in p["status"].get("conditions") or ()))
+    with nodes_cluster.api_client() as api:
+        out = client.CoreV1Api(api).read_namespaced_pod_log("covered", bookinfo).split()
+    # The token's namespace file, then an empty scratch folder where the cluster's is.
+    assert out == [bookinfo, "end"]

@@ -515,7 +515,12 @@ class PodWorker:
             token_dir = await self._service_account_files()
             if token_dir is not None:
                 mounts.append((str(token_dir), SA_MOUNT))
-        self.volume_mounts = mounts
+        ordered, unmountable = order_mounts(mounts)
+        for src, dst in unmountable:
+            self.event("FailedMount", f"{src} cannot be mounted at {dst}: another volume's "
+                       "mount covers its source, and that volume must be mounted above it",
+                       "Warning")
+        self.volume_mounts = ordered
 
     async def _service_account_files(self) -> Path | None:
         sa = self.spec.get("serviceAccountName", "default")
@@ -585,6 +590,38 @@ class PodWorker:
                 log.warning("status of %s/%s not written: %s", self.namespace, self.name, exc)
                 await asyncio.sleep(0.5)
                 self._dirty.set()
+
+
+def _covers(outer: str, inner: str) -> bool:
+    """Does a mount at ``outer`` hide the path ``inner``?"""
+    o, i = Path(outer), Path(inner)
+    return o == i or o in i.parents
+
+
+def order_mounts(mounts: list[tuple[str, str]]
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """An order in which every bind mount still finds its source and none hides an
+    earlier one's mount point: a mount whose target covers another's *source* goes
+    after it (an emptyDir at /tmp would otherwise hide a token directory that lives
+    under /tmp), and a mount at a parent path goes before one beneath it.  Mounts that
+    no order satisfies are returned apart, to be reported, not silently dropped.
+    """
+    remaining = list(mounts)
+    ordered: list[tuple[str, str]] = []
+    while remaining:
+        for m in remaining:
+            src, dst = m
+            blocked = any(
+                o is not m and (_covers(dst, o[0])            # would hide o's source
+                                or _covers(o[1], dst) and o[1] != dst)  # o is a parent of dst
+                for o in remaining)
+            if not blocked:
+                ordered.append(m)
+                remaining.remove(m)
+                break
+        else:
+            return ordered, remaining
+    return ordered, []
 
 
 def _hides_program(mount_path: str) -> bool:
