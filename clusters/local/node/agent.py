@@ -610,10 +610,10 @@ def order_mounts(mounts: list[tuple[str, str]]
     ordered: list[tuple[str, str]] = []
     while remaining:
         for m in remaining:
-            src, dst = m
+            dst = m[1]
             blocked = any(
-                o is not m and (_covers(dst, o[0])            # would hide o's source
-                                or _covers(o[1], dst) and o[1] != dst)  # o is a parent of dst
+                o is not m and (_covers(dst, o[0])              # would hide o's source
+                                or (_covers(o[1], dst) and o[1] != dst))  # o: a parent
                 for o in remaining)
             if not blocked:
                 ordered.append(m)
