@@ -38,7 +38,7 @@ def require_tools() -> None:
         raise NetworkError(
             "the local cluster's nodes need root: they create network namespaces, veth links "
             "and iptables rules. Run as root (for example in a container or VM you own), or "
-            "run the API alone with LocalCluster(nodes_run_pods=False)")
+            "run the API alone with LocalCluster(run_pods=False)")
 
 
 def run(argv: list[str], stdin: str | None = None) -> str:
