@@ -26,6 +26,34 @@ class ClusterError(Exception):
     """A cluster operation failed; the message says what and what to do."""
 
 
+class CaptureUnsupported(ClusterError):
+    """The provider cannot capture node traffic; tests needing it skip with this reason."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One captured TCP segment with payload."""
+
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    payload: bytes
+
+
+class NodeCapture(ABC):
+    """A running capture: ``stop()`` ends it and returns what it saw."""
+
+    @abstractmethod
+    def stop(self) -> list[Segment]: ...
+
+    def __enter__(self) -> NodeCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -177,6 +205,13 @@ class ClusterProvider(ABC):
     def exec(self, namespace: str, target: str, argv: list[str],
              timeout: float = 60) -> ExecResult:
         """Run ``argv`` in a pod (``target`` is a pod name or ``deploy/<name>``)."""
+
+    def capture_node_traffic(self, node: str) -> NodeCapture:
+        """Start capturing the TCP payloads crossing ``node``'s uplink (what a
+        packet capture on a real node's interface shows).  Optional: a provider
+        that cannot look at node traffic raises :class:`CaptureUnsupported`."""
+        raise CaptureUnsupported(f"the {type(self).__name__} provider cannot capture node "
+                                 "traffic")
 
     def load_image(self, image: str, archive: Path | None = None) -> None:
         raise ClusterError(f"the {self.name} provider cannot load images; "

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..provider import ClusterError, ClusterProvider, ExecResult
+from ..provider import ClusterError, ClusterProvider, ExecResult, NodeCapture
 from .network import netns
 from .network.topology import node_netns, pod_netns
 from .state import ClusterDir, runtime_root
@@ -141,6 +141,15 @@ class LocalCluster(ClusterProvider):
                                f"within {timeout:g}s") from exc
         return ExecResult(proc.returncode, proc.stdout.decode(errors="replace"),
                           proc.stderr.decode(errors="replace"))
+
+    def capture_node_traffic(self, node: str) -> NodeCapture:
+        """Capture on the node's uplink (its ``eth0`` toward the other nodes)."""
+        from .network.capture import LocalNodeCapture
+
+        name = node_netns(self.name, node)
+        if not netns.exists(name):
+            raise ClusterError(f"node {node!r} of cluster {self.name!r} has no namespace")
+        return LocalNodeCapture(name)
 
     def find_pod(self, namespace: str, target: str) -> dict:
         """A pod by name, or a running pod of ``deploy/<name>`` (as kubectl exec picks)."""
