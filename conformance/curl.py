@@ -1,0 +1,299 @@
+"""The sans-IO half of the suite's request helper: curl argv in, parsed responses out.
+
+The suite sends HTTP the way the walkthrough does, with the real curl inside a client
+pod (``cluster.exec(namespace, "deploy/sleep", argv)``), so what is judged is what a
+user's workload would see, ztunnel and waypoint included.  This module only builds
+the argv and parses what comes back; running it is the caller's business, which keeps
+every parsing rule testable on canned output.
+
+One request (:func:`curl_argv` / :func:`parse`) writes everything to one stdout:
+
+* ``-D -`` dumps every response header block (a ``100 Continue``, a ``101`` upgrade,
+  then the final response; redirects are not followed) ahead of the body.  Interim
+  blocks are the 1xx ones, so the first non-1xx block is the final response and the
+  body starts right after its blank line: no guessing, whatever the body contains.
+* ``-w`` appends ``\\n<MARKER><http_code>\\n`` after the body, so the body's end is
+  known too (and a body without a final newline stays without one).
+* No ``-f``: a 404 or 503 is a response to look at, not a curl failure.
+
+Many requests (:func:`batch_argv` / :func:`parse_batch`) are one curl with the URL
+repeated: curl runs the transfers in order over a reused connection and writes each
+body followed by the same write-out, so thousands of responses cost one exec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "CURL_EXIT_CONNECT_FAILED",
+    "CURL_EXIT_RECV_ERROR",
+    "CURL_EXIT_TIMEOUT",
+    "MARKER",
+    "Response",
+    "batch_argv",
+    "curl_argv",
+    "parse",
+    "parse_batch",
+]
+
+MARKER = "~~conformance-curl-4b7e1d~~"
+"""Ends each body in stdout; a body containing this exact string is not supported."""
+_WRITE_OUT = f"\\n{MARKER}%{{http_code}}\\n"
+"""The ``-w`` format: curl expands ``\\n`` and ``%{http_code}`` itself."""
+_TAIL = re.compile("\n" + re.escape(MARKER) + r"(\d{3})\n\Z")
+_STATUS_LINE = re.compile(r"HTTP/(\d(?:\.\d)?) +(\d{3})(?: .*)?")
+
+CURL_EXIT_CONNECT_FAILED = 7
+"""Nothing listening, or the connection refused."""
+CURL_EXIT_TIMEOUT = 28
+"""``--max-time`` or ``--connect-timeout`` ran out."""
+CURL_EXIT_RECV_ERROR = 56
+"""Receiving failed; what curl reports when ztunnel resets a connection a policy denies."""
+
+_BASE = ("curl", "-q", "-sS", "-g")
+"""-q: ignore any .curlrc in the client image; -sS: no progress meter, errors still on
+stderr; -g: brackets and braces in a URL are literal, not a glob."""
+
+_MAX_BATCH_ARGV = 512 * 1024
+"""kubectl exec sends argv in the request URL, which API servers cap at about 1 MiB."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one curl run said: the final response (if any) and how curl itself ended."""
+
+    status: int | None
+    """The final response's status; None when curl failed before one arrived."""
+    headers: Mapping[str, list[str]]
+    """The final response's headers: lower-cased names, every value in order received."""
+    body: str
+    exit_code: int
+    """curl's own exit code (0 success, 7 refused, 28 timeout, 56 reset, ...)."""
+    stderr: str
+    version: str | None = None
+    """The final response's HTTP version as in its status line: "1.1", "2", ..."""
+    interim: tuple[int, ...] = field(default=())
+    """Statuses of the 1xx blocks before the final response (100 Continue, 101 ...)."""
+
+    def header(self, name: str) -> str | None:
+        """One header's value, repeated fields joined by ", " (RFC 9110); None if absent."""
+        values = self.headers.get(name.lower())
+        return None if not values else ", ".join(values)
+
+    @property
+    def ok(self) -> bool:
+        """curl succeeded and the response is 2xx or 3xx."""
+        return self.exit_code == 0 and self.status is not None and 200 <= self.status < 400
+
+    @property
+    def reset(self) -> bool:
+        """The connection was reset: how an L4 deny by ztunnel looks from the client."""
+        return self.exit_code == CURL_EXIT_RECV_ERROR
+
+
+# -- argv ------------------------------------------------------------------------------------
+
+
+def _seconds(label: str, value: float) -> str:
+    if not value > 0:
+        raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
+    return f"{value:g}"
+
+
+def _header_args(headers: Mapping[str, str] | None) -> list[str]:
+    args: list[str] = []
+    for name, value in (headers or {}).items():
+        if not name or any(c in name for c in ":;\r\n ") or any(c in value for c in "\r\n"):
+            raise ValueError(f"cannot send header {name!r}: {value!r}")
+        # "Name:" would make curl drop the header; "Name;" sends it empty.
+        args += ["-H", f"{name}: {value}" if value else f"{name};"]
+    return args
+
+
+def _method_args(method: str, data: str | None) -> list[str]:
+    method = method.upper()
+    if method == "HEAD":
+        if data is not None:
+            raise ValueError("a HEAD request cannot carry data")
+        # -I writes the header block to stdout by itself; with -D - it came out twice.
+        return ["-I"]
+    if method != "GET":
+        return ["-X", method]
+    # With data curl would switch to POST; the caller asked for GET.
+    return ["-X", "GET"] if data is not None else []
+
+
+def _check_url(url: str) -> None:
+    if not url or any(c.isspace() for c in url):
+        raise ValueError(f"not a URL curl can be given: {url!r}")
+
+
+def curl_argv(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    data: str | None = None,
+    timeout: float = 10,
+    connect_timeout: float | None = None,
+) -> list[str]:
+    """argv for one request whose stdout :func:`parse` reads back unambiguously.
+
+    ``timeout`` bounds the whole transfer (``--max-time``): a policy that drops rather
+    than resets must still end the call.  The URL is passed with ``--url`` and URL
+    globbing is off, so no URL is ever read as an option or a pattern.  Data
+    goes as ``--data-raw``: sent byte for byte, and a leading ``@`` is not a file name.
+    """
+    _check_url(url)
+    argv = [*_BASE]
+    argv += _method_args(method, data)
+    if method.upper() != "HEAD":
+        argv += ["-D", "-"]
+    argv += _header_args(headers)
+    if data is not None:
+        argv += ["--data-raw", data]
+    argv += ["--max-time", _seconds("timeout", timeout)]
+    if connect_timeout is not None:
+        argv += ["--connect-timeout", _seconds("connect_timeout", connect_timeout)]
+    argv += ["-w", _WRITE_OUT, "--url", url]
+    return argv
+
+
+def batch_argv(
+    url: str,
+    count: int,
+    *,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    timeout: float = 10,
+) -> list[str]:
+    """argv for ``count`` requests to ``url`` in one curl; read with :func:`parse_batch`.
+
+    The transfers run one after another and curl reuses the connection.  That is fine
+    for what the batch is for, weighted routes at a waypoint: the waypoint balances
+    each HTTP request, not each connection, so one connection samples the split as
+    well as many.  (An L4-only split, balanced per connection, cannot be measured this
+    way.)  One curl cannot vary a header per request, so no request id is added;
+    responses are told apart by their bodies.  ``timeout`` applies to each transfer.
+
+    The argv grows with ``count`` and travels in the exec request's URL, so counts
+    whose argv passes 512 KiB are refused: send several batches instead.
+    """
+    _check_url(url)
+    if not (isinstance(count, int) and count >= 1):
+        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    argv = [*_BASE]
+    argv += _method_args(method, None)
+    argv += _header_args(headers)
+    argv += ["--max-time", _seconds("timeout", timeout), "-w", _WRITE_OUT]
+    argv += ["--url", url] * count
+    size = sum(len(arg.encode()) + 1 for arg in argv)
+    if size > _MAX_BATCH_ARGV:
+        raise ValueError(
+            f"{count} requests make a {size}-byte argv (limit {_MAX_BATCH_ARGV}): "
+            "split them into several batches"
+        )
+    return argv
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def _read_block(text: str, pos: int) -> tuple[list[str], int] | None:
+    """The header block starting at ``pos`` (lines without endings) and where it ends."""
+    if not text.startswith("HTTP/", pos):
+        return None
+    lines: list[str] = []
+    while True:
+        end = text.find("\n", pos)
+        if end == -1:  # cut short: the rest is all header, no body
+            lines.append(text[pos:].rstrip("\r"))
+            return lines, len(text)
+        line = text[pos:end].rstrip("\r")
+        pos = end + 1
+        if not line:
+            return lines, pos
+        lines.append(line)
+
+
+def _headers(lines: list[str]) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    last: str | None = None
+    for line in lines:
+        if line[:1] in (" ", "\t") and last is not None:  # obsolete line folding
+            headers[last][-1] = f"{headers[last][-1]} {line.strip()}"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            continue
+        last = name.strip().lower()
+        headers.setdefault(last, []).append(value.strip())
+    return headers
+
+
+def parse(exit_code: int, stdout: str, stderr: str) -> Response:
+    """Read the stdout of :func:`curl_argv`'s curl (or of plain ``curl -D -``).
+
+    Handles CRLF or bare LF, HTTP/1.x and HTTP/2 status lines, interim 1xx blocks,
+    an empty body, and curl failing before any response (no output; status None).
+    """
+    tail = _TAIL.search(stdout)
+    written_code = None
+    if tail:
+        written_code = int(tail.group(1))
+        stdout = stdout[: tail.start()]
+
+    pos = 0
+    interim: list[int] = []
+    while block := _read_block(stdout, pos):
+        lines, pos = block
+        match = _STATUS_LINE.fullmatch(lines[0])
+        if not match:
+            raise ValueError(f"curl output has a malformed status line: {lines[0]!r}")
+        status = int(match.group(2))
+        if 100 <= status < 200:
+            interim.append(status)
+            continue
+        return Response(
+            status=status,
+            headers=_headers(lines[1:]),
+            body=stdout[pos:],
+            exit_code=exit_code,
+            stderr=stderr,
+            version=match.group(1),
+            interim=tuple(interim),
+        )
+    # No final header block: curl failed first (or the server spoke no HTTP/1+).
+    return Response(
+        status=written_code or None,
+        headers={},
+        body=stdout[pos:],
+        exit_code=exit_code,
+        stderr=stderr,
+        interim=tuple(interim),
+    )
+
+
+def parse_batch(stdout: str) -> list[tuple[int, str]]:
+    """``(status, body)`` per completed transfer of :func:`batch_argv`'s curl, in order.
+
+    Status is 0 for a transfer that got no response (refused, reset, timed out): curl
+    goes on with the next one.  A transfer cut off before its write-out (the exec
+    killed mid-run) is left out, so compare the length with the count sent.
+    """
+    separator = "\n" + MARKER
+    pieces = stdout.split(separator)
+    results: list[tuple[int, str]] = []
+    body = pieces[0]
+    for index, piece in enumerate(pieces[1:], start=1):
+        code, newline, rest = piece[:3], piece[3:4], piece[4:]
+        if not (len(code) == 3 and code.isascii() and code.isdigit() and newline == "\n"):
+            raise ValueError(
+                f"batch output is not curl's write-out after response {index}: {piece[:40]!r}"
+            )
+        results.append((int(code), body))
+        body = rest
+    return results
