@@ -671,15 +671,15 @@ class NodeAgent:
                                self._on_network)
         self.proxy = ServiceProxy(self.services, self.slices)
         self._event_tasks: set[asyncio.Task[None]] = set()
-        self._sa_mount_made: list[Path] = []
 
     def record_netns(self, name: str) -> None:
         with open(self.registry, "a") as f:
             f.write(name + "\n")
 
     def ensure_sa_mount_point(self) -> None:
-        """The token's mount point must exist to bind over; /run is a tmpfs, and the
-        directories made here are removed when the agent stops."""
+        """The token's mount point must exist to bind over; /run is a tmpfs.  The
+        directories made here are recorded, and removed at the cluster's teardown only
+        if no process (of any cluster) mounts on them."""
         target = Path(SA_MOUNT).resolve()
         missing = []
         p = target
@@ -688,7 +688,6 @@ class NodeAgent:
             p = p.parent
         for d in reversed(missing):
             d.mkdir(exist_ok=True)
-            self._sa_mount_made.append(d)
         if missing:
             with open(self.state_dir / "made-dirs", "a") as f:
                 f.writelines(f"{d}\n" for d in missing)
@@ -795,9 +794,9 @@ class NodeAgent:
             t.cancel()
         await self.http.close()
         await self.client.close()
-        for d in reversed(self._sa_mount_made):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        # The mount point made by ensure_sa_mount_point is not removed here: removing it
+        # would detach the token from the pods of every other cluster on this machine.
+        # The daemon's remove_made_dirs does it once no process mounts on it.
 
 
 def _memory() -> str:
