@@ -142,7 +142,7 @@ class ControlPlane:
                 continue
             owner = {"apiVersion": gateway["apiVersion"], "kind": "Gateway", "name": gw_name,
                      "uid": gateway["metadata"]["uid"], "controller": True}
-            for manifest in waypoint_manifests(wp):
+            for manifest in waypoint_manifests(wp, WAYPOINT_IMAGE):
                 manifest["metadata"]["ownerReferences"] = [owner]
                 plural = {"ServiceAccount": "serviceaccounts", "Service": "services",
                           "Deployment": "deployments"}[manifest["kind"]]
@@ -276,6 +276,11 @@ async def amain(args: argparse.Namespace) -> int:
             await closer.close()
     await kube.close()
     return 0
+
+
+# The image waypoints run, as Istio's proxy image is a setting of istiod: a cluster
+# that mirrors images, or a build under test, points it elsewhere.
+WAYPOINT_IMAGE = os.environ.get("WAYPOINT_IMAGE", "ambient-reference/waypoint:0.1.0")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -40,6 +41,8 @@ from ..policy.l7 import (
 )
 from ..xds.compute import compute_workloads
 from ..xds.types import Workload
+from ..xds.waypoints import Waypoint as WaypointRef
+from ..xds.waypoints import bind, find_waypoints
 from ..ztunnel.metrics import Peer
 from .http import Deny, Forward, LocalReply, Request, RetryPolicy, serve_http
 from .routing import HttpRequest, RouteTable
@@ -57,6 +60,7 @@ PATHS = {
     "routes": "/apis/gateway.networking.k8s.io/v1/httproutes",
     "policies": "/apis/security.istio.io/v1/authorizationpolicies",
     "gateways": "/apis/networking.istio.io/v1/gateways",
+    "waypoint_gateways": "/apis/gateway.networking.k8s.io/v1/gateways",
 }
 INGRESS_KEY = ("istio-system", "istio-ingressgateway")
 INGRESS_SELECTOR = {"istio": "ingressgateway"}
@@ -74,14 +78,34 @@ def ingress_virtual_services(gateways: list[dict[str, Any]],
         if selector and all(INGRESS_SELECTOR.get(k) == v for k, v in selector.items()):
             meta = gw["metadata"]
             served |= {meta["name"], f"{meta['namespace']}/{meta['name']}"}
-    out = []
+    specific, catch_all = [], []
     for vs in virtual_services:
         gateways_of = (vs.get("spec") or {}).get("gateways") or []
         if not any(g in served for g in gateways_of):
             continue
-        copy = {**vs, "spec": {**vs["spec"], "gateways": [], "hosts": [host]}}
-        out.append(copy)
-    return out
+        hosts = [str(h) for h in (vs["spec"].get("hosts") or ["*"])]
+        spec = {**vs["spec"], "gateways": [], "hosts": [host]}
+        if "*" in hosts:
+            catch_all.append({**vs, "spec": spec})
+            continue
+        # The VirtualService's hosts select requests by their Host header: several
+        # namespaces may share this ingress, each with its own host names.
+        by_host = {"host": {"regex": host_regex(hosts)}}
+        rules = []
+        for rule in spec.get("http") or ():
+            matches = rule.get("match") or [{}]
+            rules.append({**rule, "match": [{**m, "headers": {**(m.get("headers") or {}),
+                                                               **by_host}} for m in matches]})
+        specific.append({**vs, "spec": {**spec, "http": rules}})
+    return specific + catch_all
+
+
+def host_regex(hosts: list[str]) -> str:
+    """A regex for Host header values naming one of ``hosts`` (``*.`` prefixes allowed),
+    with or without a port."""
+    parts = [(r"[^.]+\." + re.escape(h[2:])) if h.startswith("*.") else re.escape(h)
+             for h in hosts]
+    return rf"^({'|'.join(parts)})(:\d+)?$"
 
 
 class TunnelStream:
@@ -146,6 +170,7 @@ class Waypoint:
         self.ready = asyncio.Event()
         self.table = RouteTable.build([], [], [], {})
         self.workloads: dict[str, Workload] = {}
+        self.preview_waypoints: dict[str, WaypointRef] = {}
         self.by_ip: dict[str, Workload] = {}
         self.vips: dict[tuple[str, int], tuple[str, str]] = {}
         self.policies: list[Any] = []
@@ -165,6 +190,8 @@ class Waypoint:
         services = self.items("services")
         pods = self.items("pods")
         self.workloads = compute_workloads(self.items("namespaces"), pods, services)
+        if self.ingress:
+            self.preview_waypoints = self._preview_waypoints(pods, services)
         self.by_ip = {ip: w for w in self.workloads.values()
                       if w.network_mode == "STANDARD" for ip in w.addresses}
         self.vips = {}
@@ -196,6 +223,16 @@ class Waypoint:
                     policies.append(compiled)
         self.policies = policies
         self.ready.set()
+
+    def _preview_waypoints(self, pods: list[dict[str, Any]],
+                           services: list[dict[str, Any]]) -> dict[str, WaypointRef]:
+        """Workloads served by a 2022-flavour waypoint, which the ingress must go
+        through: in the preview a workload's waypoint enforced its whole policy and its
+        ztunnel admitted only the waypoint (the walkthrough's step 9 reaches productpage
+        through the ingress after step 8's L7 policy)."""
+        _, workload_use = bind(find_waypoints(self.items("waypoint_gateways")),
+                               self.items("namespaces"), services, pods)
+        return {uid: wp for uid, wp in workload_use.items() if wp.flavour == PREVIEW}
 
     def _serves(self, w: Workload) -> bool:
         if self.flavour != PREVIEW:
@@ -307,6 +344,18 @@ class Waypoint:
     async def connect_upstream(self, key: Any) -> tuple[Any, Any]:
         ip, port, uid = key
         w = self.workloads.get(uid)
+        wp = self.preview_waypoints.get(uid) if self.ingress else None
+        if wp is not None:
+            proxies = [p for p in self.workloads.values()
+                       if p.namespace == wp.namespace and p.app == wp.deployment
+                       and p.healthy and p.addresses]
+            if proxies:
+                assert self.cert is not None
+                via = self.rng.choice(proxies)
+                tunnel = await self.client.open((via.addresses[0], 15008), f"{ip}:{port}", [],
+                                                self.cert, [via.identity])
+                stream = TunnelStream(tunnel)
+                return stream, stream
         if w is not None and w.protocol == "HBONE":
             assert self.cert is not None
             tunnel = await self.client.open((ip, 15008), f"{ip}:{port}", [], self.cert,
