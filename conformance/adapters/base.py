@@ -21,47 +21,21 @@ from typing import Any, Literal
 
 from clusters.provider import ClusterProvider
 
-# -- features ------------------------------------------------------------------------
-# Small on purpose: a feature is something an implementation may reasonably lack and
-# that a group of tests needs.  Profiles (elsewhere) bundle these.
-
-CAPTURE = "capture"
-"""Traffic of enrolled pods is redirected through the node proxy (ztunnel)."""
-MTLS = "mtls"
-"""Pod-to-pod traffic between enrolled pods is HBONE over mutual TLS with SPIFFE identities."""
-L4_POLICY = "l4-policy"
-"""L4 AuthorizationPolicy (principals, namespaces, ipBlocks, ports) enforced at ztunnel."""
-TCP_TELEMETRY = "tcp-telemetry"
-"""``istio_tcp_*`` metrics exported by ztunnel."""
-WAYPOINT = "waypoint"
-"""Waypoints can be deployed and services/namespaces bound to them."""
-L7_POLICY = "l7-policy"
-"""L7 AuthorizationPolicy (methods, paths, headers) enforced at a waypoint."""
-TRAFFIC_SPLIT = "traffic-split"
-"""Weighted routing (VirtualService subsets, HTTPRoute backendRefs) at a waypoint."""
-HTTP_TELEMETRY = "http-telemetry"
-"""``istio_requests_total`` with ``reporter="waypoint"`` exported by waypoints."""
-INGRESS = "ingress"
-"""An ingress gateway (``istio-ingressgateway.istio-system``) in front of the mesh."""
-WALKTHROUGH_2022 = "walkthrough-2022"
-"""The 2022 getting-started walkthrough end to end (``istio-mesh`` waypoints)."""
-WALKTHROUGH_TODAY = "walkthrough-today"
-"""The same walkthrough with today's API (``istio-waypoint`` + ``istio.io/use-waypoint``)."""
-
-ALL_FEATURES: frozenset[str] = frozenset(
-    {
-        CAPTURE,
-        MTLS,
-        L4_POLICY,
-        TCP_TELEMETRY,
-        WAYPOINT,
-        L7_POLICY,
-        TRAFFIC_SPLIT,
-        HTTP_TELEMETRY,
-        INGRESS,
-        WALKTHROUGH_2022,
-        WALKTHROUGH_TODAY,
-    }
+# -- features: defined with the profiles, re-exported here for adapters ----------------
+from conformance.features import (  # noqa: F401
+    ALL_FEATURES,
+    CAPTURE,
+    HTTP_ROUTING,
+    HTTP_TELEMETRY,
+    INGRESS,
+    L4_POLICY,
+    L7_POLICY,
+    MTLS,
+    TCP_TELEMETRY,
+    TRAFFIC_SPLIT,
+    WALKTHROUGH_2022,
+    WALKTHROUGH_TODAY,
+    WAYPOINT,
 )
 
 # -- API flavours ----------------------------------------------------------------------
@@ -230,6 +204,13 @@ class MeshAdapter(ABC):
     def metrics_locations(self) -> dict[str, str]:
         """Where each component serves Prometheus metrics, as ``"<port>/<path>"``."""
         return dict(DEFAULT_METRICS)
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """Adapter options from ``--adapter-config``; an adapter that takes none refuses
+        any, naming them, rather than ignoring a typo."""
+        if options:
+            raise AdapterConfigError(f"adapter {self.name!r} takes no options, got: "
+                                     f"{', '.join(sorted(options))}")
 
     def check_available(self, cluster: ClusterProvider) -> str | None:
         """Why this adapter cannot run against ``cluster`` here, or None if it can.

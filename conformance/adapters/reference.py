@@ -9,6 +9,7 @@ against the reference implementation says something about the suite too.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .base import (
     ALL_FEATURES,
     ALL_FLAVOURS,
     FLAVOUR_TODAY,
+    AdapterConfigError,
     AdapterError,
     Flavour,
     MeshAdapter,
@@ -33,6 +35,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_ROOT = REPO_ROOT / "reference-impl"
 MANIFEST_DIR = REFERENCE_ROOT / "ambient_ref" / "manifests"
 SYSTEM_NAMESPACE = "istio-system"
+# The components whose image ``images:`` may replace, by the workload running them;
+# waypoints are deployed by the control plane, told through its WAYPOINT_IMAGE.
+WORKLOAD_COMPONENT = {"istiod": "pilot", "ztunnel": "ztunnel",
+                      "istio-ingressgateway": "ingress"}
+COMPONENT_IMAGES = (*WORKLOAD_COMPONENT.values(), "waypoint")
 
 
 class ReferenceAdapter(MeshAdapter):
@@ -50,6 +57,23 @@ class ReferenceAdapter(MeshAdapter):
         self.manifest_dir = Path(manifest_dir) if manifest_dir else MANIFEST_DIR
         self.install_timeout = install_timeout
         self.waypoint_timeout = waypoint_timeout
+        self.images: dict[str, str] = {}
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """``images: {pilot|ztunnel|waypoint|ingress: <image>}`` runs other builds of the
+        components (a build under test, a mirror; the suite's self-test runs broken
+        variants this way), and ``manifest_dir`` another copy of the manifests."""
+        unknown = set(options) - {"images", "manifest_dir"}
+        if unknown:
+            raise AdapterConfigError(f"reference adapter: unknown option(s) "
+                                     f"{', '.join(sorted(unknown))}; known: images, manifest_dir")
+        images = options.get("images") or {}
+        if not isinstance(images, Mapping) or set(images) - set(COMPONENT_IMAGES):
+            raise AdapterConfigError("reference adapter: images must map some of "
+                                     f"{', '.join(COMPONENT_IMAGES)} to image names")
+        self.images = {str(k): str(v) for k, v in images.items()}
+        if options.get("manifest_dir"):
+            self.manifest_dir = Path(str(options["manifest_dir"]))
 
     # -- claims ----------------------------------------------------------------------
 
@@ -90,8 +114,8 @@ class ReferenceAdapter(MeshAdapter):
         reason = self.check_available(cluster)
         if reason:
             raise AdapterError(reason)
-        for manifest in self.manifests:
-            cluster.apply(manifest)
+        cluster.apply(self.manifests[0])
+        cluster.apply(self._install_docs())
         timeout = f"--timeout={int(self.install_timeout)}s"
         for kind, name in self._workloads():
             cluster.kubectl(
@@ -119,6 +143,21 @@ class ReferenceAdapter(MeshAdapter):
         for manifest in reversed(self.manifests):
             if manifest.is_file():
                 cluster.delete(manifest)
+
+    def _install_docs(self) -> list[dict[str, Any]]:
+        """The install manifest, with the configured images in place."""
+        docs = [d for d in yaml.safe_load_all(self.manifests[1].read_text()) if d]
+        for doc in docs:
+            if doc.get("kind") not in ("Deployment", "DaemonSet"):
+                continue
+            component = WORKLOAD_COMPONENT.get(doc["metadata"]["name"])
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if component in self.images:
+                    c["image"] = self.images[component]
+                if component == "pilot" and "waypoint" in self.images:
+                    c.setdefault("env", []).append(
+                        {"name": "WAYPOINT_IMAGE", "value": self.images["waypoint"]})
+        return docs
 
     def _workloads(self) -> list[tuple[str, str]]:
         """(kind, name) of the install's Deployments and DaemonSets in istio-system."""

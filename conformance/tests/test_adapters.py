@@ -77,13 +77,47 @@ def test_reference_installs_crds_then_install_and_waits() -> None:
     cluster = FakeCluster()
     ReferenceAdapter().install(cluster)
     applied = [arg for kind, arg in cluster.calls if kind == "apply"]
-    assert applied == [MANIFEST_DIR / "crds.yaml", MANIFEST_DIR / "install.yaml"]
+    assert applied[0] == MANIFEST_DIR / "crds.yaml"
+    shipped = [d for d in yaml.safe_load_all((MANIFEST_DIR / "install.yaml").read_text()) if d]
+    assert applied[1] == shipped  # unchanged without image options
     kubectl = [args for kind, args in cluster.calls if kind == "kubectl"]
     assert any(a[:2] == ("rollout", "status") and "daemonset/ztunnel" in a for a in kubectl)
     assert kubectl[-1][:5] == ("wait", "--for=condition=Ready", "pods", "--all", "-n")
     assert "istio-system" in kubectl[-1]
     # waits come after both applies
     assert cluster.kinds().index("kubectl") > 1
+
+
+def _images(docs: list[dict]) -> dict[str, list[str]]:
+    return {d["metadata"]["name"]: [c["image"] for c in d["spec"]["template"]["spec"]
+                                    ["containers"]]
+            for d in docs if d.get("kind") in ("Deployment", "DaemonSet")}
+
+
+def test_reference_image_options_replace_components() -> None:
+    adapter = ReferenceAdapter()
+    adapter.configure({"images": {"ztunnel": "example/zt:broken", "waypoint": "example/wp:x"}})
+    cluster = FakeCluster()
+    adapter.install(cluster)
+    docs = [arg for kind, arg in cluster.calls if kind == "apply"][1]
+    images = _images(docs)
+    assert images["ztunnel"] == ["example/zt:broken"]
+    assert images["istiod"] == ["ambient-reference/pilot:0.1.0"]
+    [istiod] = [d for d in docs if d["metadata"]["name"] == "istiod" and d["kind"] == "Deployment"]
+    env = istiod["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "WAYPOINT_IMAGE", "value": "example/wp:x"} in env
+
+
+@pytest.mark.parametrize("options", [{"imagez": {}}, {"images": {"sidecar": "x"}},
+                                     {"images": ["x"]}])
+def test_reference_rejects_bad_options(options) -> None:
+    with pytest.raises(AdapterConfigError):
+        ReferenceAdapter().configure(options)
+
+
+def test_adapters_without_options_refuse_them() -> None:
+    with pytest.raises(AdapterConfigError, match="takes no options"):
+        IstioAdapter().configure({"images": {}})
 
 
 def test_reference_uninstall_reverses_order() -> None:
@@ -341,8 +375,9 @@ def test_registry() -> None:
 
 def test_suite_never_imports_the_implementation() -> None:
     root = Path(__file__).resolve().parents[1]
+    broken = root / "tests" / "broken"  # broken builds of the implementation, run as images
     for source in root.rglob("*.py"):
-        if source == Path(__file__).resolve():
+        if source == Path(__file__).resolve() or broken in source.parents:
             continue
         text = source.read_text()
         assert "import ambient_ref" not in text and "from ambient_ref" not in text, source

@@ -1,0 +1,225 @@
+"""The applications a test runs against: Bookinfo and the sleep/notsleep clients.
+
+Each test module owns one or more namespaces (``AppNamespace``) holding Bookinfo
+and the clients of the walkthrough, so modules run in parallel on one shared
+cluster.  Everything here acts through the cluster provider and observes as a user
+does: pods' status and annotations, and real curl inside the client pods.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusters.provider import ClusterError, ClusterProvider
+
+from . import curl
+from .adapters.base import MeshAdapter, WaypointInfo
+from .waiting import eventually
+
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+BOOKINFO = MANIFESTS / "bookinfo.yaml"
+CLIENTS = MANIFESTS / "sleep.yaml"
+INGRESS_GATEWAY = MANIFESTS / "bookinfo-gateway.yaml"
+INGRESS_URL = "http://istio-ingressgateway.istio-system"
+INGRESS_SA = "istio-system/sa/istio-ingressgateway-service-account"
+
+# Real ambient implementations mark a pod whose traffic they redirect (istio-cni
+# writes it; ztunnel's in-pod mode relies on it).  The suite waits on it after
+# enrolling, so traffic is only sent once capture is in place.
+REDIRECTION_ANNOTATION = "ambient.istio.io/redirection"
+
+BATCH = 500
+REVIEWS_VERSION = re.compile(r"reviews-(v\d+)-")
+
+
+def principal(namespace: str, service_account: str) -> str:
+    """An Istio principal as written in AuthorizationPolicy (no ``spiffe://``)."""
+    return f"cluster.local/ns/{namespace}/sa/{service_account}"
+
+
+@dataclass
+class AppNamespace:
+    """One namespace of the suite's, with helpers to act on and observe its apps."""
+
+    cluster: ClusterProvider
+    adapter: MeshAdapter
+    name: str
+    enrolled: bool = False
+    waypoints: list[WaypointInfo] = field(default_factory=list)
+
+    # -- creation ----------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, cluster: ClusterProvider, adapter: MeshAdapter, prefix: str, *,
+               bookinfo: bool = True, clients: bool = True, ingress: bool = False,
+               extra: list[dict[str, Any]] | None = None,
+               timeout: float = 120) -> AppNamespace:
+        name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+        cluster.apply([{"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}])
+        ns = cls(cluster, adapter, name)
+        if bookinfo:
+            cluster.apply(BOOKINFO, namespace=name)
+        if clients:
+            cluster.apply(CLIENTS, namespace=name)
+        if ingress:
+            cluster.apply(ns.ingress_manifests())
+        if extra:
+            cluster.apply(extra, namespace=name)
+        ns.wait_ready(timeout)
+        return ns
+
+    def ingress_manifests(self) -> list[dict[str, Any]]:
+        """The walkthrough's bookinfo-gateway, its host made unique to this namespace:
+        many namespaces share one ingress gateway, and ``*`` would collide."""
+        docs = [d for d in yaml.safe_load_all(INGRESS_GATEWAY.read_text()) if d]
+        for d in docs:
+            d["metadata"]["namespace"] = self.name
+            if d["kind"] == "Gateway":
+                for server in d["spec"]["servers"]:
+                    server["hosts"] = [self.ingress_host]
+            else:
+                d["spec"]["hosts"] = [self.ingress_host]
+        return docs
+
+    @property
+    def ingress_host(self) -> str:
+        return f"{self.name}.bookinfo.test"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Every Deployment rolled out and every pod Ready (rollout first: ``wait
+        --all`` alone passes before a Deployment made its pods)."""
+        out = self.cluster.kubectl("get", "deployments", "-n", self.name, "-o", "name").stdout
+        for dep in out.split():
+            self.cluster.kubectl("rollout", "status", dep, "-n", self.name,
+                                 f"--timeout={int(timeout)}s", timeout=timeout + 10)
+        self.cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", self.name,
+                             f"--timeout={int(timeout)}s", timeout=timeout + 10)
+
+    def delete(self) -> None:
+        """Delete the namespace without waiting: its objects go in the background, and
+        the cluster is torn down at the end of the run anyway."""
+        self.cluster.kubectl("delete", "namespace", self.name, "--wait=false",
+                             "--ignore-not-found", check=False)
+
+    # -- mesh membership ---------------------------------------------------------------
+
+    def enroll(self, timeout: float = 60) -> None:
+        self.adapter.enroll(self.cluster, self.name)
+        self.enrolled = True
+        self.wait_redirection(True, timeout)
+
+    def unenroll(self, timeout: float = 60) -> None:
+        self.adapter.unenroll(self.cluster, self.name)
+        self.enrolled = False
+        self.wait_redirection(False, timeout)
+
+    def pods(self, selector: str = "") -> list[dict[str, Any]]:
+        args = ["get", "pods", "-n", self.name, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        items = yaml.safe_load(self.cluster.kubectl(*args).stdout)["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def pod(self, app: str) -> dict[str, Any]:
+        pods = self.pods(f"app={app}")
+        if not pods:
+            raise ClusterError(f"no pod with app={app} in {self.name}")
+        return sorted(pods, key=lambda p: p["metadata"]["name"])[0]
+
+    def wait_redirection(self, enabled: bool, timeout: float = 60) -> None:
+        """Until every app pod carries (or no longer carries) the redirection
+        annotation.  Waypoint pods are the mesh's own and are left out."""
+        def state() -> dict[str, str | None]:
+            return {p["metadata"]["name"]:
+                    (p["metadata"].get("annotations") or {}).get(REDIRECTION_ANNOTATION)
+                    for p in self.pods() if not _is_waypoint_pod(p)}
+        want = "enabled" if enabled else None
+        eventually(state, lambda s: bool(s) and all(v == want for v in s.values()),
+                   what=f"every pod in {self.name} has {REDIRECTION_ANNOTATION}="
+                        f"{want or '(absent)'}", timeout=timeout)
+
+    # -- waypoints -----------------------------------------------------------------------
+
+    def add_waypoint(self, name: str, *, flavour: str, service_account: str | None = None,
+                     for_: str = "service") -> WaypointInfo:
+        wp = self.adapter.add_waypoint(self.cluster, self.name, name, flavour=flavour,  # type: ignore[arg-type]
+                                       for_=for_, service_account=service_account)
+        self.waypoints.append(wp)
+        return wp
+
+    def use_waypoint(self, kind: str, name: str, waypoint: WaypointInfo) -> None:
+        self.adapter.use_waypoint(self.cluster, self.name, kind, name, waypoint)  # type: ignore[arg-type]
+
+    def remove_waypoint(self, waypoint: WaypointInfo) -> None:
+        self.adapter.remove_waypoint(self.cluster, waypoint)
+        if waypoint in self.waypoints:
+            self.waypoints.remove(waypoint)
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def request(self, from_client: str, url: str, *, method: str = "GET",
+                headers: dict[str, str] | None = None, data: str | None = None,
+                timeout: float = 10) -> curl.Response:
+        """One HTTP request with the real curl inside ``deploy/<from_client>``."""
+        argv = curl.curl_argv(url, method=method, headers=headers, data=data, timeout=timeout)
+        r = self.cluster.exec(self.name, f"deploy/{from_client}", argv, timeout=timeout + 30)
+        return curl.parse(r.exit_code, r.stdout, r.stderr)
+
+    def ingress(self, path: str, *, from_client: str = "sleep", method: str = "GET",
+                headers: dict[str, str] | None = None) -> curl.Response:
+        return self.request(from_client, f"{INGRESS_URL}{path}", method=method,
+                            headers={"Host": self.ingress_host, **(headers or {})})
+
+    def batch(self, from_client: str, url: str, count: int, *,
+              headers: dict[str, str] | None = None,
+              timeout: float = 10) -> list[tuple[int, str]]:
+        """``count`` requests, (status, body) each, from curl processes of at most
+        ``BATCH`` requests (one connection each; long URL lists slow curl down)."""
+        results: list[tuple[int, str]] = []
+        while len(results) < count:
+            chunk = min(BATCH, count - len(results))
+            argv = curl.batch_argv(url, chunk, headers=headers, timeout=timeout)
+            r = self.cluster.exec(self.name, f"deploy/{from_client}", argv,
+                                  timeout=60 + chunk * 0.5)
+            answered = curl.parse_batch(r.stdout)
+            if len(answered) != chunk:
+                raise AssertionError(f"{chunk} requests sent, {len(answered)} answered "
+                                     f"(curl exit {r.exit_code}: {r.stderr.strip()[:300]})")
+            results += answered
+        return results
+
+    def reviews_versions(self, from_client: str, url: str, count: int,
+                         headers: dict[str, str] | None = None) -> Counter[str]:
+        """Which reviews version answered each of ``count`` requests (``reviews-vN``);
+        an answer naming no version counts as ``status-<code>``."""
+        counts: Counter[str] = Counter()
+        for status, body in self.batch(from_client, url, count, headers=headers):
+            m = REVIEWS_VERSION.search(body)
+            counts[f"reviews-{m.group(1)}" if m and status == 200 else f"status-{status}"] += 1
+        return counts
+
+    def metrics(self, namespace: str, target: str, location: str) -> str:
+        """Prometheus text from ``target`` (``deploy/x`` or a pod), read from inside it
+        as the walkthrough does (``curl localhost:15020/stats/prometheus``)."""
+        port, _, path = location.partition("/")
+        r = self.cluster.exec(namespace, target,
+                              ["curl", "-sS", "--max-time", "10", f"http://localhost:{port}/{path}"])
+        if r.exit_code != 0:
+            raise AssertionError(f"metrics of {namespace}/{target} at :{location} not readable: "
+                                 f"curl exit {r.exit_code}: {r.stderr.strip()}")
+        return r.stdout
+
+
+def _is_waypoint_pod(pod: dict[str, Any]) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    return ("gateway.networking.k8s.io/gateway-name" in labels
+            or labels.get("ambient-type") == "waypoint"
+            or "istio.io/gateway-name" in labels)

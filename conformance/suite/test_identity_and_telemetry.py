@@ -1,0 +1,164 @@
+"""Identity, encryption and telemetry, observed on the wire and in metrics.
+
+Between enrolled pods on different nodes, traffic crosses the nodes' uplink as TLS
+toward the HBONE port 15008 and never in plaintext; the destination knows the
+client's principal (a policy naming it lets it in, its metrics say so).  A client
+outside the mesh sends plaintext and has no principal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clusters.provider import CaptureUnsupported
+from conformance import features as F
+from conformance import metrics
+from conformance.apps import AppNamespace, principal
+from conformance.waiting import eventually
+
+pytestmark = pytest.mark.xdist_group("identity")
+
+MARKER = "x-plaintext-marker: would-be-visible"
+TLS_HANDSHAKE = (b"\x16\x03\x01", b"\x16\x03\x03")
+TLS_DATA = b"\x17\x03\x03"
+
+
+@pytest.fixture(scope="module")
+def meshed(namespaces) -> AppNamespace:
+    return namespaces("idm")
+
+
+@pytest.fixture(scope="module")
+def outside(namespaces) -> AppNamespace:
+    """Clients only, not enrolled."""
+    return namespaces("ido", enroll=False, bookinfo=False)
+
+
+def _cross_node_target(ns: AppNamespace, client_node: str) -> dict[str, Any]:
+    for app in ("ratings", "details", "reviews", "productpage"):
+        for pod in ns.pods(f"app={app}"):
+            if pod["spec"]["nodeName"] != client_node:
+                return pod
+    pytest.skip("every Bookinfo pod runs on the client's node: nothing crosses nodes")
+
+
+def _captured_request(cluster, client_ns: AppNamespace, node: str, url: str):
+    try:
+        capture = cluster.capture_node_traffic(node)
+    except CaptureUnsupported as exc:
+        pytest.skip(str(exc))
+    with capture:
+        key, _, value = MARKER.partition(": ")
+        r = client_ns.request("sleep", url, headers={key: value})
+    return r, capture.stop()
+
+
+@pytest.mark.feature(F.MTLS)
+def test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire(cluster, meshed):
+    client_node = meshed.pod("sleep")["spec"]["nodeName"]
+    target = _cross_node_target(meshed, client_node)
+    url = f"http://{target['status']['podIP']}:9080/health"
+    r, segments = _captured_request(cluster, meshed, client_node, url)
+    assert r.status == 200, r
+    to_hbone = [s.payload for s in segments if s.dport == 15008]
+    assert to_hbone, "no traffic toward port 15008 (HBONE) on the client node's uplink"
+    assert any(p[:3] in TLS_HANDSHAKE for p in to_hbone), "no TLS handshake toward 15008"
+    assert any(p[:3] == TLS_DATA for p in to_hbone), "no TLS application data toward 15008"
+    marker = MARKER.split(": ")[1].encode()
+    assert not any(marker in s.payload for s in segments), "the request crossed in plaintext"
+
+
+@pytest.mark.feature(F.CAPTURE)
+def test_a_client_outside_the_mesh_sends_plaintext(cluster, meshed, outside):
+    client_node = outside.pod("sleep")["spec"]["nodeName"]
+    target = _cross_node_target(meshed, client_node)
+    url = f"http://{target['status']['podIP']}:9080/health"
+    r, segments = _captured_request(cluster, outside, client_node, url)
+    assert r.status == 200, r
+    marker = MARKER.split(": ")[1].encode()
+    assert any(marker in s.payload for s in segments), \
+        "an un-enrolled client's request should cross in plaintext (it is outside the mesh)"
+
+
+@pytest.mark.feature(F.MTLS, F.L4_POLICY)
+def test_the_destination_knows_the_client_principal_and_not_an_outsiders(meshed, outside):
+    ns = meshed.name
+    only = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "only-sleep", "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "details"}}, "action": "ALLOW",
+                     "rules": [{"from": [{"source": {"principals": [principal(ns, "sleep")]}}]}]}}
+    url = f"http://details.{ns}:9080/details/0"
+    meshed.cluster.apply([only])
+    try:
+        eventually(lambda: meshed.request("notsleep", url), lambda r: r.exit_code == 56,
+                   what="the principal allow-list is in force (notsleep reset)")
+        assert meshed.request("sleep", url).status == 200
+        # The outsider's sleep has the same account name but no identity at all: its
+        # plaintext connection is refused or reset, never answered.
+        r = outside.request("sleep", url)
+        assert r.status is None and r.exit_code in (7, 52, 56), r
+    finally:
+        meshed.cluster.delete([only])
+
+
+def _ztunnel_metrics(meshed: AppNamespace, adapter, node: str) -> list[metrics.Sample]:
+    pods = [p for p in _system_pods(meshed, "app=ztunnel") if p["spec"]["nodeName"] == node]
+    assert pods, f"no ztunnel pod on {node}"
+    text = meshed.metrics("istio-system", pods[0]["metadata"]["name"],
+                          adapter.metrics_locations()["ztunnel"])
+    return metrics.parse(text)
+
+
+def _system_pods(ns: AppNamespace, selector: str) -> list[dict[str, Any]]:
+    import yaml
+
+    out = ns.cluster.kubectl("get", "pods", "-n", "istio-system", "-l", selector, "-o", "json")
+    return yaml.safe_load(out.stdout)["items"]
+
+
+@pytest.mark.feature(F.TCP_TELEMETRY, F.MTLS)
+def test_ztunnel_tcp_metrics_name_both_principals(meshed, adapter):
+    target = meshed.pod("details")
+    url = f"http://{target['status']['podIP']}:9080/details/0"
+    assert meshed.request("sleep", url).status == 200
+    node = target["spec"]["nodeName"]
+    want = {"reporter": "destination",
+            "source_principal": f"spiffe://{principal(meshed.name, 'sleep')}",
+            "destination_principal": f"spiffe://{principal(meshed.name, 'bookinfo-details')}",
+            "connection_security_policy": "mutual_tls"}
+    samples = eventually(lambda: _ztunnel_metrics(meshed, adapter, node),
+                         lambda s: bool(metrics.select(s, "istio_tcp_connections_opened_total",
+                                                       **want)),
+                         what="the destination ztunnel counts sleep's connection", timeout=30)
+    names = {s.name for s in samples}
+    for series in ("istio_tcp_connections_opened_total", "istio_tcp_received_bytes_total",
+                   "istio_tcp_sent_bytes_total"):
+        assert series in names, f"{series} missing at the ztunnel"
+    [labels] = [s.labels for s in metrics.select(samples, "istio_tcp_connections_opened_total",
+                                                 **want)][:1]
+    for label in ("destination_workload", "source_workload", "destination_service",
+                  "request_protocol", "response_flags", "source_workload_namespace"):
+        assert label in labels, f"label {label} missing on istio_tcp_connections_opened_total"
+
+
+@pytest.mark.feature(F.WAYPOINT, F.HTTP_TELEMETRY)
+def test_waypoint_request_metrics(namespaces, adapter, waypoint_flavour):
+    ns = namespaces("tel", bookinfo=True)
+    wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
+    ns.use_waypoint("service", "details", wp)
+    eventually(lambda: ns.metrics(ns.name, f"deploy/{wp.deployment}",
+                                  adapter.metrics_locations()["waypoint"])
+               if ns.request("sleep", "http://details:9080/details/0").status == 200 else "",
+               lambda text: bool(metrics.select(metrics.parse(text), "istio_requests_total",
+                                                reporter="waypoint", response_code="200")),
+               what="the waypoint counts sleep's request to details", timeout=30)
+    text = ns.metrics(ns.name, f"deploy/{wp.deployment}", adapter.metrics_locations()["waypoint"])
+    samples = metrics.select(metrics.parse(text), "istio_requests_total", reporter="waypoint",
+                             response_code="200")
+    labels = samples[0].labels
+    assert labels.get("source_principal") == f"spiffe://{principal(ns.name, 'sleep')}", labels
+    assert labels.get("connection_security_policy") == "mutual_tls", labels
+    assert labels.get("request_protocol") == "http", labels
+    assert "details" in labels.get("destination_service", ""), labels

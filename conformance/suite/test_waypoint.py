@@ -1,0 +1,287 @@
+"""Waypoints (today's API): L7 policy, routing, traffic split and the identity the
+destination sees.
+
+One namespace with a waypoint bound to productpage and reviews serves the module.
+As in test_l4_policy, a canary policy applied after the case's objects (DENY the
+``canary`` client at the waypoint) tells when a change is in force.  Traffic-split
+tests first wait until the new routing is demonstrably in effect (a backend given
+no weight receives nothing over a batch whose chance of that under the old routing
+is below 1e-8), then take one sample whose size gives error rates of at most 1e-4
+both ways (conformance/stats.py), and record the statistics in the report.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from conformance import features as F
+from conformance.apps import AppNamespace, principal
+from conformance.stats import check_split, sample_size
+from conformance.waiting import eventually
+
+from .test_l4_policy import CANARY, canary_client
+
+pytestmark = pytest.mark.xdist_group("waypoint")
+
+PRODUCTPAGE = "http://productpage:9080"
+REVIEWS = "http://reviews:9080/reviews/0"
+RBAC_DENIED = "RBAC: access denied"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+@pytest.fixture(scope="module")
+def l7(namespaces, waypoint_flavour) -> AppNamespace:
+    ns = namespaces("l7", extra=[*canary_client(), *version_services("ns-placeholder")])
+    wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
+    for service in ("productpage", "reviews"):
+        ns.use_waypoint("service", service, wp)
+    return ns
+
+
+def version_services(_ns: str) -> list[dict[str, Any]]:
+    """reviews-v1/v2/v3: one Service per version, for HTTPRoute backendRefs."""
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"reviews-{v}"},
+             "spec": {"ports": [{"port": 9080, "name": "http"}],
+                      "selector": {"app": "reviews", "version": v}}} for v in ("v1", "v2", "v3")]
+
+
+def target(service: str) -> list[dict[str, Any]]:
+    return [{"kind": "Service", "group": "", "name": service}]
+
+
+def l7_policy(ns: str, name: str, action: str, rules: list[dict[str, Any]],
+              service: str = "productpage") -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"targetRefs": target(service), "action": action, "rules": rules}}
+
+
+def canary(ns: str, service: str = "productpage") -> dict[str, Any]:
+    return l7_policy(ns, "zz-canary", "DENY",
+                     [{"from": [{"source": {"principals": [principal(ns, CANARY)]}}]}], service)
+
+
+def in_force(ns: AppNamespace, objects: list[dict[str, Any]], service: str = "productpage",
+             url: str = f"{PRODUCTPAGE}/productpage") -> None:
+    ns.cluster.apply([*objects, canary(ns.name, service)])
+    eventually(lambda: ns.request(CANARY, url), lambda r: r.status == 403,
+               what="the canary policy applied after the case's objects is in force")
+
+
+def removed(ns: AppNamespace, objects: list[dict[str, Any]], service: str = "productpage",
+            url: str = f"{PRODUCTPAGE}/productpage") -> None:
+    ns.cluster.delete([*objects, canary(ns.name, service)])
+    eventually(lambda: ns.request(CANARY, url), lambda r: r.status == 200,
+               what="the case's objects and the canary are gone")
+
+
+# -- L7 authorization at the waypoint ---------------------------------------------------------
+
+def _l7_cases(ns: str) -> dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str, dict,
+                                                                               int]]]]:
+    """name -> (policies, [(client, method, path, headers, expected status)])"""
+    sleep, notsleep = principal(ns, "sleep"), principal(ns, "notsleep")
+
+    def allow(*rules: dict[str, Any]) -> dict[str, Any]:
+        return l7_policy(ns, "case", "ALLOW", list(rules))
+
+    def deny(*rules: dict[str, Any]) -> dict[str, Any]:
+        return l7_policy(ns, "case-deny", "DENY", list(rules))
+
+    def op(**kw: Any) -> dict[str, Any]:
+        return {"to": [{"operation": kw}]}
+
+    return {
+        "methods": ([allow(op(methods=["GET"]))],
+                    [("sleep", "GET", "/productpage", {}, 200),
+                     ("sleep", "DELETE", "/productpage", {}, 403)]),
+        "not-methods": ([allow(op(notMethods=["DELETE"]))],
+                        [("sleep", "GET", "/productpage", {}, 200),
+                         ("sleep", "DELETE", "/productpage", {}, 403)]),
+        "principals": ([allow({"from": [{"source": {"principals": [notsleep]}}]})],
+                       [("notsleep", "GET", "/productpage", {}, 200),
+                        ("sleep", "GET", "/productpage", {}, 403)]),
+        "path-exact": ([allow(op(paths=["/productpage"]))],
+                       [("sleep", "GET", "/productpage", {}, 200),
+                        ("sleep", "GET", "/api/v1/products", {}, 403)]),
+        "path-one-segment": ([allow(op(paths=["/api/v1/products/{*}"]))],
+                             [("sleep", "GET", "/api/v1/products/0", {}, 200),
+                              ("sleep", "GET", "/api/v1/products/0/reviews", {}, 403)]),
+        "path-any-segments": ([allow(op(paths=["/api/v1/products/{**}"]))],
+                              [("sleep", "GET", "/api/v1/products/0/reviews", {}, 200),
+                               ("sleep", "GET", "/productpage", {}, 403)]),
+        "when-header": ([allow({"when": [{"key": "request.headers[x-allowed]",
+                                          "values": ["yes"]}]})],
+                        [("sleep", "GET", "/productpage", {"x-allowed": "yes"}, 200),
+                         ("sleep", "GET", "/productpage", {}, 403)]),
+        "deny-before-allow": ([allow({"from": [{"source": {"principals": [sleep]}}]}),
+                               deny(op(methods=["DELETE"]))],
+                              [("sleep", "GET", "/productpage", {}, 200),
+                               ("sleep", "DELETE", "/productpage", {}, 403),
+                               ("notsleep", "GET", "/productpage", {}, 403)]),
+    }
+
+
+@pytest.mark.feature(F.WAYPOINT, F.L7_POLICY)
+@pytest.mark.parametrize("case", list(_l7_cases("ns")))
+def test_l7_policy_at_the_waypoint(l7, case):
+    objects, checks = _l7_cases(l7.name)[case]
+    # the canary must pass the case's own ALLOW rules to be a canary: let it in
+    for obj in objects:
+        if obj["spec"]["action"] == "ALLOW":
+            obj["spec"]["rules"].append({"from": [{"source": {"principals": [
+                principal(l7.name, CANARY)]}}]})
+    in_force(l7, objects)
+    try:
+        for client, method, path, headers, status in checks:
+            r = l7.request(client, f"{PRODUCTPAGE}{path}", method=method, headers=headers)
+            assert r.status == status, f"{case}: {client} {method} {path}: {r}"
+            if status == 403:
+                assert r.body.strip() == RBAC_DENIED, r
+    finally:
+        removed(l7, objects)
+
+
+# -- identity behind a waypoint --------------------------------------------------------------
+
+@pytest.mark.feature(F.WAYPOINT, F.L4_POLICY)
+def test_destination_sees_the_waypoint_identity(l7):
+    """An L4 allow-list at the destination must name the waypoint: traffic arrives
+    from it, not from the client (reference/istio-ambient.md, section 5)."""
+    ns = l7.name
+    wp = l7.waypoints[0]
+    only_sleep = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                  "metadata": {"name": "dest-l4", "namespace": ns},
+                  "spec": {"selector": {"matchLabels": {"app": "productpage"}},
+                           "action": "ALLOW", "rules": [{"from": [{"source": {"principals": [
+                               principal(ns, "sleep")]}}]}]}}
+    l7.cluster.apply([only_sleep])
+    try:
+        r = eventually(lambda: l7.request("sleep", f"{PRODUCTPAGE}/productpage"),
+                       lambda r: r.status != 200,
+                       what="the destination refuses the waypoint, which the allow-list "
+                            "does not name")
+        assert r.status in (502, 503) or r.exit_code == 56, r
+        with_waypoint = dict(only_sleep, spec=dict(only_sleep["spec"], rules=[
+            {"from": [{"source": {"principals": [principal(ns, "sleep"),
+                                                 principal(ns, wp.deployment)]}}]}]))
+        l7.cluster.apply([with_waypoint])
+        eventually(lambda: l7.request("sleep", f"{PRODUCTPAGE}/productpage"),
+                   lambda r: r.status == 200, what="naming the waypoint lets traffic through")
+    finally:
+        l7.cluster.delete([only_sleep])
+        eventually(lambda: l7.request("notsleep", f"{PRODUCTPAGE}/productpage"),
+                   lambda r: r.status == 200, what="the allow-list is gone")
+
+
+# -- routing -----------------------------------------------------------------------------------
+
+def destination_rule(ns: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": ns},
+            "spec": {"host": "reviews", "subsets": [{"name": v, "labels": {"version": v}}
+                                                    for v in ("v1", "v2", "v3")]}}
+
+
+def virtual_service(ns: str, http: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": ns},
+            "spec": {"hosts": ["reviews"], "http": http}}
+
+
+def to(subset: str, weight: int | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"destination": {"host": "reviews", "subset": subset}}
+    if weight is not None:
+        d["weight"] = weight
+    return d
+
+
+@pytest.mark.feature(F.WAYPOINT, F.HTTP_ROUTING)
+def test_header_match_routes_and_removal_restores_the_spread(l7):
+    objects = [destination_rule(l7.name), virtual_service(l7.name, [
+        {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [to("v2")]},
+        {"route": [to("v1")]}])]
+    in_force(l7, objects, "reviews", REVIEWS)
+    try:
+        jason = l7.reviews_versions("sleep", REVIEWS, 30, headers={"end-user": "jason"})
+        assert jason == {"reviews-v2": 30}, jason
+        others = l7.reviews_versions("sleep", REVIEWS, 30)
+        assert others == {"reviews-v1": 30}, others
+    finally:
+        removed(l7, objects, "reviews", REVIEWS)
+    # Without routing, the Service spreads over all three versions again.
+    spread = l7.reviews_versions("sleep", REVIEWS, 60)
+    assert set(spread) == {"reviews-v1", "reviews-v2", "reviews-v3"}, spread
+
+
+@pytest.mark.feature(F.WAYPOINT, F.HTTP_ROUTING)
+def test_fault_abort_and_delay(l7):
+    objects = [destination_rule(l7.name), virtual_service(l7.name, [
+        {"match": [{"headers": {"x-fault": {"exact": "abort"}}}],
+         "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
+         "route": [to("v1")]},
+        {"match": [{"headers": {"x-fault": {"exact": "delay"}}}],
+         "fault": {"delay": {"fixedDelay": "1s", "percentage": {"value": 100}}},
+         "route": [to("v1")]},
+        {"route": [to("v1")]}])]
+    in_force(l7, objects, "reviews", REVIEWS)
+    try:
+        aborted = l7.batch("sleep", REVIEWS, 5, headers={"x-fault": "abort"})
+        assert [s for s, _ in aborted] == [418] * 5, aborted
+        t = time.monotonic()
+        delayed = l7.request("sleep", REVIEWS, headers={"x-fault": "delay"})
+        elapsed = time.monotonic() - t
+        assert delayed.status == 200 and elapsed >= 1.0, (delayed, elapsed)
+        plain = l7.request("sleep", REVIEWS)
+        assert plain.status == 200, plain
+    finally:
+        removed(l7, objects, "reviews", REVIEWS)
+
+
+def _split_test(l7: AppNamespace, objects: list[dict[str, Any]], weights: dict[str, float],
+                record_property: Any) -> None:
+    in_force(l7, objects, "reviews", REVIEWS)
+    try:
+        zero = {v for v in ("reviews-v1", "reviews-v2", "reviews-v3") if not weights.get(v)}
+        if zero:
+            # In effect once a batch of 50 shows no zero-weight version: under the
+            # even spread of before that happens with probability <= (2/3)^50.
+            eventually(lambda: l7.reviews_versions("sleep", REVIEWS, 50),
+                       lambda c: not (set(c) - set(weights)),
+                       what=f"no traffic reaches {sorted(zero)}")
+        n = sample_size(weights)
+        counts = l7.reviews_versions("sleep", REVIEWS, n)
+        result = check_split(dict(counts), {**{v: 0.0 for v in zero}, **weights})
+        for key, value in result.properties().items():
+            record_property(key, value)
+        assert result.passed, result.explain()
+    finally:
+        removed(l7, objects, "reviews", REVIEWS)
+
+
+@pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
+@pytest.mark.xdist_group("waypoint-split")  # the big samples, beside the other groups
+def test_virtual_service_weights_with_subsets(l7, record_property):
+    objects = [destination_rule(l7.name),
+               virtual_service(l7.name, [{"route": [to("v1", 90), to("v2", 10)]}])]
+    _split_test(l7, objects, {"reviews-v1": 0.9, "reviews-v2": 0.1}, record_property)
+
+
+@pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
+@pytest.mark.xdist_group("waypoint-split")
+def test_httproute_weights_three_ways(l7, record_property):
+    route = {"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
+             "metadata": {"name": "reviews", "namespace": l7.name},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews",
+                                      "port": 9080}],
+                      "rules": [{"backendRefs": [
+                          {"name": "reviews-v1", "port": 9080, "weight": 80},
+                          {"name": "reviews-v2", "port": 9080, "weight": 10},
+                          {"name": "reviews-v3", "port": 9080, "weight": 10}]}]}}
+    # All three get weight, so there is no zero-weight backend to wait on: the route
+    # is in force once the canary applied after it is.
+    _split_test(l7, [route], {"reviews-v1": 0.8, "reviews-v2": 0.1, "reviews-v3": 0.1},
+                record_property)

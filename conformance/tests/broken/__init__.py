@@ -1,0 +1,31 @@
+"""Deliberately broken variants of the reference implementation, for the self-test.
+
+They live with the project's tests, never in the shipped implementation: each is the
+real component with one behaviour patched at start-up, registered as an image only
+when ``AMBIENT_HARNESS_IMAGE_PLUGINS=conformance.tests.broken:register`` is set.  The
+self-test (test_suite_strength.py) installs the reference implementation with one of
+them swapped in and asserts that the conformance suite fails it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IMAGE_PREFIX = "ambient-harness-selftest"
+VARIANTS = {
+    "ztunnel-ignores-deny": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_deny"),
+    "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
+    "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
+}
+
+
+def image(variant: str) -> str:
+    return f"{IMAGE_PREFIX}/{variant}:0"
+
+
+def register(catalog: Any) -> None:
+    for variant, (component, module) in VARIANTS.items():
+        listens = (15021,) if component == "waypoint" else ()
+        catalog.register_module(rf"(^|/){IMAGE_PREFIX}/{variant}(:\w+)?$", module,
+                                listens=listens,
+                                description=f"{image(variant)} (self-test: broken {component})")
