@@ -11,6 +11,7 @@ registered fails its pod the way a failed pull does.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -70,6 +71,15 @@ def _dns(match: re.Match[str], container: dict[str, Any]) -> Program:
                          listens=(53,))
 
 
+def _locust(match: re.Match[str], container: dict[str, Any]) -> Program:
+    """The perf load generator (``perf.loadgen``): its agent by default, or, like fortio's
+    image, the test server it ships (``args: [echo, ...]``); started once it listens."""
+    args = [str(a) for a in container.get("args") or ()]
+    port = int(args[args.index("--port") + 1]) if "--port" in args[:-1] else (
+        8080 if args[:1] == ["echo"] else 8089)
+    return python_module("perf.loadgen", *args, listens=(port,))
+
+
 class ImageCatalog:
     def __init__(self) -> None:
         self._entries: list[tuple[re.Pattern[str], Resolver, str]] = []
@@ -111,7 +121,28 @@ def default_catalog() -> ImageCatalog:
     catalog.register_module(r"(^|/)ambient-harness/bench-server(:[\w.\-]+)?$",
                             "clusters.local.images.benchserver", listens=(8080,),
                             description="ambient-harness/bench-server (1 KB HTTP responses)")
+    catalog.register(r"(^|/)ambient-harness/locust(:[\w.\-]+)?$", _locust,
+                     "ambient-harness/locust (perf load generator; args [echo] for its server)")
     for ep in entry_points(group="ambient_harness.images"):
         register = ep.load()
         register(catalog)
+    for spec in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
+        _load_plugin(spec.strip())(catalog)
     return catalog
+
+
+# More image registrations without packaging, as ``module:function`` pairs separated by
+# commas: the suite's self-test runs deliberately broken components this way, and a
+# developer can try a build of their own before packaging it.
+PLUGINS_ENV = "AMBIENT_HARNESS_IMAGE_PLUGINS"
+
+
+def _load_plugin(spec: str) -> Callable[[ImageCatalog], None]:
+    import importlib
+
+    module, _, function = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function or "register")
+    except (ImportError, AttributeError) as exc:
+        raise UnknownImage(f"{PLUGINS_ENV}: cannot load {spec!r} ({exc}); give "
+                           "module:function of an importable image registration") from None

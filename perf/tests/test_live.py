@@ -1,0 +1,79 @@
+"""The live short run: local cluster, reference implementation, three modes, SLO gates.
+
+Two runs, each on a fresh cluster brought up and torn down inside the test: the
+short profile, which must meet the configured gates (``--perf-max-p99-overhead-ms``,
+``--perf-max-error-rate``, ``--perf-min-throughput-ratio``), and the same runner
+with a real slowdown injected into the L4 mode (the server delays every request
+of that mode, on the wire), which the same gates must fail.  Both write JSON and
+HTML to ``--perf-out`` (``reports/out/perf/`` by default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from perf.gates import Gates, evaluate
+from perf.plan import Fault, Faults
+from perf.profiles import SHORT, ScenarioLoad, get_profile
+from perf.runner import RunOptions
+from perf.session import run_local, write_outputs
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("perf-live"),
+              pytest.mark.timeout(240)]
+
+
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the local cluster's pods need root (network namespaces)")
+
+
+def _write(doc: dict, gates: Gates, out: Path, stem: str) -> None:
+    write_outputs(doc, out, stem, evaluate(doc, gates))
+
+
+def test_short_profile_meets_the_slo_gates(request: pytest.FixtureRequest, perf_gates: Gates,
+                                           record_property: object) -> None:
+    opt = request.config.getoption
+    t0 = time.monotonic()
+    doc = run_local(RunOptions(profile=get_profile(opt("--perf-profile"))),
+                    opt("--perf-adapter"))
+    wall = time.monotonic() - t0
+    _write(doc, perf_gates, Path(opt("--perf-out")), f"perf-{doc['labels']['profile']}")
+    record_property("perf_wall_time_s", round(wall, 1))  # type: ignore[operator]
+    modes = {m["mode"]: m for m in doc["scenarios"][0]["modes"]}
+    assert set(modes) == {"none", "l4", "l7"}
+    assert all(m["status"] == "ran" for m in modes.values()), [m["reason"] for m in
+                                                               modes.values()]
+    zt = modes["l4"]["steps"][0]["components"]["ztunnel"]
+    assert zt["available"] and zt["pods"] == 2 and zt["cpu_seconds"] > 0
+    assert modes["l7"]["steps"][0]["components"]["waypoint"]["available"]
+    report = evaluate(doc, perf_gates)
+    assert report.passed, report.text()
+
+
+def test_the_gate_fails_on_an_injected_slowdown(request: pytest.FixtureRequest,
+                                               perf_gates: Gates) -> None:
+    gate_ms = perf_gates.max_p99_overhead_ms or 50.0
+    gates = Gates(max_p99_overhead_ms=gate_ms, max_error_rate=perf_gates.max_error_rate)
+    delay = max(2 * gate_ms, 20.0)
+    # Enough users that each has twice the delayed request's time: the step stays valid,
+    # so it is the latency gate that must catch it, not the rate check.
+    per_user = min(10.0, 1000 / (2 * (delay + 20)))
+    profile = SHORT.replace(loads=(ScenarioLoad("direct", (50.0,), max_probe=False),),
+                            modes=("none", "l4"), per_user_rps=per_user)
+    doc = run_local(RunOptions(profile=profile, faults=Faults({"l4": Fault(delay)})),
+                    request.config.getoption("--perf-adapter"))
+    _write(doc, gates, Path(request.config.getoption("--perf-out")), "perf-injected-slowdown")
+    l4 = doc["scenarios"][0]["modes"][1]
+    assert l4["fault"] == {"server_delay_ms": delay}
+    assert l4["steps"][0]["valid"], l4["steps"][0]["invalid_reasons"]
+    assert l4["steps"][0]["latencies_ms"]["p50"] >= delay
+    report = evaluate(doc, gates)
+    assert not report.passed
+    assert any(f.startswith("direct/l4 at 50 req/s: p99 overhead") for f in report.failures), \
+        report.text()

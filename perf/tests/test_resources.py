@@ -1,0 +1,78 @@
+"""Resource samplers: /proc parsing, quantities, and the local sampler on real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from perf.resources import (
+    LocalProcSampler,
+    PodRef,
+    environ_has,
+    parse_cpu_quantity,
+    parse_memory_quantity,
+    parse_stat,
+)
+
+
+def test_parse_stat_survives_odd_command_names() -> None:
+    fields = ["S"] + [str(i) for i in range(4, 53)]
+    fields[11], fields[12], fields[19] = "150", "50", "777"  # utime, stime, starttime
+    ticks, start = parse_stat("42 (a (b) c) " + " ".join(fields))
+    assert ticks == 200 and start == 777
+
+
+def test_environ_match_is_exact() -> None:
+    env = b"PATH=/bin\0AH_POD_NAME=istiod-1\0"
+    assert environ_has(env, "AH_POD_NAME", "istiod-1")
+    assert not environ_has(env, "AH_POD_NAME", "istiod")
+
+
+@pytest.mark.parametrize(("text", "cores"), [("250m", 0.25), ("1", 1.0), ("12345678n", 0.012345678),
+                                             ("500u", 0.0005)])
+def test_cpu_quantities(text: str, cores: float) -> None:
+    assert parse_cpu_quantity(text) == pytest.approx(cores, rel=1e-3)
+
+
+@pytest.mark.parametrize(("text", "size"), [("64Mi", 64 * 2**20), ("1000Ki", 1024000),
+                                            ("1G", 10**9), ("123", 123)])
+def test_memory_quantities(text: str, size: int) -> None:
+    assert parse_memory_quantity(text) == size
+
+
+def test_local_sampler_finds_a_pods_processes_by_netns_and_pod_name(tmp_path: Path) -> None:
+    """A child process tagged AH_POD_NAME=busy in this network namespace stands in for a
+    container; ``pod-<uid>`` links to this namespace as /run/netns/pod-<uid> would."""
+    netns = tmp_path / "netns"
+    netns.mkdir()
+    (netns / "pod-u1").symlink_to(f"/proc/{os.getpid()}/ns/net")
+    env = {**os.environ, "AH_POD_NAME": "busy"}
+    code = "import time\nt=time.time()\nwhile time.time()-t<3: pass"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"],
+                             env={**os.environ, "AH_POD_NAME": "someone-else"})
+    try:
+        sampler = LocalProcSampler("test", netns_dir=netns)
+        pods = {"busy": [PodRef("ns", "busy", "u1", "node-1")],
+                "gone": [PodRef("ns", "gone", "u2", "node-1")]}
+        first = sampler.sample(pods, time.time())
+        time.sleep(1.0)
+        second = sampler.sample(pods, time.time())
+    finally:
+        proc.kill()
+        other.kill()
+        proc.wait()
+        other.wait()
+    assert first["busy"].processes == 1 and first["busy"].pods == 1
+    assert first["busy"].rss_bytes > 1 << 20
+    # a busy loop for 1 s: some CPU (the machine may be shared), never more than the wall time
+    assert 0.02 < second["busy"].cpu_s - first["busy"].cpu_s < 1.5
+    assert second["gone"].pods == 0 and second["gone"].cpu_s == 0
+    third = sampler.sample(pods, time.time())
+    assert third["busy"].processes == 0
+    assert third["busy"].cpu_s >= second["busy"].cpu_s  # an exited process's CPU stays counted
