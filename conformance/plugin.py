@@ -387,8 +387,9 @@ class _Recorder:
         rec = suite.records.get(report.nodeid)
         if rec is None:
             feats = frozenset(f for f in str(props.get("features", "")).split(",") if f)
-            rec = suite.records[report.nodeid] = TestRecord(
-                report.nodeid, report.nodeid.rpartition("::")[2], "passed", feats)
+            # the name within its module: Class::test[param], as pytest -k sees it
+            name = report.nodeid.split("::", 1)[-1].partition("@")[0]
+            rec = suite.records[report.nodeid] = TestRecord(report.nodeid, name, "passed", feats)
         rec.duration += report.duration
         rec.properties.update({str(k): str(v) for k, v in report.user_properties
                                if k not in ("features", "skip_kind")})

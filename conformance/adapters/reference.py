@@ -100,6 +100,12 @@ class ReferenceAdapter(MeshAdapter):
         missing = [str(p) for p in self.manifests if not p.is_file()]
         if missing:
             return f"reference implementation manifests not found: {', '.join(missing)}"
+        from clusters.local.provider import LocalCluster
+
+        if not isinstance(cluster, LocalCluster) and not self.images:
+            return ("the reference implementation has no container images yet: it runs on "
+                    "the local cluster, or elsewhere with images given by the adapter "
+                    "config's 'images' option")
         return None
 
     # -- life cycle --------------------------------------------------------------------
@@ -111,9 +117,10 @@ class ReferenceAdapter(MeshAdapter):
         ``kubectl wait pods --all`` alone passes vacuously before a DaemonSet's pods
         exist.
         """
-        reason = self.check_available(cluster)
-        if reason:
-            raise AdapterError(reason)
+        missing = [str(p) for p in self.manifests if not p.is_file()]
+        if missing:
+            raise AdapterError(f"reference implementation manifests not found: "
+                               f"{', '.join(missing)}")
         cluster.apply(self.manifests[0])
         cluster.apply(self._install_docs())
         timeout = f"--timeout={int(self.install_timeout)}s"

@@ -135,6 +135,10 @@ def test_reference_claims_and_version() -> None:
     assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert adapter.version() not in ("", "unknown")
     assert adapter.metrics_locations()["waypoint"] == "15020/stats/prometheus"
+    # Outside the local cluster its images must be given: there are none published.
+    assert "no container images" in (adapter.check_available(FakeCluster()) or "")
+    adapter.configure({"images": {c: f"registry.example/{c}:1" for c in
+                                  ("pilot", "ztunnel", "waypoint", "ingress")}})
     assert adapter.check_available(FakeCluster()) is None
 
 
