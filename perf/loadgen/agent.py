@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from importlib import metadata
@@ -32,6 +31,8 @@ from aiohttp import web
 
 from perf import protocol
 from perf.plan import LoadPlan, PlanError, split_plan
+
+from .serving import serve_until_signalled
 
 PREFLIGHT_ATTEMPTS = 5
 RUN_MARGIN_S = 30.0
@@ -176,21 +177,14 @@ async def serve(port: int, host: str = "0.0.0.0") -> None:
     app.router.add_post("/runs", agent.submit)
     app.router.add_get("/runs/{run_id}", agent.records)
     app.router.add_get("/healthz", lambda _r: _ok())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
+
+    async def cancel_active() -> None:
         if agent.active is not None:
             agent.active.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await agent.active
-        await runner.cleanup()
+
+    await serve_until_signalled(app, host, port, cancel_active)
 
 
 async def _ok() -> web.Response:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 
 from aiohttp import web
+
+from .serving import serve_until_signalled
 
 MAX_DELAY_MS = 10_000.0
 
@@ -47,18 +47,7 @@ def make_app(size: int) -> web.Application:
 
 
 async def serve(port: int, size: int, host: str = "0.0.0.0") -> None:
-    runner = web.AppRunner(make_app(size), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        with contextlib.suppress(Exception):
-            await runner.cleanup()
+    await serve_until_signalled(make_app(size), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
