@@ -152,3 +152,23 @@ def test_inbound_delivery_keeps_the_client_address(pair):
         await app.wait()
 
     asyncio.run(scenario())
+
+
+def test_the_ztunnels_sockets_have_nagle_off(pair):
+    """Sockets made in a pod's namespace, connected or accepted, send small writes at
+    once: with Nagle on, an HBONE frame written after an unacknowledged one waited for
+    the peer's delayed ACK, 40 ms per connection through a pooled tunnel."""
+    pod, peer = pair
+
+    async def scenario():
+        listener = await capture.listen_in(peer, 7002)
+        accept = asyncio.ensure_future(_accept_one(listener))
+        sock = await capture.connect_from(pod, (PEER_IP, 7002))
+        conn = await asyncio.wait_for(accept, 10)
+        for s in (sock, conn):
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert s.proto == socket.IPPROTO_TCP  # what asyncio checks before its own setting
+        for s in (sock, conn, listener):
+            s.close()
+
+    asyncio.run(scenario())

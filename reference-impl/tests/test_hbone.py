@@ -14,7 +14,9 @@ import logging
 import os
 import socket
 import ssl
+import statistics
 import struct
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -531,6 +533,82 @@ async def test_idle_connections_are_released() -> None:
         tunnel = await mesh.open()
         assert tunnel.connection is not conn
         tunnel.close()
+
+
+# -- latency ----------------------------------------------------------------------------------
+
+HTTP_REQUEST = b"GET /ratings/0 HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n"
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+async def plain_socket(destination: tuple[str, int]) -> socket.socket:
+    """A connect factory like the ztunnel's: ``socket.socket(AF_INET, SOCK_STREAM)``,
+    protocol 0, no options; asyncio leaves Nagle on for such a socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, destination)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@pytest.mark.parametrize("ending", ["server closes first", "client resets"])
+@run
+async def test_back_to_back_tunnels_on_a_pooled_connection_are_not_delayed(ending: str) -> None:
+    """Ten short HTTP exchanges, one after another, each in its own tunnel on one pooled
+    connection whose socket came from a factory that left Nagle's algorithm on (as the
+    ztunnel's in-pod sockets did): each must take about a round trip.
+
+    The regression: each exchange ends with a frame from the client that the server
+    does not answer (END_STREAM after the upstream closed first, or RST_STREAM), so the
+    server delays its ACK; with Nagle on, the next tunnel's HEADERS waited for that ACK,
+    i.e. for the delayed-ACK timer, whose minimum on Linux is 40 ms (44 ms measured
+    here and on the cluster, every tunnel but the first).  Without the wait a tunnel
+    takes about a millisecond on loopback.  A median under 20 ms is a twenty-fold margin
+    over that yet half the kernel's fixed minimum delay, so scheduling noise on a busy
+    machine does not make it flaky, and a median over ten ignores a stray slow one,
+    while the bug, which delays every tunnel after the first, cannot pass.
+    """
+    server_closes = ending == "server closes first"
+    finished: asyncio.Queue[None] = asyncio.Queue()
+
+    async def http_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Honouring "Connection: close" it closes first; else it waits for the client.
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HTTP_RESPONSE)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            if not server_closes:
+                await reader.read()
+        writer.close()
+        finished.put_nowait(None)
+
+    async with Mesh(upstream=http_server) as mesh:
+        durations: list[float] = []
+        for i in range(11):  # the first dials and handshakes; it is not timed
+            start = time.perf_counter()
+            tunnel = await mesh.open(connect=plain_socket)
+            tunnel.write(HTTP_REQUEST)
+            response = bytearray()
+            while len(response) < len(HTTP_RESPONSE):
+                response += await tunnel.read()
+            if server_closes:
+                assert await tunnel.read() == b""
+                tunnel.write_eof()  # the application closes in turn
+            else:
+                tunnel.reset()  # the application reset its connection
+            # One exchange after the other: the next starts once this one is over.
+            await tunnel.wait_closed()
+            await finished.get()
+            assert bytes(response) == HTTP_RESPONSE
+            if i:
+                durations.append(time.perf_counter() - start)
+        assert len(mesh.client.connections()) == 1
+        assert mesh.server.accepted_connections == 1
+    shown = ", ".join(f"{d * 1000:.1f}" for d in durations)
+    assert statistics.median(durations) < 0.020, f"tunnel durations (ms): {shown}"
 
 
 # -- mutual TLS ---------------------------------------------------------------------------------

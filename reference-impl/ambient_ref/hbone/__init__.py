@@ -14,7 +14,7 @@ Layers, bottom up:
 
 from ..identity import Identity, IdentityError, parse, peer_identity
 from .client import HboneClient, PoolKey, SocketFactory, default_connect
-from .connection import HboneConnection, reset_transport
+from .connection import HboneConnection, reset_transport, set_nodelay
 from .errors import (
     ConnectRejected,
     HboneConnectionError,
@@ -57,4 +57,5 @@ __all__ = [
     "relay",
     "reset_transport",
     "server_context",
+    "set_nodelay",
 ]

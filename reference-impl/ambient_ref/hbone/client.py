@@ -8,7 +8,11 @@ streams for the idle timeout (5 minutes) is closed.
 
 The TCP connection itself comes from a caller-supplied factory because ztunnel must
 dial from inside the source pod's network namespace, with the pod's IP as source and
-socket marks set; the pool only needs a connected socket.
+socket marks set; the pool only needs a connected socket.  It turns Nagle's algorithm
+off on that socket itself, whoever made it: the small frames HBONE writes (a CONNECT's
+HEADERS, an END_STREAM, a WINDOW_UPDATE) often follow one the peer has not acknowledged
+yet, and one held back until the peer's delayed ACK costs 40 ms (a new tunnel opened
+right after the previous one ended, on the same connection, waited exactly that long).
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from ..identity import Identity, as_identity
-from .connection import STREAM_LIMIT, Address, HboneConnection, format_address, reset_transport
+from .connection import (
+    STREAM_LIMIT,
+    Address,
+    HboneConnection,
+    format_address,
+    reset_transport,
+    set_nodelay,
+)
 from .errors import ConnectRejected, HboneConnectionError, HboneError, PeerVerificationError
 from .session import CLIENT_MAX_STREAMS, Header, Http2Settings, Tunnel
 from .tls import WorkloadCertificate
@@ -55,7 +66,7 @@ async def default_connect(destination: Address) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(sock)
         await asyncio.get_running_loop().sock_connect(sock, destination)
     except BaseException:
         sock.close()
@@ -271,6 +282,7 @@ class HboneClient:
             async with asyncio.timeout(self._connect_timeout):
                 sock = await connect(dest)
                 try:
+                    set_nodelay(sock)
                     reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
                 except BaseException:
                     sock.close()

@@ -29,6 +29,7 @@ from .connection import (
     as_address,
     format_address,
     reset_transport,
+    set_nodelay,
 )
 from .errors import PeerVerificationError
 from .relay import RelayResult, relay
@@ -217,7 +218,7 @@ class HboneServer:
         local, peer = as_address(sock.getsockname()), ("", 0)
         try:
             peer = as_address(sock.getpeername())
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_nodelay(sock)
             ctx = self._ssl_context_for(local)
             if not isinstance(ctx, ServerContext):
                 raise TypeError("ssl_context_for must return a tls.ServerContext")

@@ -163,8 +163,13 @@ def run_inside(netns: Path, fn: Callable[[], T]) -> T:
 def _make_socket(netns: Path, kind: str, address: tuple[str, int] | None,
                  transparent: bool, mark: int | None) -> socket.socket:
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off only on sockets that say they are
+        # TCP.  And off it is, here too: every socket of the ztunnel carries small writes
+        # (HTTP/2 control frames, relayed segments) that must not wait for a delayed ACK.
+        # Sockets accepted from a listener inherit the option.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if mark is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
             if transparent:
