@@ -89,6 +89,7 @@ class Suite:
     report_dir: Path
     cluster: ClusterProvider | None = None
     owns_cluster: bool = False
+    installed: bool = False
     unavailable: str | None = None
     setup_error: str | None = None
     cluster_info: dict[str, Any] = field(default_factory=dict)
@@ -214,13 +215,11 @@ def _bring_up(suite: Suite) -> None:
         _write(suite.config, suite.unavailable)
         return
     name = f"conformance-{os.getpid()}"
-    root = None  # the provider's default state folder (AMBIENT_HARNESS_STATE overrides)
     try:
         t = time.monotonic()
         _write(suite.config, f"bringing up the {opt.cluster} cluster ({opt.nodes} nodes)")
         cluster = select.make_provider(opt.cluster, name=name, nodes=opt.nodes,
-                                       kubeconfig=opt.kubeconfig, context=opt.context,
-                                       root=root)
+                                       kubeconfig=opt.kubeconfig, context=opt.context)
         suite.cluster, suite.owns_cluster = cluster, opt.cluster != "existing"
         if opt.keep_cluster and hasattr(cluster, "die_with_parent"):
             cluster.die_with_parent = False  # outlive this run, for debugging
@@ -234,6 +233,7 @@ def _bring_up(suite: Suite) -> None:
             return
         t = time.monotonic()
         _write(suite.config, f"installing {suite.adapter.name} {suite.adapter.version()}")
+        suite.installed = True
         suite.adapter.install(cluster)
         suite.timings["mesh_install"] = time.monotonic() - t
         _write(suite.config, f"cluster up in {suite.timings['cluster_up']:.1f}s, mesh installed "
@@ -268,13 +268,21 @@ def _attach(info: dict[str, Any]) -> ClusterProvider:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Take down what the run made: its own cluster, or, on an existing cluster that
+    outlives the run, the implementation it installed there."""
     suite = config.stash.get(SUITE_KEY, None)
-    if suite is None or suite.is_worker or not suite.owns_cluster or suite.cluster is None:
+    if suite is None or suite.is_worker or suite.cluster is None:
         return
     if config.option.keep_cluster:
         _write(config, f"cluster kept: KUBECONFIG={suite.cluster.kubeconfig}")
         return
-    suite.cluster.teardown()
+    if suite.owns_cluster:
+        suite.cluster.teardown()
+    elif suite.installed:
+        try:
+            suite.adapter.uninstall(suite.cluster)
+        except (ClusterError, AdapterError) as exc:
+            _write(config, f"uninstalling {suite.adapter.name} failed: {exc}")
 
 
 # -- what runs -----------------------------------------------------------------------------
