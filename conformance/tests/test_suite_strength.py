@@ -88,3 +88,24 @@ def test_an_exempt_feature_is_reported_unsupported_and_partial(tmp_path):
         assert (tmp_path / "reports" / name).is_file(), name
     junit = (tmp_path / "reports" / "junit.xml").read_text()
     assert 'name="features"' in junit
+
+
+def test_kind_without_docker_skips_every_test_saying_why(tmp_path):
+    from clusters.kind import KindCluster
+
+    reason = KindCluster.available()
+    if reason is None:
+        pytest.skip("kind and Docker are available here: nothing to show")
+    proc, doc = run_suite(tmp_path, "--cluster", "kind", "-k", "test_step1_3_install", "-rs")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "cannot run here" in proc.stdout and reason.split(":")[0] in proc.stdout
+    assert doc["result"] != "success"  # nothing ran: never reported as conformant
+
+
+def test_a_misspelt_feature_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "conformance/suite", "-p",
+                           "no:cacheprovider", "--exempt-features", "l4-polcy",
+                           "--report-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4  # pytest's usage error, before any cluster is made
+    assert "unknown feature(s) l4-polcy" in proc.stderr
