@@ -112,29 +112,34 @@ def test_cli_up_status_down(tmp_path):
 
 def test_cleanup_after_sigkill(tmp_path):
     env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
-    up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name",
-                         f"killed-{TAG}"],
-                        capture_output=True, text=True, env=env, timeout=60)
-    assert up.returncode == 0, up.stderr
-    d = ClusterDir(tmp_path / f"killed-{TAG}")
-    _run_a_pod(d.kubeconfig)
-    pid = d.pid()
-    assert pid is not None
-    # Everything at once: the control plane, the node agents, the containers.
-    everyone = [pid, *_descendants(pid)]
-    for p in everyone:
-        os.kill(p, signal.SIGKILL)
-    for p in everyone:
-        assert wait_gone(p, 10)
-    recorded = (d.path / "netns").read_text().split()
-    assert _netns_of(f"killed-{TAG}", recorded)  # a killed run leaves namespaces...
-    assert d.path.exists()  # ...and its folder...
-    out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
-                         capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0 and "removed 1" in out.stdout
-    assert not d.path.exists()  # ...which cleanup removes
-    assert _processes_mentioning(str(d.path)) == []
-    assert _netns_of(f"killed-{TAG}", recorded) == []
+    try:
+        up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name",
+                             f"killed-{TAG}"],
+                            capture_output=True, text=True, env=env, timeout=60)
+        assert up.returncode == 0, up.stderr
+        d = ClusterDir(tmp_path / f"killed-{TAG}")
+        _run_a_pod(d.kubeconfig)
+        pid = d.pid()
+        assert pid is not None
+        # Everything at once: the control plane, the node agents, the containers.
+        everyone = [pid, *_descendants(pid)]
+        for p in everyone:
+            os.kill(p, signal.SIGKILL)
+        for p in everyone:
+            assert wait_gone(p, 10)
+        recorded = (d.path / "netns").read_text().split()
+        assert _netns_of(f"killed-{TAG}", recorded)  # a killed run leaves namespaces...
+        assert d.path.exists()  # ...and its folder...
+        out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0 and "removed 1" in out.stdout
+        assert not d.path.exists()  # ...which cleanup removes
+        assert _processes_mentioning(str(d.path)) == []
+        assert _netns_of(f"killed-{TAG}", recorded) == []
+    finally:
+        # A failure above must not leave the killed cluster behind either.
+        subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
+                       capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_port_in_use_is_reported_clearly(tmp_path):
