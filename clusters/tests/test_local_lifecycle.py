@@ -137,9 +137,10 @@ def test_cleanup_after_sigkill(tmp_path):
         assert _processes_mentioning(str(d.path)) == []
         assert _netns_of(f"killed-{TAG}", recorded) == []
     finally:
-        # A failure above must not leave the killed cluster behind either.
-        subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
-                       capture_output=True, text=True, env=env, timeout=60)
+        # A failure above must not leave the cluster behind either, alive or killed.
+        for command in (["down", "--name", f"killed-{TAG}"], ["cleanup"]):
+            subprocess.run([sys.executable, "-m", "clusters.local", *command],
+                           capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_port_in_use_is_reported_clearly(tmp_path):
