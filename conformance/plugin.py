@@ -440,6 +440,19 @@ class _Recorder:
         terminalreporter.write_line(f"reports: {', '.join(files)}")
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list) -> None:
+        """A test's recorded statistics (a traffic split's n, counts, p-value) under
+        its row of the HTML report."""
+        if report.when != "call":
+            return
+        stats = {str(k): str(v) for k, v in report.user_properties
+                 if k not in ("features", "skip_kind")}
+        if stats:
+            from reports.html import statistics_html
+
+            data.append(statistics_html(stats))
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
                                     session: pytest.Session) -> None:
         if self.doc is not None:
