@@ -69,6 +69,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="comma-separated test names (or name prefixes) to skip")
     g.addoption("--convergence-timeout", type=float, default=60.0,
                 help="seconds an implementation may take to put a change in force (default 60)")
+    g.addoption("--organization", default="",
+                help="who publishes the implementation, for the conformance report")
+    g.addoption("--project-url", default="", help="the implementation's URL, for the report")
+    g.addoption("--contact", action="append", default=[],
+                help="a contact for the report (repeatable)")
     g.addoption("--report-dir", default=str(REPO_ROOT / "reports" / "out"),
                 help="folder for junit.xml, report.html and conformance-report.yaml")
 
@@ -473,6 +478,8 @@ def run_info(suite: Suite) -> RunInfo:
     config = suite.config
     return RunInfo(
         implementation=suite.adapter.name, version=suite.adapter.version(),
+        organization=config.option.organization, project_url=config.option.project_url,
+        contact=list(config.option.contact),
         flavours=sorted(suite.flavours), cluster=config.option.cluster,
         suite_version=SUITE_VERSION,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
