@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,27 @@ REDIRECTION_ANNOTATION = "ambient.istio.io/redirection"
 
 BATCH = 500
 REVIEWS_VERSION = re.compile(r"reviews-(v\d+)-")
+
+
+# A client whose only job is to show when configuration is in force: after a change, a
+# canary policy denying it at the same enforcement point is applied; configuration is
+# applied in order, so once the canary is denied the change is in force too, whether
+# or not the change itself has a visible effect.
+CANARY = "canary"
+
+
+def canary_client() -> list[dict[str, Any]]:
+    """The canary client's account and Deployment (a curl pod)."""
+    labels = {"app": CANARY}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CANARY}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": CANARY},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "serviceAccountName": CANARY, "terminationGracePeriodSeconds": 0,
+                      "containers": [{"name": "curl", "image": "curlimages/curl",
+                                      "command": ["/bin/sleep", "3650d"]}]}}}},
+    ]
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -121,8 +143,9 @@ class AppNamespace:
         self.enrolled = False
         self.wait_redirection(False, timeout)
 
-    def pods(self, selector: str = "") -> list[dict[str, Any]]:
-        args = ["get", "pods", "-n", self.name, "-o", "json"]
+    def pods(self, selector: str = "", namespace: str | None = None) -> list[dict[str, Any]]:
+        """This namespace's pods (or ``namespace``'s), those being deleted left out."""
+        args = ["get", "pods", "-n", namespace or self.name, "-o", "json"]
         if selector:
             args += ["-l", selector]
         items = yaml.safe_load(self.cluster.kubectl(*args).stdout)["items"]
@@ -162,6 +185,25 @@ class AppNamespace:
         self.adapter.remove_waypoint(self.cluster, waypoint)
         if waypoint in self.waypoints:
             self.waypoints.remove(waypoint)
+
+    # -- changes known to be in force (the canary) -----------------------------------------
+
+    def apply_in_force(self, objects: list[dict[str, Any]], canary: dict[str, Any], url: str,
+                       denied: Callable[[curl.Response], bool]) -> None:
+        """Apply ``objects``, then ``canary`` (a policy denying the canary client at the
+        same enforcement point), and return once the canary client's request to ``url``
+        is ``denied``."""
+        self.cluster.apply([*objects, canary])
+        eventually(lambda: self.request(CANARY, url), denied,
+                   what="the canary policy applied after the change is in force")
+
+    def delete_in_force(self, objects: list[dict[str, Any]], canary: dict[str, Any], url: str,
+                        allowed: Callable[[curl.Response], bool]) -> None:
+        """Delete ``objects`` and then ``canary``; return once the canary client's
+        request to ``url`` is ``allowed`` again."""
+        self.cluster.delete([*objects, canary])
+        eventually(lambda: self.request(CANARY, url), allowed,
+                   what="the change and the canary are gone")
 
     # -- traffic -------------------------------------------------------------------------
 

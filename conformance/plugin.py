@@ -404,8 +404,7 @@ class _Recorder:
             name = report.nodeid.split("::", 1)[-1].partition("@")[0]
             rec = suite.records[report.nodeid] = TestRecord(report.nodeid, name, "passed", feats)
         rec.duration += report.duration
-        rec.properties.update({str(k): str(v) for k, v in report.user_properties
-                               if k not in ("features", "skip_kind")})
+        rec.properties.update(_statistics(report))
         if report.skipped and rec.outcome != "failed":
             rec.outcome = "skipped"
             rec.skip_kind = str(props.get("skip_kind", "other"))
@@ -450,8 +449,7 @@ class _Recorder:
         its row of the HTML report."""
         if report.when != "call":
             return
-        stats = {str(k): str(v) for k, v in report.user_properties
-                 if k not in ("features", "skip_kind")}
+        stats = _statistics(report)
         if stats:
             from reports.html import statistics_html
 
@@ -464,6 +462,12 @@ class _Recorder:
             from reports.html import profile_table_html
 
             prefix.append(profile_table_html(self.doc))
+
+
+def _statistics(report: pytest.TestReport) -> dict[str, str]:
+    """What the test recorded with ``record_property``, without the plugin's own keys."""
+    return {str(k): str(v) for k, v in report.user_properties
+            if k not in ("features", "skip_kind")}
 
 
 def _first_line(report: pytest.TestReport) -> str:

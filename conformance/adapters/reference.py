@@ -97,9 +97,9 @@ class ReferenceAdapter(MeshAdapter):
         return ALL_FLAVOURS
 
     def check_available(self, cluster: ClusterProvider) -> str | None:
-        missing = [str(p) for p in self.manifests if not p.is_file()]
+        missing = self._missing_manifests()
         if missing:
-            return f"reference implementation manifests not found: {', '.join(missing)}"
+            return missing
         from clusters.local.provider import LocalCluster
 
         if not isinstance(cluster, LocalCluster) and not self.images:
@@ -117,10 +117,9 @@ class ReferenceAdapter(MeshAdapter):
         ``kubectl wait pods --all`` alone passes vacuously before a DaemonSet's pods
         exist.
         """
-        missing = [str(p) for p in self.manifests if not p.is_file()]
+        missing = self._missing_manifests()
         if missing:
-            raise AdapterError(f"reference implementation manifests not found: "
-                               f"{', '.join(missing)}")
+            raise AdapterError(missing)
         cluster.apply(self.manifests[0])
         cluster.apply(self._install_docs())
         timeout = f"--timeout={int(self.install_timeout)}s"
@@ -150,6 +149,11 @@ class ReferenceAdapter(MeshAdapter):
         for manifest in reversed(self.manifests):
             if manifest.is_file():
                 cluster.delete(manifest)
+
+    def _missing_manifests(self) -> str | None:
+        missing = [str(p) for p in self.manifests if not p.is_file()]
+        return (f"reference implementation manifests not found: {', '.join(missing)}"
+                if missing else None)
 
     def _install_docs(self) -> list[dict[str, Any]]:
         """The install manifest, with the configured images in place."""

@@ -104,18 +104,12 @@ def test_the_destination_knows_the_client_principal_and_not_an_outsiders(meshed,
 
 
 def _ztunnel_metrics(meshed: AppNamespace, adapter, node: str) -> list[metrics.Sample]:
-    pods = [p for p in _system_pods(meshed, "app=ztunnel") if p["spec"]["nodeName"] == node]
+    pods = [p for p in meshed.pods("app=ztunnel", namespace="istio-system")
+            if p["spec"]["nodeName"] == node]
     assert pods, f"no ztunnel pod on {node}"
     text = meshed.metrics("istio-system", pods[0]["metadata"]["name"],
                           adapter.metrics_locations()["ztunnel"])
     return metrics.parse(text)
-
-
-def _system_pods(ns: AppNamespace, selector: str) -> list[dict[str, Any]]:
-    import yaml
-
-    out = ns.cluster.kubectl("get", "pods", "-n", "istio-system", "-l", selector, "-o", "json")
-    return yaml.safe_load(out.stdout)["items"]
 
 
 @pytest.mark.feature(F.TCP_TELEMETRY, F.MTLS)

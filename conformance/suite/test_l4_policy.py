@@ -21,29 +21,11 @@ from typing import Any
 import pytest
 
 from conformance import features as F
-from conformance.apps import AppNamespace, principal
-from conformance.waiting import eventually
+from conformance.apps import CANARY, AppNamespace, canary_client, principal
 
 pytestmark = [pytest.mark.feature(F.L4_POLICY), pytest.mark.xdist_group("l4-policy")]
 
 URL = "http://productpage:9080/"
-CANARY = "canary"
-
-
-def canary_client() -> list[dict[str, Any]]:
-    """A third curl client, whose only job is to show when configuration is in force."""
-    labels = {"app": CANARY}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CANARY}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": CANARY},
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": {
-                      "serviceAccountName": CANARY, "terminationGracePeriodSeconds": 0,
-                      "containers": [{"name": "curl", "image": "curlimages/curl",
-                                      "command": ["/bin/sleep", "3650d"]}]}}}},
-    ]
-
-
 def policy(ns: str, name: str, spec: dict[str, Any], *, selector: bool = True) -> dict[str, Any]:
     spec = dict(spec)
     if selector and "targetRefs" not in spec:
@@ -70,15 +52,11 @@ def reaches(ns: AppNamespace, client: str) -> bool:
 
 
 def in_force(ns: AppNamespace, objects: list[dict[str, Any]]) -> None:
-    ns.cluster.apply([*objects, canary_policy(ns.name)])
-    eventually(lambda: ns.request(CANARY, URL), lambda r: r.exit_code == 56,
-               what="the canary policy applied after the case's policies is in force")
+    ns.apply_in_force(objects, canary_policy(ns.name), URL, lambda r: r.exit_code == 56)
 
 
 def removed(ns: AppNamespace, objects: list[dict[str, Any]]) -> None:
-    ns.cluster.delete([*objects, canary_policy(ns.name)])
-    eventually(lambda: ns.request(CANARY, URL), lambda r: r.exit_code == 0,
-               what="the case's policies and the canary are gone")
+    ns.delete_in_force(objects, canary_policy(ns.name), URL, lambda r: r.exit_code == 0)
 
 
 def _cases(ns: str, sleep_ip: str) -> dict[str, tuple[list[dict[str, Any]], bool, bool]]:

@@ -14,7 +14,7 @@ to that namespace because many scenarios share one ingress gateway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -37,7 +37,6 @@ class Walk:
     flavour: str
     ns: AppNamespace | None = None
     productpage_waypoint: WaypointInfo | None = None
-    objects: dict[str, Any] = field(default_factory=dict)
 
 
 def viewer_policy(ns: str, *, flavour: str, l7: bool) -> dict[str, Any]:

@@ -18,11 +18,9 @@ from typing import Any
 import pytest
 
 from conformance import features as F
-from conformance.apps import AppNamespace, principal
+from conformance.apps import CANARY, AppNamespace, canary_client, principal
 from conformance.stats import check_split, sample_size
 from conformance.waiting import eventually
-
-from .test_l4_policy import CANARY, canary_client
 
 pytestmark = pytest.mark.xdist_group("waypoint")
 
@@ -34,14 +32,14 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 @pytest.fixture(scope="module")
 def l7(namespaces, waypoint_flavour) -> AppNamespace:
-    ns = namespaces("l7", extra=[*canary_client(), *version_services("ns-placeholder")])
+    ns = namespaces("l7", extra=[*canary_client(), *version_services()])
     wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
     for service in ("productpage", "reviews"):
         ns.use_waypoint("service", service, wp)
     return ns
 
 
-def version_services(_ns: str) -> list[dict[str, Any]]:
+def version_services() -> list[dict[str, Any]]:
     """reviews-v1/v2/v3: one Service per version, for HTTPRoute backendRefs."""
     return [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"reviews-{v}"},
              "spec": {"ports": [{"port": 9080, "name": "http"}],
@@ -66,16 +64,12 @@ def canary(ns: str, service: str = "productpage") -> dict[str, Any]:
 
 def in_force(ns: AppNamespace, objects: list[dict[str, Any]], service: str = "productpage",
              url: str = f"{PRODUCTPAGE}/productpage") -> None:
-    ns.cluster.apply([*objects, canary(ns.name, service)])
-    eventually(lambda: ns.request(CANARY, url), lambda r: r.status == 403,
-               what="the canary policy applied after the case's objects is in force")
+    ns.apply_in_force(objects, canary(ns.name, service), url, lambda r: r.status == 403)
 
 
 def removed(ns: AppNamespace, objects: list[dict[str, Any]], service: str = "productpage",
             url: str = f"{PRODUCTPAGE}/productpage") -> None:
-    ns.cluster.delete([*objects, canary(ns.name, service)])
-    eventually(lambda: ns.request(CANARY, url), lambda r: r.status == 200,
-               what="the case's objects and the canary are gone")
+    ns.delete_in_force(objects, canary(ns.name, service), url, lambda r: r.status == 200)
 
 
 # -- L7 authorization at the waypoint ---------------------------------------------------------
