@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from perf.resources import environ_has
+
 PROC = Path("/proc")
 
 
@@ -51,15 +53,13 @@ def parse_stat_cpu(text: str, ticks_per_second: int) -> float:
 def pod_pids(pod_name: str, netns: Path | None = None, proc: Path = PROC) -> list[int]:
     """Processes whose environment has ``AH_POD_NAME=pod_name`` (and, if ``netns`` is
     given, that live in that network namespace)."""
-    needle = f"AH_POD_NAME={pod_name}".encode()
     inode = netns.stat().st_ino if netns is not None else None
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
-            if needle not in environ.split(b"\0"):
+            if not environ_has((entry / "environ").read_bytes(), "AH_POD_NAME", pod_name):
                 continue
             if inode is not None and (entry / "ns" / "net").stat().st_ino != inode:
                 continue
