@@ -10,6 +10,7 @@ sends.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
+from .listoptions import ListOptions
 from .resources import Registry, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .store import DELETED, Event, Store, TooOld
@@ -32,6 +34,10 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# How long a watch-list from a resourceVersion newer than the store's waits for it,
+# as the watch cache's ``waitUntilFreshAndBlock`` does (3 s, ``blockTimeout``).
+TOO_LARGE_WAIT = 3.0
 
 
 @dataclass
@@ -58,12 +64,21 @@ class DeleteOptions:
         if propagation is None and body.get("orphanDependents") is True:
             propagation = "Orphan"
         grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
-        dry = body.get("dryRun") or query.get("dryRun")
+        dry = body.get("dryRun") or query.get("dryRun") or []
+        dry = [dry] if isinstance(dry, str) else dry
+        # apimachinery's ValidateDeleteOptions: a 422 on DeleteOptions.meta.k8s.io
+        causes = []
         if propagation not in (None, "Background", "Foreground", "Orphan"):
-            raise errors.bad_request(
-                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
-                '"Background", "Foreground", "Orphan"'
-            )
+            causes.append(_cause(
+                "propagationPolicy", "FieldValueNotSupported",
+                f'Unsupported value: "{propagation}": supported values: "Foreground", '
+                '"Background", "Orphan", "nil"'))
+        if not isinstance(dry, list) or any(d != "All" for d in dry):
+            causes.append(_cause("dryRun", "FieldValueNotSupported",
+                                 f'Unsupported value: {json.dumps(dry)}: supported values: '
+                                 '"All"'))
+        if causes:
+            raise errors.invalid("DeleteOptions", "meta.k8s.io", "", causes)
         try:
             grace_int = int(grace) if grace is not None else None
         except (TypeError, ValueError):
@@ -271,13 +286,14 @@ class Api:
                 meta.pop(k, None)
         if rt.has_status:
             if subresource == "status":
-                # A status write changes status only (and nothing in metadata but what
-                # the real server also lets through: nothing).
+                # A status write changes status, and of metadata only what the kind's
+                # status strategy lets through.
                 new = {k: v for k, v in old.items() if k != "status"}
                 if "status" in obj:
                     new["status"] = obj["status"]
-                new["metadata"] = dict(old_meta)
+                new["metadata"] = self.hooks.status_write_metadata(rt, meta, old_meta)
                 obj = new
+                meta = new["metadata"]
             else:
                 if "status" in old:
                     obj["status"] = old["status"]
@@ -323,10 +339,8 @@ class Api:
                                   f"{opts.resource_version}, ResourceVersion in object meta: "
                                   f"{meta['resourceVersion']}")
         self.hooks.check_delete(rt, obj)
-        if opts.dry_run:
-            return obj
         propagation = opts.propagation or "Background"
-        if propagation == "Orphan":
+        if propagation == "Orphan" and not opts.dry_run:
             self._orphan_dependents(meta["uid"])
         finalizers = list(meta.get("finalizers") or ())
         if propagation == "Foreground" and self.store.dependents(meta["uid"]) and \
@@ -346,9 +360,13 @@ class Api:
             if finalizers:
                 new["metadata"]["finalizers"] = finalizers
             self.hooks.mark_deleting(rt, new)
+            if opts.dry_run:
+                return new  # what a real delete would have answered, nothing stored
             stored = self.store.put(rt.key, new)
             self.hooks.after_write(rt, stored, obj)
             return stored
+        if opts.dry_run:
+            return obj
         return self._remove(rt, obj)
 
     def delete_collection(
@@ -399,64 +417,88 @@ class Api:
         self,
         rt: ResourceType,
         ns: str | None,
-        resource_version: str | None,
+        opts: ListOptions,
         labels: LabelSelector | None = None,
         fields: FieldSelector | None = None,
-        send_initial_events: bool = False,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(type, object) pairs: the current state first when no resourceVersion is
-        given (or "0"), then every later change, in resourceVersion order.
+        """(type, object) pairs, in resourceVersion order, as the real server's watch
+        cache serves them (k8s.io/apiserver ``pkg/storage/cacher``: ``Watch``,
+        ``watchCache.getAllEventsSinceLocked``, ``cacheWatcher.convertToWatchEvent``):
 
-        ``send_initial_events`` (the streaming-list form kubectl wait uses) sends the
-        current state whatever the version, then a BOOKMARK annotated
-        ``k8s.io/initial-events-end`` so the client knows its list is complete.
+        - ``sendInitialEvents`` not given: with resourceVersion "" or "0", the current
+          state as ADDED events first; with a version N, the changes after N (410 Gone
+          once the log no longer reaches back to N).
+        - ``sendInitialEvents=true``: the current state as ADDED events whatever the
+          version, and, when ``allowWatchBookmarks`` too (a watch-list), a BOOKMARK
+          annotated ``k8s.io/initial-events-end: "true"`` carrying the state's
+          resourceVersion; a version newer than the store's waits up to
+          ``TOO_LARGE_WAIT`` seconds for it, then ends in the ERROR the real server
+          sends ("Too large resource version", cause ResourceVersionTooLarge).
+        - ``sendInitialEvents=false``: no initial state; changes after N, or from now
+          for "" and "0".
 
-        The resourceVersion is checked here, before anything is streamed, so a
-        too-old one fails the call (410) instead of a stream already under way.  An
-        object that stops matching the selectors is sent as DELETED and one that
-        starts matching as ADDED, so a watcher's view stays equal to a fresh list.
+        An object that stops matching the selectors is sent as DELETED (its last
+        matching content with the new version) and one that starts matching as ADDED,
+        so a watcher's view stays equal to a fresh list.  Errors a real server returns
+        before streaming (410 for a resume too old) are raised here, before anything
+        is streamed.
         """
-        initial: list[tuple[str, dict[str, Any]]] = []
-        if send_initial_events or resource_version in (None, "", "0"):
-            items, rv = self.list(rt, ns, labels, fields)
-            initial = [("ADDED", obj) for obj in items]
-            if send_initial_events:
-                initial.append(("BOOKMARK", {
-                    "apiVersion": rt.api_version(rt.versions[0]), "kind": rt.kind,
-                    "metadata": {"resourceVersion": str(rv),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}}}))
-        else:
+        rv_text = opts.resource_version
+        since: int | None = None
+        if rv_text not in ("", "0"):
             try:
-                since = int(resource_version)
+                since = int(rv_text)
             except ValueError:
                 raise errors.bad_request(
-                    f'invalid resourceVersion "{resource_version}": not a number'
-                ) from None
+                    f'invalid resourceVersion "{rv_text}": not a number') from None
+        initial_state = opts.send_initial_events is True or (
+            opts.send_initial_events is None and since is None)
+        backlog: list[Event] = []
+        if not initial_state and since is not None:
             try:
                 backlog = self.store.events_since(since, rt.key)
             except TooOld:
                 raise errors.gone(
                     f"too old resource version: {since} ({self.store.resource_version})"
                 ) from None
-            for ev in backlog:
-                if ns and rt.namespaced and ev.obj["metadata"].get("namespace") != ns:
-                    continue
-                out = _filtered(ev, labels, fields)
-                if out is not None:
-                    initial.append(out)
-        # Subscribing in the same synchronous step as reading the state means no
-        # write can fall between the two.
-        sub = self.store.subscribe(rt.key, ns if rt.namespaced else None)
         store = self.store
+        scope = ns if rt.namespaced else None
 
         async def stream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+            if initial_state and since is not None and since > store.resource_version:
+                if not await store.wait_for_version(since, TOO_LARGE_WAIT):
+                    yield "ERROR", errors.too_large_resource_version(
+                        since, store.resource_version).status()
+                    return
+            # Reading the state (or the backlog) and subscribing happen in one
+            # synchronous step, so no write can fall between the two.
+            first: list[tuple[str, dict[str, Any]]] = []
+            if initial_state:
+                items, rv = self.list(rt, ns, labels, fields)
+                first = [("ADDED", obj) for obj in items]
+                if opts.watch_list:
+                    first.append(("BOOKMARK", _initial_events_end(rt, rv)))
+                after = rv
+            else:
+                after = store.resource_version if since is None else since
+                for ev in backlog:
+                    if scope and ev.obj["metadata"].get("namespace") != scope:
+                        continue
+                    out = _filtered(ev, labels, fields)
+                    if out is not None:
+                        first.append(out)
+                if backlog:
+                    after = max(after, backlog[-1].rv)
+            sub = store.subscribe(rt.key, scope)
             try:
-                for item in initial:
+                for item in first:
                     yield item
                 while True:
                     ev = await sub.queue.get()
                     if ev is None:
                         return
+                    if ev.rv <= after:
+                        continue  # a watch from a future version starts after it
                     out = _filtered(ev, labels, fields)
                     if out is not None:
                         yield out
@@ -596,10 +638,24 @@ def _filtered(ev: Event, labels: LabelSelector | None,
     if now_in and not was_in:
         return "ADDED", ev.obj
     if was_in and not now_in:
-        return DELETED, ev.obj
+        # The real cacheWatcher sends the object as it last matched, with the
+        # event's resourceVersion (``convertToWatchEvent``).
+        assert ev.old is not None
+        return DELETED, {**ev.old, "metadata": {**ev.old["metadata"],
+                                                "resourceVersion": str(ev.rv)}}
     if now_in:
         return ev.type, ev.obj
     return None
+
+
+def _initial_events_end(rt: ResourceType, rv: int) -> dict[str, Any]:
+    """The bookmark that closes a watch-list's initial events: an empty object of the
+    resource's kind with the state's resourceVersion (the cacher's
+    ``setInitialEventsEndBookmarkIfRequested``; the annotation is
+    ``metav1.InitialEventsAnnotationKey``)."""
+    return {"apiVersion": rt.api_version(rt.versions[0]), "kind": rt.kind,
+            "metadata": {"resourceVersion": str(rv),
+                         "annotations": {INITIAL_EVENTS_END: "true"}}}
 
 
 def _strip(obj: dict[str, Any], status: bool) -> dict[str, Any]:

@@ -120,3 +120,14 @@ def unauthorized() -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
+
+
+def too_large_resource_version(wanted: int, current: int) -> ApiError:
+    """A watch-list from a resourceVersion the store has not reached, worded as the
+    real server's ``storage.NewTooLargeResourceVersionError``; client-go's reflector
+    recognises the cause and starts again from the latest state."""
+    return ApiError(504, "Timeout",
+                    f"Timeout: Too large resource version: {wanted}, current: {current}",
+                    causes=[{"reason": "ResourceVersionTooLarge",
+                             "message": "Too large resource version"}],
+                    retry_after=1)

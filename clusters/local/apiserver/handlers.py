@@ -20,7 +20,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, openapi, tables
+from . import discovery, errors, listoptions, openapi, tables
 from .api import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -29,6 +29,7 @@ from .api import (
     DeleteOptions,
     WriteOptions,
 )
+from .negotiation import YAML, Output, negotiate
 from .resources import ResourceType
 from .selectors import (
     SelectorError,
@@ -60,6 +61,15 @@ class Target:
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status,
                         content_type="application/json", headers=headers)
+
+
+def _respond(out: Output, body: Any, status: int = 200,
+             headers: dict[str, str] | None = None) -> web.Response:
+    """``body`` in the negotiated media type (JSON, or YAML when that was preferred)."""
+    if out.media_type == YAML:
+        return web.Response(text=yaml.safe_dump(body, sort_keys=False), status=status,
+                            content_type=YAML, headers=headers)
+    return _json(body, status, headers)
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
@@ -246,81 +256,91 @@ class Handlers:
         ns = t.namespace or ""
         if t.subresource and t.subresource in self.subresource_handlers:
             return await self.subresource_handlers[t.subresource](request, api, t.rt, ns, t.name)
+        # The representation is settled before anything is done, as on the real server
+        # (a 406 creates nothing).
+        watching = method == "GET" and t.name is None and q.get("watch") in ("true", "1")
+        out = negotiate(request.headers.get("Accept"), stream=watching)
         if t.name is None:
             if method == "GET":
-                if q.get("watch") in ("true", "1"):
-                    return await self._watch(request, t)
-                return self._list(request, t)
+                opts_list = listoptions.parse(q)
+                if watching:
+                    return await self._watch(request, t, out, opts_list)
+                return self._list(request, t, out)
             if method == "POST":
                 if t.rt.namespaced and t.namespace is None:
                     raise errors.method_not_allowed(
                         f"create {t.rt.plural} under /namespaces/<namespace>/")
+                opts = _write_opts(q, "CreateOptions")
                 body = await _body(request)
-                obj = api.create(t.rt, t.version, ns, body, opts := _write_opts(q))
+                obj = api.create(t.rt, t.version, ns, body, opts)
                 code = 200 if t.rt.virtual else 201
-                return self._object(request, t, obj, code, opts)
+                return self._object(request, t, out, obj, code, opts)
             if method == "DELETE":
                 body = await _body(request, optional=True)
                 labels, fields = _selectors(q, t.rt)
                 items = api.delete_collection(t.rt, t.namespace, labels, fields,
                                               DeleteOptions.from_body(body, dict(q)))
-                return _json(self._list_doc(t, [api.present(t.rt, o, t.version) for o in items],
-                                            api.store.resource_version))
+                return self._items(request, t, out,
+                                   [api.present(t.rt, o, t.version) for o in items],
+                                   api.store.resource_version)
             raise errors.method_not_allowed(f"{method} is not allowed on a collection")
         name = t.name
         sub = t.subresource
         if sub == "scale":
-            return await self._scale(request, t)
+            return await self._scale(request, t, out)
         if sub == "token" and method == "POST":
             body = await _body(request, optional=True)
-            return _json(api.hooks.request_token(ns, name, body or {}), 201)
+            return _respond(out, api.hooks.request_token(ns, name, body or {}), 201)
         if sub == "binding" and method == "POST":
             body = await _body(request)
-            return _json(self._bind(t, ns, name, body), 201)
+            return _respond(out, self._bind(t, ns, name, body), 201)
         if sub in ("log", "exec"):
             raise errors.bad_request(
                 f"pods/{sub} is not available: no node agent runs this pod's containers")
         if sub == "finalize" and method == "PUT":
             body = await _body(request)
-            return self._object(request, t, api.update(t.rt, t.version, ns, name, body,
-                                                       subresource=None), 200)
+            return self._object(request, t, out, api.update(t.rt, t.version, ns, name, body,
+                                                            subresource=None), 200)
         if sub not in (None, "status"):
             raise errors.method_not_allowed(f"{method} is not allowed on {t.rt.plural}/{sub}")
         if method == "GET":
-            return self._object(request, t, api.get(t.rt, ns, name))
+            return self._object(request, t, out, api.get(t.rt, ns, name))
         if method == "PUT":
+            opts = _write_opts(q, "UpdateOptions")
             body = await _body(request)
-            opts = _write_opts(q)
-            return self._object(request, t, api.update(t.rt, t.version, ns, name, body, opts,
-                                                       subresource=sub), 200, opts)
+            return self._object(request, t, out, api.update(t.rt, t.version, ns, name, body,
+                                                            opts, subresource=sub), 200, opts)
         if method == "PATCH":
+            opts = _write_opts(q, "PatchOptions")
             body = await _body(request)
-            opts = _write_opts(q)
             ctype = request.content_type
-            return self._object(request, t, api.patch(t.rt, t.version, ns, name, ctype, body,
-                                                      opts, subresource=sub), 200, opts)
+            return self._object(request, t, out, api.patch(t.rt, t.version, ns, name, ctype,
+                                                           body, opts, subresource=sub),
+                                200, opts)
         if method == "DELETE":
             body = await _body(request, optional=True)
-            return self._object(request, t, api.delete(t.rt, ns, name,
-                                                       DeleteOptions.from_body(body, dict(q))))
+            return self._object(request, t, out, api.delete(
+                t.rt, ns, name, DeleteOptions.from_body(body, dict(q))))
         raise errors.method_not_allowed(f"{method} is not allowed on {t.rt.plural}")
 
     # -- rendering --------------------------------------------------------------
 
-    def _object(self, request: web.Request, t: Target, obj: dict[str, Any], code: int = 200,
-                opts: WriteOptions | None = None) -> web.Response:
+    def _object(self, request: web.Request, t: Target, out: Output, obj: dict[str, Any],
+                code: int = 200, opts: WriteOptions | None = None) -> web.Response:
         headers = {}
         if opts is not None and opts.warnings:
             # Like the real server: unknown fields dropped under fieldValidation=Warn.
             headers["Warning"] = ", ".join(f'299 - "{w}"' for w in opts.warnings[:10])
         obj = self.api.present(t.rt, obj, t.version)
-        accept = request.headers.get("Accept", "")
-        if "as=Table" in accept:
-            return _json(self._table(request, t, [obj], obj["metadata"].get("resourceVersion",
-                                                                             "")), code, headers)
-        if "as=PartialObjectMetadata" in accept:
-            return _json(_partial(obj), code, headers)
-        return _json(obj, code, headers)
+        if out.transform == "Table":
+            return _respond(out, self._table(request, t, [obj], obj["metadata"].get(
+                "resourceVersion", "")), code, headers)
+        if out.transform == "PartialObjectMetadata":
+            return _respond(out, _partial(obj, out), code, headers)
+        if out.transform == "PartialObjectMetadataList":
+            raise _not_acceptable("you requested PartialObjectMetadataList, but the requested "
+                                  f"object is not a list ({t.rt.kind})")
+        return _respond(out, obj, code, headers)
 
     def _list_doc(self, t: Target, items: list[dict[str, Any]], rv: int,
                   cont: str | None = None) -> dict[str, Any]:
@@ -329,6 +349,24 @@ class Handlers:
             meta["continue"] = cont
         return {"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(t.version),
                 "metadata": meta, "items": items}
+
+    def _items(self, request: web.Request, t: Target, out: Output,
+               items: list[dict[str, Any]], rv: int, cont: str | None = None) -> web.Response:
+        """A list in the negotiated form (k8s.io/apiserver ``transformResponseObject``)."""
+        if out.transform == "Table":
+            table = self._table(request, t, items, str(rv))
+            if cont:
+                table["metadata"]["continue"] = cont
+            return _respond(out, table)
+        if out.transform == "PartialObjectMetadataList":
+            return _respond(out, {
+                "kind": "PartialObjectMetadataList", "apiVersion": out.transform_api_version,
+                "metadata": {"resourceVersion": str(rv), **({"continue": cont} if cont else {})},
+                "items": [_partial(o, out) for o in items]})
+        if out.transform == "PartialObjectMetadata":
+            raise _not_acceptable("you requested PartialObjectMetadata, but the requested "
+                                  f"object is a list ({t.rt.list_kind})")
+        return _respond(out, self._list_doc(t, items, rv, cont))
 
     def _table(self, request: web.Request, t: Target, objs: list[dict[str, Any]],
                rv: str) -> dict[str, Any]:
@@ -339,35 +377,23 @@ class Handlers:
             printer_columns=t.rt.printer_columns(t.version) if t.rt.custom else None,
         )
 
-    def _list(self, request: web.Request, t: Target) -> web.Response:
+    def _list(self, request: web.Request, t: Target, out: Output) -> web.Response:
         labels, fields = _selectors(request.query, t.rt)
         items, rv = self.api.list(t.rt, t.namespace, labels, fields)
         items, cont = _page(items, request.query)
         items = [self.api.present(t.rt, o, t.version) for o in items]
-        accept = request.headers.get("Accept", "")
-        if "as=Table" in accept:
-            table = self._table(request, t, items, str(rv))
-            if cont:
-                table["metadata"]["continue"] = cont
-            return _json(table)
-        if "as=PartialObjectMetadataList" in accept:
-            return _json({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                          "metadata": {"resourceVersion": str(rv), **({"continue": cont}
-                                                                      if cont else {})},
-                          "items": [_partial(o) for o in items]})
-        return _json(self._list_doc(t, items, rv, cont))
+        return self._items(request, t, out, items, rv, cont)
 
-    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+    async def _watch(self, request: web.Request, t: Target, out: Output,
+                     opts: listoptions.ListOptions) -> web.StreamResponse:
         q = request.query
         labels, fields = _selectors(q, t.rt)
         try:
             timeout = int(q.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         except ValueError:
             raise errors.bad_request("timeoutSeconds must be an integer") from None
-        as_table = "as=Table" in request.headers.get("Accept", "")
         try:
-            stream = self.api.watch(t.rt, t.namespace, q.get("resourceVersion"), labels, fields,
-                                    send_initial_events=q.get("sendInitialEvents") == "true")
+            stream = self.api.watch(t.rt, t.namespace, opts, labels, fields)
         except errors.ApiError as exc:
             if exc.code != 410:
                 raise
@@ -384,10 +410,8 @@ class Handlers:
 
         async def pump() -> None:
             async for kind, obj in stream:
-                obj = self.api.present(t.rt, obj, t.version)
-                if as_table and kind != "BOOKMARK":
-                    obj = self._table(request, t, [obj],
-                                      obj["metadata"].get("resourceVersion", ""))
+                if kind != "ERROR":
+                    obj = self._watch_object(request, t, out, kind, obj)
                 await response.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")
 
         try:
@@ -400,9 +424,22 @@ class Handlers:
             await response.write_eof()
         return response
 
+    def _watch_object(self, request: web.Request, t: Target, out: Output, kind: str,
+                      obj: dict[str, Any]) -> dict[str, Any]:
+        """An event's object in the negotiated form.  Every event is transformed,
+        bookmarks too (the metadata informer decodes each as PartialObjectMetadata);
+        a transform that does not apply to one object sends it as it is, as the real
+        server's ``watchEmbeddedEncoder`` does."""
+        obj = self.api.present(t.rt, obj, t.version)
+        if out.transform == "Table" and kind != "BOOKMARK":
+            return self._table(request, t, [obj], obj["metadata"].get("resourceVersion", ""))
+        if out.transform == "PartialObjectMetadata":
+            return _partial(obj, out)
+        return obj
+
     # -- subresources handled here ------------------------------------------------
 
-    async def _scale(self, request: web.Request, t: Target) -> web.Response:
+    async def _scale(self, request: web.Request, t: Target, out: Output) -> web.Response:
         api = self.api
         ns, name = t.namespace or "", t.name or ""
         obj = api.get(t.rt, ns, name)
@@ -428,7 +465,7 @@ class Handlers:
                     "message": f"Invalid value: {replicas!r}: must be a non-negative integer"}])
             obj = api.patch(t.rt, t.rt.versions[0], ns, name, MERGE_PATCH,
                             {"spec": {"replicas": replicas}})
-        return _json(_scale_doc(obj))
+        return _respond(out, _scale_doc(obj))
 
     def _bind(self, t: Target, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         target = (body or {}).get("target") or {}
@@ -444,9 +481,13 @@ class Handlers:
         return self.api.hooks.bind_pod(pod, node)
 
 
-def _partial(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+def _partial(obj: dict[str, Any], out: Output) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": out.transform_api_version,
             "metadata": obj.get("metadata", {})}
+
+
+def _not_acceptable(message: str) -> errors.ApiError:
+    return errors.ApiError(406, "NotAcceptable", message)
 
 
 def _scale_doc(obj: dict[str, Any]) -> dict[str, Any]:
@@ -464,15 +505,23 @@ def _scale_doc(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_opts(q: Any) -> WriteOptions:
+def _write_opts(q: Any, kind: str) -> WriteOptions:
+    """Create/Update/PatchOptions from the query; a bad value is the 422 the real
+    server's ``ValidateCreateOptions`` (and its siblings) give."""
     validation = q.get("fieldValidation", "")
+    dry = q.getall("dryRun", []) if hasattr(q, "getall") else [d for d in [q.get("dryRun")] if d]
+    causes = []
+    if [d for d in dry if d != "All"]:
+        causes.append({"field": "dryRun", "reason": "FieldValueNotSupported",
+                       "message": f"Unsupported value: {orjson.dumps(dry).decode()}: supported values: "
+                                  '"All"'})
     if validation not in ("", "Strict", "Warn", "Ignore"):
-        raise errors.bad_request(
-            f'fieldValidation: unsupported value "{validation}": use Strict, Warn or Ignore')
-    dry = q.get("dryRun")
-    if dry not in (None, "", "All"):
-        raise errors.bad_request(f'dryRun: unsupported value "{dry}": the only value is All')
-    return WriteOptions(dry_run=dry == "All", strict=validation == "Strict")
+        causes.append({"field": "fieldValidation", "reason": "FieldValueNotSupported",
+                       "message": f'Unsupported value: "{validation}": supported values: "", '
+                                  '"Ignore", "Strict", "Warn"'})
+    if causes:
+        raise errors.invalid(kind, "meta.k8s.io", "", causes)
+    return WriteOptions(dry_run=bool(dry), strict=validation == "Strict")
 
 
 def _selectors(q: Any, rt: ResourceType) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ from .meta import dns_label_problem, dns_subdomain_problem, now
 from .patchmeta import FreeForm, PatchSchema
 from .resources import Registry, ResourceType, resource_from_crd
 from .selectors import SelectorError, label_selector_from_spec
-from .tokens import TokenIssuer
+from .tokens import API_AUDIENCES, TokenIssuer
 
 if TYPE_CHECKING:
     from .api import Api, WriteOptions
@@ -27,6 +27,16 @@ Cause = dict[str, str]
 # Names that must be DNS labels (they become DNS names or label values).
 _LABEL_NAMED = {("", "namespaces"), ("", "services")}
 _CORE_CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+# user.extra keys of a service-account token's user (k8s.io/apiserver
+# pkg/authentication/serviceaccount/util.go; the credential id: pkg/authentication/user)
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+NODE_UID_EXTRA = "authentication.kubernetes.io/node-uid"
+CREDENTIAL_ID_EXTRA = "authentication.kubernetes.io/credential-id"
+# Things deleted longer ago than this no longer vouch for a token (go-jose's
+# jwt.DefaultLeeway, as claims.go uses it).
+DELETION_LEEWAY_SECONDS = 60
 
 
 def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
@@ -208,6 +218,33 @@ class KindHooks:
                     if v not in stored:
                         stored.append(v)
                 obj["status"]["storedVersions"] = stored
+
+    def status_write_metadata(self, rt: ResourceType, new: dict[str, Any],
+                              old: dict[str, Any]) -> dict[str, Any]:
+        """The metadata a write to ``<resource>/status`` stores.
+
+        Kubernetes decides per kind.  A pod's status strategy keeps the caller's
+        metadata but for ``ownerReferences`` and ``deletionTimestamp``
+        (kubernetes/kubernetes ``pkg/registry/core/pod/strategy.go``
+        ``podStatusStrategy.PrepareForUpdate``); istio-cni relies on it, annotating
+        pods ``ambient.istio.io/redirection`` with a merge patch of ``pods/<name>/status``
+        (istio/istio ``cni/pkg/util/podutil.go``).  A Deployment's keeps all but the
+        labels (``pkg/registry/apps/deployment/strategy.go``).  Custom resources and the
+        other kinds here keep the stored metadata (``metav1.ResetObjectMetaForStatus``,
+        the custom-resource status strategy)."""
+        if rt.custom:
+            return dict(old)
+        keep_old = {("", "pods"): ("ownerReferences", "deletionTimestamp"),
+                    ("apps", "deployments"): ("labels",)}.get(rt.key)
+        if keep_old is None:
+            return dict(old)
+        out = dict(new)
+        for k in keep_old:
+            if k in old:
+                out[k] = old[k]
+            else:
+                out.pop(k, None)
+        return out
 
     # -- checks beyond the schema ---------------------------------------------------
 
@@ -448,61 +485,97 @@ class KindHooks:
         raise errors.method_not_allowed(f"{rt.plural} cannot be created")
 
     def review_token(self, review: dict[str, Any]) -> dict[str, Any]:
-        token = (review.get("spec") or {}).get("token") or ""
-        want_aud = (review.get("spec") or {}).get("audiences") or []
-        user = self.authenticate_sa_token(token)
+        """TokenReview, as the real server's registry (``pkg/registry/authentication/
+        tokenreview``) answers: ``spec.audiences`` empty means the API server's own;
+        ``status.audiences`` is the token's audiences among those asked for; a failure
+        is ``authenticated: false`` with the authenticator's reason in ``error``."""
+        spec = review.get("spec") or {}
+        token = spec.get("token") or ""
+        wanted = list(spec.get("audiences") or API_AUDIENCES)
+        user, why = self.review_sa_token(token, wanted)
         status: dict[str, Any]
         if user is None:
-            status = {"authenticated": False, "error": "invalid bearer token"}
-        elif want_aud and not set(want_aud) & set(user["audiences"]):
-            status = {"authenticated": False, "error": "token audiences do not match"}
+            status = {"authenticated": False, "user": {},
+                      "error": f"[invalid bearer token, {why}]" if why
+                      else "invalid bearer token"}
         else:
             status = {
                 "authenticated": True,
                 "user": {k: user[k] for k in ("username", "uid", "groups", "extra")},
-                "audiences": [a for a in user["audiences"] if not want_aud or a in want_aud],
+                "audiences": user["audiences"],
             }
         review["status"] = status
         return review
 
     def authenticate_sa_token(self, token: str) -> dict[str, Any] | None:
-        """The user a service-account token stands for, if the token is ours, unexpired,
-        and the service account (and the pod it is bound to) still exist with the same uid."""
-        claims = self.tokens.claims(token)
+        """The user an API request's service-account token stands for: only tokens made
+        for the API server's audiences authenticate to it, as on a real server."""
+        return self.review_sa_token(token, list(API_AUDIENCES))[0]
+
+    def review_sa_token(self, token: str, audiences: list[str]
+                        ) -> tuple[dict[str, Any] | None, str]:
+        """(user, "") if the token is ours, unexpired, made for one of ``audiences``, and
+        the service account (and the pod it is bound to) still exist with the same uid;
+        else (None, the reason the real authenticator gives).  The user is the real
+        one's (``k8s.io/apiserver`` ``ServiceAccountInfo.UserInfo``): pod-name/pod-uid,
+        node-name/node-uid and credential-id extras."""
+        claims, why = self.tokens.verify(token)
         if claims is None:
-            return None
+            return None, why
+        aud = claims.get("aud") or []
+        token_aud = [aud] if isinstance(aud, str) else list(aud)
+        granted = [a for a in token_aud if a in audiences]
+        if not granted:
+            return None, (f"token audiences {_go_quoted(token_aud)} is invalid for the target "
+                          f"audiences {_go_quoted(audiences)}")
         k8s = claims.get("kubernetes.io") or {}
-        ns = k8s.get("namespace")
+        ns = k8s.get("namespace") or ""
         sa = k8s.get("serviceaccount") or {}
         assert self.api is not None
-        sa_obj = self.api.store.get(("", "serviceaccounts"), ns or "", sa.get("name") or "")
-        if sa_obj is None or sa_obj["metadata"]["uid"] != sa.get("uid"):
-            return None
+        store = self.api.store
+        sa_obj = store.get(("", "serviceaccounts"), ns, sa.get("name") or "")
+        if sa_obj is None:
+            return None, f'serviceaccounts "{sa.get("name")}" not found'
+        if sa_obj["metadata"]["uid"] != sa.get("uid"):
+            return None, (f"service account UID ({sa_obj['metadata']['uid']}) does not match "
+                          f"claim ({sa.get('uid')})")
         extra: dict[str, list[str]] = {}
         pod = k8s.get("pod")
         if pod:
-            pod_obj = self.api.store.get(("", "pods"), ns, pod.get("name") or "")
-            if pod_obj is None or pod_obj["metadata"]["uid"] != pod.get("uid"):
-                return None
-            extra["authentication.kubernetes.io/pod-name"] = [pod["name"]]
-            extra["authentication.kubernetes.io/pod-uid"] = [pod["uid"]]
-            node = (k8s.get("node") or {}).get("name")
-            if node:
-                extra["authentication.kubernetes.io/node-name"] = [node]
-        aud = claims.get("aud") or []
+            pod_obj = store.get(("", "pods"), ns, pod.get("name") or "")
+            if pod_obj is None:
+                return None, "service account token has been invalidated"
+            if pod_obj["metadata"]["uid"] != pod.get("uid"):
+                return None, (f"pod UID ({pod_obj['metadata']['uid']}) does not match service "
+                              f"account pod ref claim ({pod.get('uid')})")
+            if _deleted_before_leeway(pod_obj):
+                return None, "service account token has been invalidated"
+            extra[POD_NAME_EXTRA] = [pod["name"]]
+            extra[POD_UID_EXTRA] = [pod["uid"]]
+            node = k8s.get("node") or {}
+            if node.get("name"):
+                extra[NODE_NAME_EXTRA] = [node["name"]]
+                if node.get("uid"):
+                    extra[NODE_UID_EXTRA] = [node["uid"]]
+        if claims.get("jti"):
+            extra[CREDENTIAL_ID_EXTRA] = [f"JTI={claims['jti']}"]
         return {
             "username": f"system:serviceaccount:{ns}:{sa['name']}",
             "uid": sa["uid"],
             "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
                        "system:authenticated"],
             "extra": extra,
-            "audiences": [aud] if isinstance(aud, str) else list(aud),
-        }
+            "audiences": granted,
+        }, ""
 
     def request_token(self, ns: str, sa_name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """serviceaccounts/<name>/token: a TokenRequest answered with a signed token."""
+        """serviceaccounts/<name>/token: a TokenRequest answered with a signed token, as
+        the real ``TokenREST.Create`` (``pkg/registry/core/serviceaccount/storage/
+        token.go``) does: a pod-bound token is refused for a pod of another service
+        account (400) or a stale uid (409), and carries the pod's node."""
         assert self.api is not None
-        sa = self.api.store.get(("", "serviceaccounts"), ns, sa_name)
+        store = self.api.store
+        sa = store.get(("", "serviceaccounts"), ns, sa_name)
         if sa is None:
             raise errors.not_found("serviceaccounts", "", sa_name)
         spec = (body or {}).get("spec") or {}
@@ -511,25 +584,35 @@ class KindHooks:
             raise errors.invalid("TokenRequest", "authentication.k8s.io", sa_name, [_cause(
                 "spec.expirationSeconds", f"Invalid value: {expiration}: may not specify a "
                 "duration less than 10 minutes")])
-        pod = None
+        pod = node = None
         bound = spec.get("boundObjectRef")
         if bound:
-            if bound.get("kind") != "Pod":
-                raise errors.invalid("TokenRequest", "authentication.k8s.io", sa_name, [_cause(
-                    "spec.boundObjectRef.kind", f'Unsupported value: "{bound.get("kind")}": '
-                    'supported values: "Pod"', "FieldValueNotSupported")])
-            pod = self.api.store.get(("", "pods"), ns, bound.get("name") or "")
-            if pod is None or (bound.get("uid") and bound["uid"] != pod["metadata"]["uid"]):
-                raise errors.not_found("pods", "", bound.get("name") or "")
-            if (pod.get("spec") or {}).get("serviceAccountName", "default") != sa_name:
+            kind, api_version = bound.get("kind"), bound.get("apiVersion") or "v1"
+            if kind != "Pod" or api_version != "v1":
+                group = api_version.rpartition("/")[0] if "/" in api_version else ""
                 raise errors.bad_request(
-                    f"cannot bind token for serviceaccount \"{sa_name}\" to pod "
-                    f"\"{pod['metadata']['name']}\": the pod runs as another service account")
-        audiences = list(spec.get("audiences") or [])
-        if not audiences:
-            audiences = ["https://kubernetes.default.svc.cluster.local"]
+                    f"cannot bind token to object of type {group}/"
+                    f"{api_version.rpartition('/')[2]}, Kind={kind}")
+            pod = store.get(("", "pods"), ns, bound.get("name") or "")
+            if pod is None:
+                raise errors.not_found("pods", "", bound.get("name") or "")
+            runs_as = (pod.get("spec") or {}).get("serviceAccountName", "default")
+            if runs_as != sa_name:
+                raise errors.bad_request(
+                    f'cannot bind token for serviceaccount "{sa_name}" to pod running with '
+                    f'serviceaccount "{runs_as}"')
+            if bound.get("uid") and bound["uid"] != pod["metadata"]["uid"]:
+                raise errors.conflict(
+                    "Pod", "", pod["metadata"]["name"],
+                    f"the UID in the bound object reference ({bound['uid']}) does not match "
+                    f"the UID in record ({pod['metadata']['uid']}). The object might have "
+                    "been deleted and then recreated")
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if node_name:
+                node = store.get(("", "nodes"), "", node_name)
+        audiences = list(spec.get("audiences") or API_AUDIENCES)
         token, exp = self.tokens.mint(ns, sa_name, sa["metadata"]["uid"], audiences=audiences,
-                                      expiration_seconds=expiration, pod=pod)
+                                      expiration_seconds=expiration, pod=pod, node=node)
         from datetime import UTC, datetime
 
         return {
@@ -642,6 +725,23 @@ def _fold_string_data(obj: dict[str, Any]) -> None:
         data = obj.setdefault("data", {})
         for k, v in string_data.items():
             data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def _go_quoted(values: list[str]) -> str:
+    """A []string as Go's %q prints it: ["a" "b"]."""
+    import json
+
+    return "[" + " ".join(json.dumps(v) for v in values) + "]"
+
+
+def _deleted_before_leeway(obj: dict[str, Any]) -> bool:
+    from datetime import UTC, datetime, timedelta
+
+    stamp = obj["metadata"].get("deletionTimestamp")
+    if not stamp:
+        return False
+    when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return when < datetime.now(UTC) - timedelta(seconds=DELETION_LEEWAY_SECONDS)
 
 
 def _render(value: Any) -> str:

@@ -91,6 +91,22 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False,
         verbs=("create",), virtual=True),
     _rt("coordination.k8s.io", "v1", "Lease", "leases", True),
+    # Kinds an install (Istio's ambient profile renders all of these) applies; stored
+    # and served, nothing enforced (README: "How the local API differs").
+    _rt("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), ("status",)),
+    _rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
+        ("status",)),
+    _rt("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+        ("hpa",), ("status",), categories=("all",)),
+    _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
+    _rt("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations", False, categories=("api-extensions",)),
+    _rt("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations", False, categories=("api-extensions",)),
+    _rt("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies", False, sub=("status",), categories=("api-extensions",)),
+    _rt("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings", False, categories=("api-extensions",)),
     # Stored so install manifests (RBAC of a control plane) apply; not enforced:
     # every authenticated caller may do everything (see README, "Security").
     _rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),

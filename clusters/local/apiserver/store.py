@@ -146,6 +146,23 @@ class Store:
         self._subs.add(sub)
         return sub
 
+    async def wait_for_version(self, rv: int, timeout: float) -> bool:
+        """Wait until the sequence reaches ``rv``; False if ``timeout`` seconds pass
+        first."""
+        if self._rv >= rv:
+            return True
+        sub = self.subscribe(None)
+        try:
+            async with asyncio.timeout(timeout):
+                while self._rv < rv:
+                    if await sub.queue.get() is None:
+                        return False
+        except TimeoutError:
+            return False
+        finally:
+            self.unsubscribe(sub)
+        return True
+
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 

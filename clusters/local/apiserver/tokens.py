@@ -17,6 +17,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+# The audiences of the API server itself (a real server's --api-audiences defaults to
+# its issuer): a token is accepted on API requests, and by a TokenReview that names no
+# audiences, only if made for one of these.
+API_AUDIENCES = (ISSUER,)
 
 
 @dataclass
@@ -34,7 +38,8 @@ class TokenIssuer:
         self._public = self._key.public_key()
 
     def mint(self, namespace: str, sa_name: str, sa_uid: str, *, audiences: list[str],
-             expiration_seconds: int, pod: dict[str, Any] | None = None) -> tuple[str, int]:
+             expiration_seconds: int, pod: dict[str, Any] | None = None,
+             node: dict[str, Any] | None = None) -> tuple[str, int]:
         issued = int(time.time())
         exp = issued + expiration_seconds
         k8s: dict[str, Any] = {
@@ -43,9 +48,10 @@ class TokenIssuer:
         }
         if pod is not None:
             k8s["pod"] = {"name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}
-            node = pod.get("spec", {}).get("nodeName")
-            if node:
-                k8s["node"] = {"name": node}
+            if node is not None:
+                # ServiceAccountTokenPodNodeInfo: a pod-bound token names its node too.
+                k8s["node"] = {"name": node["metadata"]["name"],
+                               "uid": node["metadata"]["uid"]}
         claims = {
             "iss": ISSUER,
             "sub": f"system:serviceaccount:{namespace}:{sa_name}",
@@ -60,10 +66,21 @@ class TokenIssuer:
 
     def claims(self, token: str) -> dict[str, Any] | None:
         """Verified claims, or None for a token this server did not sign or that expired."""
+        return self.verify(token)[0]
+
+    def verify(self, token: str) -> tuple[dict[str, Any] | None, str]:
+        """(claims, "") for a token this server signed that is still valid, else (None,
+        why): "" for a token that is not ours at all (the real JWT authenticator does not
+        recognise it either), or the real validator's reason (``pkg/serviceaccount/
+        claims.go``)."""
         try:
             return jwt.decode(
                 token, self._public, algorithms=["ES256"], issuer=ISSUER,
                 options={"verify_aud": False, "require": ["exp", "sub", "iss"]},
-            )
+            ), ""
+        except jwt.ExpiredSignatureError:
+            return None, "service account token has expired"
+        except jwt.ImmatureSignatureError:
+            return None, "service account token is not valid yet"
         except jwt.PyJWTError:
-            return None
+            return None, ""
