@@ -67,8 +67,8 @@ def _respond(out: Output, body: Any, status: int = 200,
              headers: dict[str, str] | None = None) -> web.Response:
     """``body`` in the negotiated media type (JSON, or YAML when that was preferred)."""
     if out.media_type == YAML:
-        return web.Response(text=yaml.safe_dump(body, sort_keys=False), status=status,
-                            content_type=YAML, headers=headers)
+        return web.Response(body=yaml.safe_dump(body, sort_keys=False).encode(),
+                            status=status, content_type=YAML, headers=headers)
     return _json(body, status, headers)
 
 
@@ -273,8 +273,8 @@ class Handlers:
                 opts = _write_opts(q, "CreateOptions")
                 body = await _body(request)
                 obj = api.create(t.rt, t.version, ns, body, opts)
-                code = 200 if t.rt.virtual else 201
-                return self._object(request, t, out, obj, code, opts)
+                # 201 for every create, TokenReview too (the real createHandler)
+                return self._object(request, t, out, obj, 201, opts)
             if method == "DELETE":
                 body = await _body(request, optional=True)
                 labels, fields = _selectors(q, t.rt)
