@@ -5,6 +5,7 @@ headers, the metadata client's media-type parameters, watch-list queries)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -37,7 +38,8 @@ class Reply:
 
 class RawKube:
     def __init__(self, kubeconfig: str) -> None:
-        config = yaml.safe_load(open(kubeconfig).read())
+        with open(kubeconfig) as f:
+            config = yaml.safe_load(f)
         ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
         self.token = config["users"][0]["user"]["token"]
         url = urlsplit(config["clusters"][0]["cluster"]["server"])
@@ -128,10 +130,8 @@ class Watch:
         return out
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.conn.sock and self.conn.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.conn.close()
 
     def __enter__(self) -> Watch:

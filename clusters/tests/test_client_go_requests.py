@@ -14,7 +14,7 @@ import uuid
 import pytest
 from kubernetes import client
 
-from .rawkube import PROTOBUF_FIRST, RawKube, events_of
+from .rawkube import RawKube, events_of
 from .waiting import until
 
 pytestmark = pytest.mark.slow
@@ -553,3 +553,40 @@ def test_watch_resume_from_a_future_version_sends_only_what_comes_after(kube, na
             kube.request("POST", base, _cm(f"c{i}"))
         first = w.next()
     assert int(first["object"]["metadata"]["resourceVersion"]) > ahead
+
+
+def test_events_are_served_in_both_groups(kube, namespace):
+    """One Event, two views: written through events.k8s.io/v1 (client-go's
+    tools/events recorder) and read as core v1, and the other way round (kubernetes
+    pkg/apis/events/v1/conversion.go)."""
+    new = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    core = f"/api/v1/namespaces/{namespace}/events"
+    with kube.watch(f"{new}?{WATCH_LIST}&timeoutSeconds=30&watch=true") as w:
+        w.until(lambda e: e["type"] == "BOOKMARK")
+        created = kube.request("POST", new, {
+            "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+            "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "probe",
+            "reportingInstance": "probe-1", "action": "Probe", "reason": "Probed",
+            "type": "Normal", "note": "hello",
+            "regarding": {"kind": "Pod", "name": "p", "namespace": namespace}})
+        assert created.status == 201, created.body
+        assert created.json()["note"] == "hello"
+        as_core = kube.request("GET", f"{core}/e1").json()
+        assert (as_core["apiVersion"], as_core["message"], as_core["involvedObject"]["name"],
+                as_core["reportingComponent"]) == ("v1", "hello", "p", "probe")
+        kube.request("POST", core, {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2"},
+            "involvedObject": {"kind": "Pod", "name": "q", "namespace": namespace},
+            "reason": "Old", "message": "from the core group", "count": 3, "type": "Normal",
+            "source": {"component": "kubelet"}})
+        first, second = w.events(2)
+    assert first["object"]["apiVersion"] == "events.k8s.io/v1"
+    assert second["object"]["note"] == "from the core group"
+    assert second["object"]["deprecatedCount"] == 3
+    assert second["object"]["deprecatedSource"] == {"component": "kubelet"}
+    patched = kube.request("PATCH", f"{new}/e2", {"note": "patched"},
+                           content_type="application/merge-patch+json").json()
+    assert patched["note"] == "patched"
+    assert kube.request("GET", f"{core}/e2").json()["message"] == "patched"
+    names = [i["metadata"]["name"] for i in kube.request("GET", new).json()["items"]]
+    assert names == ["e1", "e2"]

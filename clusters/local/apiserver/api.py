@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors, kinds, schema
+from . import errors, eventsv1, kinds, schema
+from .listoptions import ListOptions
 from .meta import now, random_suffix
 from .patch import (
     PatchError,
@@ -24,7 +25,6 @@ from .patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from .listoptions import ListOptions
 from .resources import Registry, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .store import DELETED, Event, Store, TooOld
@@ -38,6 +38,7 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # How long a watch-list from a resourceVersion newer than the store's waits for it,
 # as the watch cache's ``waitUntilFreshAndBlock`` does (3 s, ``blockTimeout``).
 TOO_LARGE_WAIT = 3.0
+EVENTS_STORE = ("", "events")
 
 
 @dataclass
@@ -104,7 +105,10 @@ class Api:
         return rt
 
     def present(self, rt: ResourceType, obj: dict[str, Any], version: str) -> dict[str, Any]:
-        """The object as seen through ``version`` (custom resources: only apiVersion differs)."""
+        """The object as seen through ``version`` (custom resources: only apiVersion differs;
+        events.k8s.io Events: converted from the stored core form)."""
+        if rt.stored_as == EVENTS_STORE and rt.group == "events.k8s.io":
+            return eventsv1.to_events_v1(obj)
         api_version = rt.api_version(version)
         if obj.get("apiVersion") == api_version:
             return obj
@@ -113,13 +117,13 @@ class Api:
         return out
 
     def get(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
-        obj = self.store.get(rt.key, ns if rt.namespaced else "", name)
+        obj = self.store.get(rt.store_key, ns if rt.namespaced else "", name)
         if obj is None:
             raise errors.not_found(rt.plural, rt.group, name)
         return obj
 
     def find(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any] | None:
-        return self.store.get(rt.key, ns if rt.namespaced else "", name)
+        return self.store.get(rt.store_key, ns if rt.namespaced else "", name)
 
     def list(
         self,
@@ -131,7 +135,7 @@ class Api:
         """Matching objects sorted by namespace and name, and the list's resourceVersion."""
         out = [
             obj
-            for obj in self.store.items(rt.key, ns if rt.namespaced else None)
+            for obj in self.store.items(rt.store_key, ns if rt.namespaced else None)
             if _selected(obj, labels, fields)
         ]
         out.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
@@ -162,7 +166,7 @@ class Api:
                 ])
         if rt.namespaced:
             self._check_namespace_open(ns)
-        if self.store.get(rt.key, ns if rt.namespaced else "", meta["name"]) is not None:
+        if self.store.get(rt.store_key, ns if rt.namespaced else "", meta["name"]) is not None:
             raise errors.already_exists(rt.plural, rt.group, meta["name"])
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -174,11 +178,11 @@ class Api:
         self._validate(rt, version, obj, opts)
         self.hooks.prepare_create(rt, obj, opts)
         self._validate_semantics(rt, obj, None)
-        obj["apiVersion"] = rt.api_version(rt.versions[0])
+        obj = self._stored_form(rt, obj)
         if opts.dry_run:
             self.hooks.undo_create(rt, obj)
             return obj
-        stored = self.store.put(rt.key, obj)
+        stored = self.store.put(rt.store_key, obj)
         self.hooks.after_write(rt, stored, None)
         return stored
 
@@ -302,9 +306,10 @@ class Api:
         self._validate(rt, version, obj, opts)
         self.hooks.prepare_update(rt, obj, old, opts)
         self._validate_semantics(rt, obj, old)
+        obj = self._stored_form(rt, obj)
+        meta = obj["metadata"]
         if _spec_changed(rt, old, obj):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        obj["apiVersion"] = rt.api_version(rt.versions[0])
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
                 not self.hooks.waits_for_node(rt, obj):
             # The last finalizer is gone: the object goes now.
@@ -315,7 +320,7 @@ class Api:
             return old  # a no-op write keeps the resourceVersion, like the real server
         if opts.dry_run:
             return obj
-        stored = self.store.put(rt.key, obj)
+        stored = self.store.put(rt.store_key, obj)
         self.hooks.after_write(rt, stored, old)
         return stored
 
@@ -362,7 +367,7 @@ class Api:
             self.hooks.mark_deleting(rt, new)
             if opts.dry_run:
                 return new  # what a real delete would have answered, nothing stored
-            stored = self.store.put(rt.key, new)
+            stored = self.store.put(rt.store_key, new)
             self.hooks.after_write(rt, stored, obj)
             return stored
         if opts.dry_run:
@@ -391,7 +396,7 @@ class Api:
 
     def _remove(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        gone = self.store.remove(rt.key, meta.get("namespace", ""), meta["name"])
+        gone = self.store.remove(rt.store_key, meta.get("namespace", ""), meta["name"])
         if gone is None:
             raise errors.not_found(rt.plural, rt.group, meta["name"])
         self.hooks.after_delete(rt, gone)
@@ -456,7 +461,7 @@ class Api:
         backlog: list[Event] = []
         if not initial_state and since is not None:
             try:
-                backlog = self.store.events_since(since, rt.key)
+                backlog = self.store.events_since(since, rt.store_key)
             except TooOld:
                 raise errors.gone(
                     f"too old resource version: {since} ({self.store.resource_version})"
@@ -465,11 +470,11 @@ class Api:
         scope = ns if rt.namespaced else None
 
         async def stream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
-            if initial_state and since is not None and since > store.resource_version:
-                if not await store.wait_for_version(since, TOO_LARGE_WAIT):
-                    yield "ERROR", errors.too_large_resource_version(
-                        since, store.resource_version).status()
-                    return
+            if initial_state and since is not None and \
+                    not await store.wait_for_version(since, TOO_LARGE_WAIT):
+                yield "ERROR", errors.too_large_resource_version(
+                    since, store.resource_version).status()
+                return
             # Reading the state (or the backlog) and subscribing happen in one
             # synchronous step, so no write can fall between the two.
             first: list[tuple[str, dict[str, Any]]] = []
@@ -489,7 +494,7 @@ class Api:
                         first.append(out)
                 if backlog:
                     after = max(after, backlog[-1].rv)
-            sub = store.subscribe(rt.key, scope)
+            sub = store.subscribe(rt.store_key, scope)
             try:
                 for item in first:
                     yield item
@@ -506,6 +511,14 @@ class Api:
                 store.unsubscribe(sub)
 
         return stream()
+
+    def _stored_form(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object as the store keeps it: in the storage version, and for a second
+        view (events.k8s.io) in the form of the resource that owns the store."""
+        if rt.stored_as == EVENTS_STORE and rt.group == "events.k8s.io":
+            return eventsv1.to_core(obj)
+        obj["apiVersion"] = rt.api_version(rt.versions[0])
+        return obj
 
     # -- checks -----------------------------------------------------------------
 

@@ -509,12 +509,12 @@ def _write_opts(q: Any, kind: str) -> WriteOptions:
     """Create/Update/PatchOptions from the query; a bad value is the 422 the real
     server's ``ValidateCreateOptions`` (and its siblings) give."""
     validation = q.get("fieldValidation", "")
-    dry = q.getall("dryRun", []) if hasattr(q, "getall") else [d for d in [q.get("dryRun")] if d]
+    dry = q.getall("dryRun", [])
     causes = []
     if [d for d in dry if d != "All"]:
         causes.append({"field": "dryRun", "reason": "FieldValueNotSupported",
-                       "message": f"Unsupported value: {orjson.dumps(dry).decode()}: supported values: "
-                                  '"All"'})
+                       "message": f"Unsupported value: {orjson.dumps(dry).decode()}: "
+                                  'supported values: "All"'})
     if validation not in ("", "Strict", "Warn", "Ignore"):
         causes.append({"field": "fieldValidation", "reason": "FieldValueNotSupported",
                        "message": f'Unsupported value: "{validation}": supported values: "", '

@@ -91,6 +91,15 @@ def parse_accept(header: str) -> list[MediaRange]:
     return out
 
 
+def _rules_out(key: str, value: str, streams: bool) -> bool:
+    """A parameter that makes a clause unanswerable: a stream form this media type lacks,
+    a server version other than v1.  pretty, export, profile and unknown parameters do
+    not rule a clause out."""
+    if key == "stream":
+        return bool(value) and (not streams or value != "watch")
+    return key == "sv" and bool(value) and value != "v1"
+
+
 def _acceptable(clause: MediaRange, media_type: str, streams: bool) -> Output | None:
     """The output this clause asks of ``media_type``, or None when it cannot be given
     (``acceptMediaTypeOptions`` and ``RequestScope.AllowsMediaTypeTransform``)."""
@@ -98,13 +107,8 @@ def _acceptable(clause: MediaRange, media_type: str, streams: bool) -> Output | 
     for key, value in clause.params.items():
         if key in ("as", "g", "v"):
             target[key] = value
-        elif key == "stream":
-            if value and (not streams or value != "watch"):
-                return None
-        elif key == "sv":
-            if value and value != "v1":
-                return None
-        # pretty, export, profile and unknown parameters do not rule a clause out
+        elif _rules_out(key, value, streams):
+            return None
     if not target:
         return Output(media_type)
     if target.get("g") != META_GROUP or target.get("v") not in META_VERSIONS or \

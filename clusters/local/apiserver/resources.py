@@ -29,6 +29,14 @@ class ResourceType:
     crd_versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Kinds without storage (TokenReview): create answers and stores nothing.
     virtual: bool = False
+    # A second view of another resource's objects (events.k8s.io Events are core
+    # Events): the (group, plural) whose store holds them.
+    stored_as: tuple[str, str] | None = None
+
+    @property
+    def store_key(self) -> tuple[str, str]:
+        """Where this resource's objects live in the store."""
+        return self.stored_as or self.key
 
     @property
     def key(self) -> tuple[str, str]:
@@ -86,6 +94,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",),
         categories=("all",)),
     _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    ResourceType("events.k8s.io", ("v1",), "Event", "events", "event", True, ("ev",),
+                 stored_as=("", "events")),
     _rt("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
         False, ("crd", "crds"), ("status",)),
     _rt("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False,
