@@ -118,6 +118,18 @@ def test_yaml_when_preferred(kube, namespace):
     assert b"kind: ConfigMapList" in r.body
 
 
+def test_transforms_answer_in_the_version_asked(kube, namespace):
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.request("POST", base, _cm("t"))
+    table = kube.request("GET", base, accept="application/json;as=Table;v=v1beta1;"
+                         "g=meta.k8s.io").json()
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1beta1")
+    partial = kube.request("GET", f"{base}/t", accept="application/json;"
+                           "as=PartialObjectMetadata;v=v1beta1;g=meta.k8s.io").json()
+    assert (partial["kind"], partial["apiVersion"]) == ("PartialObjectMetadata",
+                                                        "meta.k8s.io/v1beta1")
+
+
 def test_metadata_client_list_and_watch_list_of_crds(kube, widgets):
     """istiod's CRD watcher is a metadata informer (pkg/kube/kclient/crdwatcher.go): its
     list and every watch event, the closing bookmark included, must be

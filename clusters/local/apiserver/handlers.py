@@ -333,7 +333,7 @@ class Handlers:
             headers["Warning"] = ", ".join(f'299 - "{w}"' for w in opts.warnings[:10])
         obj = self.api.present(t.rt, obj, t.version)
         if out.transform == "Table":
-            return _respond(out, self._table(request, t, [obj], obj["metadata"].get(
+            return _respond(out, self._table(request, t, out, [obj], obj["metadata"].get(
                 "resourceVersion", "")), code, headers)
         if out.transform == "PartialObjectMetadata":
             return _respond(out, _partial(obj, out), code, headers)
@@ -354,7 +354,7 @@ class Handlers:
                items: list[dict[str, Any]], rv: int, cont: str | None = None) -> web.Response:
         """A list in the negotiated form (k8s.io/apiserver ``transformResponseObject``)."""
         if out.transform == "Table":
-            table = self._table(request, t, items, str(rv))
+            table = self._table(request, t, out, items, str(rv))
             if cont:
                 table["metadata"]["continue"] = cont
             return _respond(out, table)
@@ -368,13 +368,14 @@ class Handlers:
                                   f"object is a list ({t.rt.list_kind})")
         return _respond(out, self._list_doc(t, items, rv, cont))
 
-    def _table(self, request: web.Request, t: Target, objs: list[dict[str, Any]],
-               rv: str) -> dict[str, Any]:
+    def _table(self, request: web.Request, t: Target, out: Output,
+               objs: list[dict[str, Any]], rv: str) -> dict[str, Any]:
         return tables.to_table(
             t.rt.kind, objs,
             include_object=request.query.get("includeObject", "Metadata"),
             resource_version=rv,
             printer_columns=t.rt.printer_columns(t.version) if t.rt.custom else None,
+            api_version=out.transform_api_version,
         )
 
     def _list(self, request: web.Request, t: Target, out: Output) -> web.Response:
@@ -432,7 +433,8 @@ class Handlers:
         server's ``watchEmbeddedEncoder`` does."""
         obj = self.api.present(t.rt, obj, t.version)
         if out.transform == "Table" and kind != "BOOKMARK":
-            return self._table(request, t, [obj], obj["metadata"].get("resourceVersion", ""))
+            return self._table(request, t, out, [obj],
+                               obj["metadata"].get("resourceVersion", ""))
         if out.transform == "PartialObjectMetadata":
             return _partial(obj, out)
         return obj
