@@ -256,7 +256,7 @@ class Handlers:
                     raise errors.method_not_allowed(
                         f"create {t.rt.plural} under /namespaces/<namespace>/")
                 body = await _body(request)
-                obj = api.create(t.rt, t.version, ns, body, opts := _write_opts(q))
+                obj = api.create(t.rt, t.version, ns, body, opts := _write_opts(q, request.headers))
                 code = 200 if t.rt.virtual else 201
                 return self._object(request, t, obj, code, opts)
             if method == "DELETE":
@@ -290,15 +290,15 @@ class Handlers:
             return self._object(request, t, api.get(t.rt, ns, name))
         if method == "PUT":
             body = await _body(request)
-            opts = _write_opts(q)
+            opts = _write_opts(q, request.headers)
             return self._object(request, t, api.update(t.rt, t.version, ns, name, body, opts,
                                                        subresource=sub), 200, opts)
         if method == "PATCH":
             body = await _body(request)
-            opts = _write_opts(q)
+            opts = _write_opts(q, request.headers)
             ctype = request.content_type
-            return self._object(request, t, api.patch(t.rt, t.version, ns, name, ctype, body,
-                                                      opts, subresource=sub), 200, opts)
+            obj = api.patch(t.rt, t.version, ns, name, ctype, body, opts, subresource=sub)
+            return self._object(request, t, obj, 201 if opts.created else 200, opts)
         if method == "DELETE":
             body = await _body(request, optional=True)
             return self._object(request, t, api.delete(t.rt, ns, name,
@@ -464,7 +464,7 @@ def _scale_doc(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_opts(q: Any) -> WriteOptions:
+def _write_opts(q: Any, headers: Any) -> WriteOptions:
     validation = q.get("fieldValidation", "")
     if validation not in ("", "Strict", "Warn", "Ignore"):
         raise errors.bad_request(
@@ -472,7 +472,13 @@ def _write_opts(q: Any) -> WriteOptions:
     dry = q.get("dryRun")
     if dry not in (None, "", "All"):
         raise errors.bad_request(f'dryRun: unsupported value "{dry}": the only value is All')
-    return WriteOptions(dry_run=dry == "All", strict=validation == "Strict")
+    force = q.get("force")
+    if force is not None and force.lower() not in ("true", "false", "1", "0", "t", "f"):
+        raise errors.bad_request(f'force: invalid value "{force}": use true or false')
+    return WriteOptions(dry_run=dry == "All", strict=validation == "Strict",
+                        field_manager=q.get("fieldManager", ""),
+                        user_agent=headers.get("User-Agent", ""),
+                        force=None if force is None else force.lower() in ("true", "1", "t"))
 
 
 def _selectors(q: Any, rt: ResourceType) -> tuple[Any, Any]:
@@ -514,6 +520,20 @@ def _page(items: list[dict[str, Any]], q: Any) -> tuple[list[dict[str, Any]], st
     return page, cont
 
 
+APPLY_CBOR = "application/apply-patch+cbor"
+
+
+class _JsonLikeYamlLoader(yaml.SafeLoader):
+    """YAML as the real server reads it (sigs.k8s.io/yaml: YAML to JSON): timestamps
+    stay strings, since a JSON object has no date type."""
+
+
+_JsonLikeYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 async def _body(request: web.Request, *, optional: bool = False) -> Any:
     raw = await request.read()
     if not raw.strip():
@@ -521,6 +541,10 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
             return None
         raise errors.bad_request("the request body is empty")
     ctype = request.content_type
+    if ctype == APPLY_CBOR:
+        raise errors.unsupported_media_type(
+            "the local cluster accepts apply patches as YAML or JSON "
+            "(application/apply-patch+yaml), not CBOR")
     if "protobuf" in ctype:
         raise errors.unsupported_media_type(
             "the local cluster accepts JSON and YAML request bodies, not protobuf. kubectl's "
@@ -529,7 +553,7 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
             "'kubectl create ... --dry-run=client -o yaml' into 'kubectl apply -f -'")
     try:
         if "yaml" in ctype:
-            return yaml.safe_load(raw)
+            return yaml.load(raw, Loader=_JsonLikeYamlLoader)
         return orjson.loads(raw)
     except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"the request body is not valid "
