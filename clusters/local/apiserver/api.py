@@ -373,6 +373,8 @@ class Api:
                 if "status" in obj:
                     new["status"] = obj["status"]
                 new["metadata"] = dict(old_meta)
+                if applied:  # the apply's own record of who owns what in status
+                    _set_managed_fields(new, meta.get("managedFields"))
                 obj = new
             else:
                 if "status" in old:

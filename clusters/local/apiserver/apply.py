@@ -93,6 +93,17 @@ class Scope:
             return fields.recursive_difference(_STATUS)
         return fields
 
+    def view(self, obj: Any) -> Any:
+        """The part of ``obj`` a write through this scope can own (what ``owned``
+        keeps of its paths), so comparisons skip the rest."""
+        if not isinstance(obj, dict):
+            return obj
+        if self.subresource == "status":
+            return {"status": obj["status"]} if "status" in obj else {}
+        if self.status_subresource and "status" in obj:
+            return {k: v for k, v in obj.items() if k != "status"}
+        return obj
+
 
 # A manager entry is identified by these; apiVersion only for Update entries (an
 # applier stays the same manager whatever version it applies in).
@@ -104,6 +115,9 @@ class Entry:
     fields: FieldSet
     api_version: str
     time: str | None = None
+    # The fieldsV1 document ``fields`` was read from, reused when writing it back
+    # unchanged (most writes change one entry at most).
+    wire: dict[str, Any] | None = None
 
 
 Managers = dict[Ident, Entry]
@@ -137,14 +151,33 @@ def decode(entries: Any) -> Managers:
             raise ValueError(f"missing fieldsType in managed fields entry {i}")
         if fields_type != "FieldsV1":
             raise ValueError(f'invalid fieldsType "{fields_type}" in managed fields entry {i}')
+        wire = entry.get("fieldsV1") or {}
         try:
-            fields = FieldSet.from_fields_v1(entry.get("fieldsV1") or {})
+            fields = _read_fields(wire)
         except FieldsError as exc:
             raise ValueError(f"managed fields entry {i}: {exc}") from None
         key = ident(str(entry.get("manager", "")), operation, api_version,
                     str(entry.get("subresource", "")))
-        out[key] = Entry(fields, api_version, entry.get("time"))
+        out[key] = Entry(fields, api_version, entry.get("time"),
+                         wire if isinstance(wire, dict) else None)
     return out
+
+
+# fieldsV1 documents of stored objects, read once: (document, set) by id(document).
+# Holding the document keeps its id from being reused while it is cached.
+_READ: dict[int, tuple[Any, FieldSet]] = {}
+_READ_CACHE_SIZE = 20_000
+
+
+def _read_fields(wire: Any) -> FieldSet:
+    hit = _READ.get(id(wire))
+    if hit is not None and hit[0] is wire:
+        return hit[1]
+    fields = FieldSet.from_fields_v1(wire)
+    if len(_READ) >= _READ_CACHE_SIZE:
+        del _READ[next(iter(_READ))]
+    _READ[id(wire)] = (wire, fields)
+    return fields
 
 
 def encode(managers: Managers) -> list[dict[str, Any]] | None:
@@ -158,7 +191,13 @@ def encode(managers: Managers) -> list[dict[str, Any]] | None:
         if entry.time:
             doc["time"] = entry.time
         doc["fieldsType"] = "FieldsV1"
-        doc["fieldsV1"] = entry.fields.to_fields_v1()
+        wire = entry.wire
+        if wire is None or _READ.get(id(wire), (None, None))[1] is not entry.fields:
+            wire = entry.fields.to_fields_v1()
+            if len(_READ) >= _READ_CACHE_SIZE:
+                del _READ[next(iter(_READ))]
+            _READ[id(wire)] = (wire, entry.fields)
+        doc["fieldsV1"] = wire
         if subresource:
             doc["subresource"] = subresource
         out.append(doc)
@@ -195,8 +234,11 @@ def describe_manager(key: Ident) -> str:
 def manager_from_user_agent(user_agent: str) -> str:
     """The part of a User-Agent before the first ``/``, printable characters only, at
     most 128 bytes: what the real server records when a writer names no manager."""
+    prefix = user_agent.split("/", 1)[0]
+    if prefix.isprintable() and len(prefix) <= FIELD_MANAGER_MAX_LENGTH and prefix.isascii():
+        return prefix
     out = ""
-    for ch in user_agent.split("/", 1)[0]:
+    for ch in prefix:
         if not ch.isprintable():
             continue
         if len((out + ch).encode()) > FIELD_MANAGER_MAX_LENGTH:
@@ -262,7 +304,7 @@ def _take_changes(scope: Scope, live: Any, new: Any, managers: Managers, writer:
     """structured-merge-diff's ``Updater.update``: other managers lose the fields the
     write changes (or, without ``force``, those changes are conflicts) and the fields
     it removes."""
-    changes = compare(live, new, scope.shape)
+    changes = compare(scope.view(live), scope.view(new), scope.shape)
     changes.added = scope.owned(changes.added)
     changes.modified = scope.owned(changes.modified)
     changes.removed = scope.owned(changes.removed)
@@ -279,7 +321,7 @@ def _take_changes(scope: Scope, live: Any, new: Any, managers: Managers, writer:
                 fields = fields.difference(conflicts[key])
             fields = fields.difference(changes.removed)
         if not fields.empty():
-            out[key] = replace(entry, fields=fields)
+            out[key] = entry if fields is entry.fields else replace(entry, fields=fields)
     return out, changes
 
 
@@ -328,6 +370,9 @@ def apply(scope: Scope, live: dict[str, Any] | None, config: dict[str, Any], man
     Raises the 409 Conflict ``ApiError`` when the configuration changes fields other
     managers own and ``force`` is false, and a 500 naming the path when the
     configuration has two items with one key (what the real server answers)."""
+    # The result is changed by the caller afterwards, so it must share nothing with
+    # the stored object or the request.
+    live = copy.deepcopy(live)
     config = copy.deepcopy(config)
     try:
         applied_fields = scope.owned(to_field_set(config, scope.shape, allow_duplicates=False))
@@ -445,13 +490,14 @@ def conflict_error(conflicts: dict[Ident, FieldSet]) -> errors.ApiError:
 
 
 def _bare(obj: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of ``obj`` without managedFields ({} for no object: a create's "before")."""
+    """``obj`` without managedFields ({} for no object: a create's "before").  A
+    shallow copy: only read, or deep-copied by whoever changes it."""
     if obj is None:
         return {}
-    out = copy.deepcopy(obj)
+    out = dict(obj)
     meta = out.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
+    if isinstance(meta, dict) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
     return out
 
 

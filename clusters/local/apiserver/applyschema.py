@@ -26,6 +26,7 @@ their CRD's structural schema, as the real server does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -282,5 +283,10 @@ def shape_for(rt: ResourceType, version: str) -> Shape:
     """The shape of objects of ``rt`` at ``version``."""
     if rt.custom:
         return crd_shape(rt.crd_schema(version))
-    model = schema.kind_model_name(rt.group, version, rt.kind)
+    return _builtin_shape(rt.group, version, rt.kind)
+
+
+@functools.cache
+def _builtin_shape(group: str, version: str, kind: str) -> Shape:
+    model = schema.kind_model_name(group, version, kind)
     return model_shape(model) if model else crd_shape(None)

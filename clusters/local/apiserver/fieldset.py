@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 # A path element is a small hashable tuple:
 #   ("f", name)                              a field of a map
 #   ("k", ((key, json), (key, json), ...))   an associative-list item, keys sorted by name
@@ -32,6 +34,31 @@ Path = tuple[PathElement, ...]
 _RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
+class FieldsDoc(dict):  # type: ignore[type-arg]
+    """A ``fieldsV1`` document this server wrote: immutable, so a stored object and
+    its next version share it and deep copies of objects skip it (managedFields
+    would otherwise double the cost of copying every object on every write)."""
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: Any) -> FieldsDoc:
+        return self
+
+    def __copy__(self) -> FieldsDoc:
+        return self
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a fieldsV1 document written by the server cannot be changed in "
+                        "place; replace the managedFields entry instead")
+
+    __setitem__ = __delitem__ = _immutable  # type: ignore[assignment]
+    pop = popitem = clear = update = setdefault = _immutable  # type: ignore[assignment]
+    __ior__ = _immutable  # type: ignore[assignment]
+
+
+_EMPTY_DOC = FieldsDoc()
+
+
 class FieldsError(ValueError):
     """A ``fieldsV1`` document that is not a valid set of field paths."""
 
@@ -42,7 +69,9 @@ def field(name: str) -> PathElement:
 
 def value_json(value: Any) -> str:
     """Compact JSON, as structured-merge-diff writes values into path elements."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    if isinstance(value, str):
+        return orjson.dumps(value).decode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def key_element(pairs: dict[str, Any]) -> PathElement:
@@ -149,12 +178,14 @@ class FieldSet:
             return self
         out = FieldSet()
         out.members = self.members - other.members
+        same = len(out.members) == len(self.members)
         for pe, child in self.children.items():
             theirs = other.children.get(pe)
             rest = child if theirs is None else child.difference(theirs)
+            same = same and rest is child
             if not rest.empty():
                 out.children[pe] = rest
-        return out
+        return self if same else out  # unchanged: the same set, so callers can tell
 
     def intersection(self, other: FieldSet) -> FieldSet:
         out = FieldSet()
@@ -187,19 +218,19 @@ class FieldSet:
 
     # -- the FieldsV1 wire format ------------------------------------------------------
 
-    def to_fields_v1(self) -> dict[str, Any]:
+    def to_fields_v1(self) -> FieldsDoc:
         out: dict[str, Any] = {}
         keys = sorted(self.members | self.children.keys(), key=_order)
         for pe in keys:
             child = self.children.get(pe)
             if child is None:
-                out[serialize_element(pe)] = {}
+                out[serialize_element(pe)] = _EMPTY_DOC
             else:
                 inner = child.to_fields_v1()
                 if pe in self.members:
-                    inner = {".": {}, **inner}
+                    inner = FieldsDoc({".": _EMPTY_DOC, **inner})
                 out[serialize_element(pe)] = inner
-        return out
+        return FieldsDoc(out)
 
     @classmethod
     def from_fields_v1(cls, doc: Any) -> FieldSet:
@@ -223,7 +254,32 @@ class FieldSet:
 EMPTY = FieldSet()
 
 
+# Path elements repeat across objects and writes (f:spec, f:name, k:{"name":"app"}):
+# their wire spellings are memoized both ways, within a bound.
+_SPELLED: dict[PathElement, str] = {}
+_PARSED: dict[str, PathElement] = {}
+_MEMO_SIZE = 50_000
+
+
 def serialize_element(pe: PathElement) -> str:
+    text = _SPELLED.get(pe)
+    if text is None:
+        if len(_SPELLED) >= _MEMO_SIZE:
+            _SPELLED.clear()
+        text = _SPELLED[pe] = _spell(pe)
+    return text
+
+
+def deserialize_element(text: str) -> PathElement:
+    pe = _PARSED.get(text)
+    if pe is None:
+        if len(_PARSED) >= _MEMO_SIZE:
+            _PARSED.clear()
+        pe = _PARSED[text] = _parse(text)
+    return pe
+
+
+def _spell(pe: PathElement) -> str:
     kind, body = pe
     if kind == "f":
         return "f:" + body
@@ -234,7 +290,7 @@ def serialize_element(pe: PathElement) -> str:
     return f"i:{body}"
 
 
-def deserialize_element(text: str) -> PathElement:
+def _parse(text: str) -> PathElement:
     kind, sep, body = text.partition(":")
     if not sep or kind not in _RANK:
         raise FieldsError(f"{text!r} is not a field path element (f:, k:, v: or i:)")

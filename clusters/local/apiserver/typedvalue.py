@@ -62,19 +62,14 @@ def child_shape(shape: Shape, pe: PathElement) -> Shape:
 
 
 def equal(a: Any, b: Any) -> bool:
-    """JSON equality: ``true != 1``, ``1 == 1.0``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(
-            equal(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(
-            equal(x, y) for x, y in zip(a, b, strict=True))
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, str) or isinstance(b, str):
-        return type(a) is type(b) and a == b
+    """JSON equality of two values (``1 == 1.0``).
+
+    Python's own ``==`` decides, in C: objects are compared whole on every write.
+    Where it differs from JSON (``True == 1``) it matters only for a value that
+    switches between a boolean and a number, which a typed field cannot do; for a
+    scalar compared alone the difference is checked."""
+    if isinstance(a, bool) is not isinstance(b, bool):
+        return False
     return a == b
 
 
@@ -186,6 +181,14 @@ _NONE3: tuple[None, None, None] = (None, None, None)
 
 
 def _compare(lhs: Any, rhs: Any, shape: Shape) -> tuple[Any, Any, Any, str | None]:
+    if lhs is MISSING:
+        return None if rhs is MISSING else _every_path(rhs, shape), None, None, "added"
+    if rhs is MISSING:
+        return None, None, _every_path(lhs, shape), "removed"
+    if equal(lhs, rhs):
+        # Most of an object is the same before and after a write: one deep equality
+        # check (in C for the common case) instead of a walk.
+        return (*_NONE3, None)
     kind = _pair_kind(shape, lhs, rhs)
     if kind == MAP:
         lmap = lhs if isinstance(lhs, dict) else {}
@@ -205,6 +208,37 @@ def _compare(lhs: Any, rhs: Any, shape: Shape) -> tuple[Any, Any, Any, str | Non
     if rhs is MISSING:
         return (*_NONE3, "removed")
     return (*_NONE3, None if equal(lhs, rhs) else "modified")
+
+
+def _every_path(value: Any, shape: Shape) -> FieldSet | None:
+    """What comparing ``value`` with nothing finds below it: every path, containers
+    included (a duplicated list item counts once, as itself).  None for a leaf."""
+    kind = _kind(shape, value)
+    if kind == MAP and value:
+        out = FieldSet()
+        for key, item in value.items():
+            pe = field(key)
+            out.members.add(pe)
+            below = _every_path(item, shape.child(key))
+            if below is not None:
+                out.children[pe] = below
+        return out
+    if kind == LIST and value:
+        element = _element_shape(shape)
+        out = FieldSet()
+        counts: dict[PathElement, int] = {}
+        items: dict[PathElement, Any] = {}
+        for i, item in enumerate(value):
+            pe = item_element(shape, item, f"[{i}]")
+            counts[pe] = counts.get(pe, 0) + 1
+            items.setdefault(pe, item)
+        for pe, item in items.items():
+            out.members.add(pe)
+            below = _every_path(item, element) if counts[pe] == 1 else None
+            if below is not None:
+                out.children[pe] = below
+        return out
+    return None
 
 
 def _container_status(lhs: Any, rhs: Any) -> str | None:
