@@ -1,4 +1,5 @@
-"""Server-side apply through the API, with the official client and the real kubectl.
+"""Server-side apply through the API, with the official client (kubectl's are in
+test_kubectl.py).
 
 The clients send what istioctl and istiod send (istio/istio operator/pkg/install/
 install.go ``serverSideApply``: whole objects as YAML, fieldManager
@@ -11,16 +12,11 @@ server's messages.
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
-
-from clusters.provider import kubectl_binary
 
 APPLY = "application/apply-patch+yaml"
 
@@ -191,9 +187,8 @@ def test_status_apply_changes_status_only_and_main_apply_ignores_status(api_clie
     status_managers = {e["manager"]: e.get("subresource") for e in obj["metadata"]["managedFields"]
                        if e["operation"] == "Apply"}
     assert status_managers == {"istio.io/gateway-controller": None, "other": "status"}
-    code, obj = send(api_client, "PATCH", base,
-                     {**svc, "status": {"conditions": []}}, fieldManager="istio.io/gateway-controller",
-                     force="true")
+    code, obj = send(api_client, "PATCH", base, {**svc, "status": {"conditions": []}},
+                     fieldManager="istio.io/gateway-controller", force="true")
     assert [c["type"] for c in obj["status"]["conditions"]] == ["istio.io/Other"]
 
 
@@ -250,6 +245,26 @@ def test_custom_resources_merge_by_their_schema_and_apply_status(api_client, dyn
     assert obj["spec"] == {"hosts": ["a", "b"]}
 
 
+def test_reapplying_an_unchanged_crd_keeps_its_version(api_client, dyn):
+    """istioctl install applies every CRD again on each run; an unchanged one must
+    stay the same object (no new resourceVersion, no watch event)."""
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1",
+                             kind="CustomResourceDefinition")
+    dyn.server_side_apply(crds, body=WIDGET_CRD, field_manager="istio-operator",
+                          force_conflicts=True)
+    # Conditions that last changed long ago (a CRD older than this second).
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.ssa.example.com"
+    _, crd = send(api_client, "GET", path, None, content_type="application/json")
+    for cond in crd["status"]["conditions"]:
+        cond["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    code, old = send(api_client, "PUT", path + "/status", crd, content_type="application/json")
+    assert code == 200
+    again = dyn.server_side_apply(crds, body=WIDGET_CRD, field_manager="istio-operator",
+                                  force_conflicts=True)
+    assert again.metadata.resourceVersion == old["metadata"]["resourceVersion"]
+    assert {c.lastTransitionTime for c in again.status.conditions} == {"2020-01-01T00:00:00Z"}
+
+
 def test_dry_run_stores_nothing(dyn, namespace):
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
     preview = dyn.server_side_apply(cms, body=configmap(namespace, a="1"), field_manager="m",
@@ -262,140 +277,3 @@ def test_dry_run_stores_nothing(dyn, namespace):
     dyn.server_side_apply(cms, body=configmap(namespace, a="2"), field_manager="m",
                           dry_run="All")
     assert cms.get(name="settings", namespace=namespace).data.a == "1"
-
-
-# -- the real kubectl ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def kubectl(cluster, tmp_path):
-    cache = tmp_path / "kube-cache"
-
-    def run(*args: str, input: str | None = None, check: bool = True):
-        proc = subprocess.run(
-            [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
-             *args], input=input, capture_output=True, text=True, timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
-
-    return run
-
-
-@pytest.fixture
-def kns(kubectl):
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    kubectl("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
-
-
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-      - name: web
-        image: example/web:1
-        ports:
-        - containerPort: 8080
-{env}"""
-ENV = """        env:
-        - name: MODE
-          value: fast
-"""
-
-
-def _get(kubectl, ns: str, *args: str) -> dict[str, Any]:
-    return json.loads(kubectl("get", "-n", ns, *args, "-o", "json",
-                              "--show-managed-fields").stdout)
-
-
-@pytest.mark.slow
-@pytest.mark.kubectl
-def test_kubectl_server_side_apply_twice_is_unchanged(kubectl, kns):
-    manifest = DEPLOYMENT.format(replicas=2, env=ENV)
-    out = kubectl("apply", "--server-side", "-n", kns, "-f", "-", input=manifest).stdout
-    assert "deployment.apps/web serverside-applied" in out
-    first = _get(kubectl, kns, "deployment", "web")
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-", input=manifest)
-    second = _get(kubectl, kns, "deployment", "web")
-    applied = [e for e in second["metadata"]["managedFields"] if e["operation"] == "Apply"]
-    assert [e["manager"] for e in applied] == ["kubectl"]
-    container = applied[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
-    assert set(container['k:{"name":"web"}']["f:ports"]) == {
-        'k:{"containerPort":8080,"protocol":"TCP"}'}
-    # Only the controllers' status writes may have happened in between.
-    assert second["spec"] == first["spec"]
-    assert second["metadata"]["generation"] == first["metadata"]["generation"] == 1
-    assert [e for e in second["metadata"]["managedFields"] if e["operation"] == "Apply"] == \
-        [e for e in first["metadata"]["managedFields"] if e["operation"] == "Apply"]
-
-
-@pytest.mark.slow
-@pytest.mark.kubectl
-def test_kubectl_conflict_between_field_managers_and_force_conflicts(kubectl, kns):
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-",
-            input=DEPLOYMENT.format(replicas=2, env=""))
-    scaled = DEPLOYMENT.format(replicas=5, env="")
-    refused = kubectl("apply", "--server-side", "--field-manager", "autoscaler", "-n", kns,
-                      "-f", "-", input=scaled, check=False)
-    assert refused.returncode != 0
-    assert 'Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas' in \
-        refused.stderr
-    assert "--force-conflicts" in refused.stderr  # kubectl's advice follows the server's 409
-    assert _get(kubectl, kns, "deployment", "web")["spec"]["replicas"] == 2
-    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "autoscaler",
-            "-n", kns, "-f", "-", input=scaled)
-    obj = _get(kubectl, kns, "deployment", "web")
-    assert obj["spec"]["replicas"] == 5
-    replicas_owners = [e["manager"] for e in obj["metadata"]["managedFields"]
-                       if "f:replicas" in e["fieldsV1"].get("f:spec", {})]
-    assert replicas_owners == ["autoscaler"]
-
-
-@pytest.mark.slow
-@pytest.mark.kubectl
-def test_kubectl_server_side_apply_removes_what_the_manifest_drops(kubectl, kns):
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-",
-            input=DEPLOYMENT.format(replicas=1, env=ENV))
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-",
-            input=DEPLOYMENT.format(replicas=1, env=""))
-    container = _get(kubectl, kns, "deployment", "web")["spec"]["template"]["spec"][
-        "containers"][0]
-    assert "env" not in container
-
-
-@pytest.mark.slow
-@pytest.mark.kubectl
-def test_kubectl_client_side_then_server_side_apply(kubectl, kns):
-    """kubectl moves an object from client-side to server-side apply by rewriting its
-    managedFields with a patch (kubectl's csaupgrade), then applies."""
-    cm = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n"
-          "data:\n  a: '1'\n  b: '2'\n")
-    kubectl("apply", "-n", kns, "-f", "-", input=cm)
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-", input=cm)
-    kubectl("apply", "--server-side", "-n", kns, "-f", "-",
-            input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n")
-    obj = _get(kubectl, kns, "configmap", "cfg")
-    assert obj["data"] == {"a": "1"}
-    assert ("kubectl", "Apply") in owners(obj)
-
-
-@pytest.mark.slow
-@pytest.mark.kubectl
-def test_kubectl_server_side_dry_run(kubectl, kns):
-    out = kubectl("apply", "--server-side", "--dry-run=server", "-n", kns, "-f", "-", "-o",
-                  "name", input=DEPLOYMENT.format(replicas=1, env="")).stdout
-    assert out.strip() == "deployment.apps/web"
-    missing = kubectl("get", "deployment", "web", "-n", kns, check=False)
-    assert missing.returncode != 0 and "NotFound" in missing.stderr
