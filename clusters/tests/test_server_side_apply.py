@@ -98,6 +98,16 @@ def test_apply_needs_a_field_manager_and_yaml_and_force_only_for_apply(api_clien
     assert code == 400 and "invalid object type" in status["message"]
 
 
+def test_unknown_fields_of_an_apply_follow_field_validation(api_client, namespace):
+    path = f"/api/v1/namespaces/{namespace}/configmaps/settings"
+    config = {**configmap(namespace, a="1"), "bogus": True}
+    code, status = send(api_client, "PATCH", path, config, fieldManager="m",
+                        fieldValidation="Strict")
+    assert code == 400 and 'unknown field "bogus"' in status["message"]
+    code, obj = send(api_client, "PATCH", path, config, fieldManager="m")
+    assert code == 201 and "bogus" not in obj and obj["data"] == {"a": "1"}
+
+
 def test_conflicts_name_each_field_and_manager_and_force_takes_over(dyn, namespace):
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
     dyn.server_side_apply(cms, body=configmap(namespace, a="1", b="2"), field_manager="one")

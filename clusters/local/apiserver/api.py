@@ -338,7 +338,7 @@ class Api:
             raise errors.bad_request(
                 f'the name of the object ({config["metadata"]["name"]}) does not match the '
                 f"name on the URL ({name})")
-        self._check_unknown_fields(rt, version, config, opts)
+        self._validate(rt, version, config, opts, partial=True)
         return config
 
     def _scope(self, rt: ResourceType, version: str, subresource: str | None) -> apply.Scope:
@@ -620,13 +620,16 @@ class Api:
             )
 
     def _validate(self, rt: ResourceType, version: str, obj: dict[str, Any],
-                  opts: WriteOptions) -> None:
+                  opts: WriteOptions, *, partial: bool = False) -> None:
+        """Types and unknown fields; a ``partial`` object (an apply configuration) is
+        checked for unknown fields only, the rest waits for the merged object."""
         name = obj["metadata"].get("name", "")
         if rt.custom:
             crd_schema = rt.crd_schema(version)
             if crd_schema is None:
                 return
-            issues = schema.validate_crd_schema(obj, crd_schema, strict=opts.strict)
+            issues = _only_unknown(schema.validate_crd_schema(obj, crd_schema,
+                                                              strict=opts.strict), partial)
             if not issues and not opts.strict:
                 pruned, dropped = schema.prune_crd(obj, crd_schema)
                 if dropped:
@@ -637,7 +640,7 @@ class Api:
             model = schema.kind_schema(rt.group, version, rt.kind)
             if model is None:
                 return
-            issues = schema.validate(obj, model, strict=opts.strict)
+            issues = _only_unknown(schema.validate(obj, model, strict=opts.strict), partial)
             if not issues and not opts.strict:
                 pruned, dropped = schema.prune_unknown(obj, model)
                 if dropped:
@@ -653,37 +656,6 @@ class Api:
             raise errors.invalid(rt.kind, rt.group, name, [
                 _cause(i.field, i.reason, i.message) for i in issues
             ])
-
-    def _check_unknown_fields(self, rt: ResourceType, version: str, obj: dict[str, Any],
-                              opts: WriteOptions) -> None:
-        """Unknown fields of a partial object (an apply configuration): refused under
-        fieldValidation=Strict, else dropped with a warning.  Other problems (a
-        missing required field) wait for the merged object."""
-        if rt.custom:
-            crd_schema = rt.crd_schema(version)
-            if crd_schema is None:
-                return
-            issues = schema.validate_crd_schema(obj, crd_schema, strict=True)
-        else:
-            model = schema.kind_schema(rt.group, version, rt.kind)
-            if model is None:
-                return
-            issues = schema.validate(obj, model, strict=True)
-        unknown = [i for i in issues if schema.is_unknown_field(i)]
-        if not unknown:
-            return
-        if opts.strict:
-            raise errors.bad_request(
-                f"{rt.kind} in version \"{version}\" cannot be handled as a {rt.kind}: "
-                "strict decoding error: " + ", ".join(i.message for i in unknown))
-        if rt.custom:
-            pruned, dropped = schema.prune_crd(obj, rt.crd_schema(version) or {})
-        else:
-            pruned, dropped = schema.prune_unknown(obj, schema.kind_schema(rt.group, version,
-                                                                           rt.kind))
-        obj.clear()
-        obj.update(pruned)
-        opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
 
     def _validate_semantics(self, rt: ResourceType, obj: dict[str, Any],
                             old: dict[str, Any] | None) -> None:
@@ -709,6 +681,10 @@ def _check_version(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -
 
 def _cause(field: str, reason: str, message: str) -> dict[str, str]:
     return {"field": field, "reason": reason, "message": message}
+
+
+def _only_unknown(issues: list[schema.FieldIssue], partial: bool) -> list[schema.FieldIssue]:
+    return [i for i in issues if schema.is_unknown_field(i)] if partial else issues
 
 
 def _set_managed_fields(obj: dict[str, Any], managed: list[dict[str, Any]] | None) -> None:

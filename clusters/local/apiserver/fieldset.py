@@ -16,7 +16,7 @@ arguments, so one set can be shared between managers and comparisons safely.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -127,17 +127,6 @@ class FieldSet:
     def empty(self) -> bool:
         # Children are never kept empty, so a node with neither is the empty set.
         return not self.members and not self.children
-
-    def has(self, path: Path) -> bool:
-        node = self
-        for pe in path[:-1]:
-            node = node.children.get(pe)  # type: ignore[assignment]
-            if node is None:
-                return False
-        return bool(path) and path[-1] in node.members
-
-    def with_prefix(self, pe: PathElement) -> FieldSet:
-        return self.children.get(pe) or EMPTY
 
     def paths(self) -> Iterator[Path]:
         """Every path, in structured-merge-diff's order: a node's members, then its
@@ -251,9 +240,6 @@ class FieldSet:
         return out
 
 
-EMPTY = FieldSet()
-
-
 # Path elements repeat across objects and writes (f:spec, f:name, k:{"name":"app"}):
 # their wire spellings are memoized both ways, within a bound.
 _SPELLED: dict[PathElement, str] = {}
@@ -261,22 +247,21 @@ _PARSED: dict[str, PathElement] = {}
 _MEMO_SIZE = 50_000
 
 
+def _memo(cache: dict[Any, Any], key: Any, make: Callable[[Any], Any]) -> Any:
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _MEMO_SIZE:
+            cache.clear()
+        value = cache[key] = make(key)
+    return value
+
+
 def serialize_element(pe: PathElement) -> str:
-    text = _SPELLED.get(pe)
-    if text is None:
-        if len(_SPELLED) >= _MEMO_SIZE:
-            _SPELLED.clear()
-        text = _SPELLED[pe] = _spell(pe)
-    return text
+    return _memo(_SPELLED, pe, _spell)  # type: ignore[no-any-return]
 
 
 def deserialize_element(text: str) -> PathElement:
-    pe = _PARSED.get(text)
-    if pe is None:
-        if len(_PARSED) >= _MEMO_SIZE:
-            _PARSED.clear()
-        pe = _PARSED[text] = _parse(text)
-    return pe
+    return _memo(_PARSED, text, _parse)  # type: ignore[no-any-return]
 
 
 def _spell(pe: PathElement) -> str:

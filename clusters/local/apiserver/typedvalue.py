@@ -166,9 +166,6 @@ class Comparison:
     modified: FieldSet
     removed: FieldSet
 
-    def same(self) -> bool:
-        return self.added.empty() and self.modified.empty() and self.removed.empty()
-
 
 def compare(lhs: Any, rhs: Any, shape: Shape) -> Comparison:
     """The paths ``rhs`` adds, modifies and removes relative to ``lhs``
