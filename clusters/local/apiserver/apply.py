@@ -164,9 +164,11 @@ def decode(entries: Any) -> Managers:
 
 
 # fieldsV1 documents of stored objects, read once: (document, set) by id(document).
-# Holding the document keeps its id from being reused while it is cached.
+# Holding the document keeps its id from being reused while it is cached.  Only what
+# was read is kept (objects written more than once), within a bound: each entry costs
+# about as much memory again as its object.
 _READ: dict[int, tuple[Any, FieldSet]] = {}
-_READ_CACHE_SIZE = 20_000
+_READ_CACHE_SIZE = 4096
 
 
 def _read_fields(wire: Any) -> FieldSet:
@@ -194,9 +196,6 @@ def encode(managers: Managers) -> list[dict[str, Any]] | None:
         wire = entry.wire
         if wire is None or _READ.get(id(wire), (None, None))[1] is not entry.fields:
             wire = entry.fields.to_fields_v1()
-            if len(_READ) >= _READ_CACHE_SIZE:
-                del _READ[next(iter(_READ))]
-            _READ[id(wire)] = (wire, entry.fields)
         doc["fieldsV1"] = wire
         if subresource:
             doc["subresource"] = subresource
