@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -313,3 +315,109 @@ def test_the_rendered_ambient_install_applies_unmodified(kubectl):
     finally:
         kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=rendered)
         kubectl("delete", "namespace", "istio-system", "--wait=false")
+# -- server-side apply (kubectl apply --server-side) --------------------------------------
+
+
+SSA_DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: example/web:1
+        ports:
+        - containerPort: 8080
+{env}"""
+SSA_ENV = """        env:
+        - name: MODE
+          value: fast
+"""
+
+
+def _get_json(kubectl, ns: str, *args: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", "-n", ns, *args, "-o", "json",
+                              "--show-managed-fields").stdout)
+
+
+def test_server_side_apply_twice_is_unchanged(kubectl, ns):
+    manifest = SSA_DEPLOYMENT.format(replicas=2, env=SSA_ENV) + (
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n")
+    out = kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=manifest).stdout
+    assert "deployment.apps/web serverside-applied" in out
+    first = _get_json(kubectl, ns, "deployment", "web")
+    cm_version = _get_json(kubectl, ns, "configmap", "cfg")["metadata"]["resourceVersion"]
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=manifest)
+    cm_after = _get_json(kubectl, ns, "configmap", "cfg")
+    assert cm_after["metadata"]["resourceVersion"] == cm_version
+    second = _get_json(kubectl, ns, "deployment", "web")
+    applied = [e for e in second["metadata"]["managedFields"] if e["operation"] == "Apply"]
+    assert [e["manager"] for e in applied] == ["kubectl"]
+    container = applied[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    assert set(container['k:{"name":"web"}']["f:ports"]) == {
+        'k:{"containerPort":8080,"protocol":"TCP"}'}
+    # Only the controllers' status writes may have happened in between.
+    assert second["spec"] == first["spec"]
+    assert second["metadata"]["generation"] == first["metadata"]["generation"] == 1
+    assert [e for e in second["metadata"]["managedFields"] if e["operation"] == "Apply"] == \
+        [e for e in first["metadata"]["managedFields"] if e["operation"] == "Apply"]
+
+
+def test_server_side_apply_conflict_between_field_managers_and_force_conflicts(kubectl, ns):
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-",
+            input=SSA_DEPLOYMENT.format(replicas=2, env=""))
+    scaled = SSA_DEPLOYMENT.format(replicas=5, env="")
+    refused = kubectl("apply", "--server-side", "--field-manager", "autoscaler", "-n", ns,
+                      "-f", "-", input=scaled, check=False)
+    assert refused.returncode != 0
+    assert 'Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas' in \
+        refused.stderr
+    assert "--force-conflicts" in refused.stderr  # kubectl's advice follows the server's 409
+    assert _get_json(kubectl, ns, "deployment", "web")["spec"]["replicas"] == 2
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "autoscaler",
+            "-n", ns, "-f", "-", input=scaled)
+    obj = _get_json(kubectl, ns, "deployment", "web")
+    assert obj["spec"]["replicas"] == 5
+    replicas_owners = [e["manager"] for e in obj["metadata"]["managedFields"]
+                       if "f:replicas" in e["fieldsV1"].get("f:spec", {})]
+    assert replicas_owners == ["autoscaler"]
+
+
+def test_server_side_apply_removes_what_the_manifest_drops(kubectl, ns):
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-",
+            input=SSA_DEPLOYMENT.format(replicas=1, env=SSA_ENV))
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-",
+            input=SSA_DEPLOYMENT.format(replicas=1, env=""))
+    container = _get_json(kubectl, ns, "deployment", "web")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "env" not in container
+
+
+def test_client_side_then_server_side_apply(kubectl, ns):
+    """kubectl moves an object from client-side to server-side apply by rewriting its
+    managedFields with a patch (kubectl's csaupgrade), then applies."""
+    cm = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n"
+          "data:\n  a: '1'\n  b: '2'\n")
+    kubectl("apply", "-n", ns, "-f", "-", input=cm)
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=cm)
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n")
+    obj = _get_json(kubectl, ns, "configmap", "cfg")
+    assert obj["data"] == {"a": "1"}
+    entries = {(e["manager"], e["operation"]) for e in obj["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in entries
+
+
+def test_server_side_apply_dry_run(kubectl, ns):
+    out = kubectl("apply", "--server-side", "--dry-run=server", "-n", ns, "-f", "-", "-o",
+                  "name", input=SSA_DEPLOYMENT.format(replicas=1, env="")).stdout
+    assert out.strip() == "deployment.apps/web"
+    missing = kubectl("get", "deployment", "web", "-n", ns, check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr

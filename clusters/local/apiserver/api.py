@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors, eventsv1, kinds, schema
+from . import apply, errors, eventsv1, kinds, schema
+from .applyschema import shape_for
 from .listoptions import ListOptions
 from .meta import now, random_suffix
 from .patch import (
@@ -33,12 +34,15 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
-PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH)
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH)
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # How long a watch-list from a resourceVersion newer than the store's waits for it,
 # as the watch cache's ``waitUntilFreshAndBlock`` does (3 s, ``blockTimeout``).
 TOO_LARGE_WAIT = 3.0
 EVENTS_STORE = ("", "events")
+# The manager of writes from this control plane's own controllers, which call the Api
+# in-process (the real ones identify as kube-controller-manager).
+IN_PROCESS_MANAGER = "kube-controller-manager"
 
 
 @dataclass
@@ -47,6 +51,27 @@ class WriteOptions:
     # fieldValidation=Strict: unknown fields are an error instead of being dropped.
     strict: bool = False
     warnings: list[str] = field(default_factory=list)
+    # Who writes, for managedFields: ?fieldManager=, else the User-Agent's first word.
+    # In-process callers leave both unset and write as IN_PROCESS_MANAGER.
+    field_manager: str = ""
+    user_agent: str | None = None
+    # ?force= of an apply patch (None: not given).
+    force: bool | None = None
+    # Set when an apply patch created the object (the answer is then 201).
+    created: bool = False
+
+    def manager(self) -> str:
+        if self.field_manager:
+            return self.field_manager
+        if self.user_agent is None:
+            return IN_PROCESS_MANAGER
+        return apply.manager_from_user_agent(self.user_agent)
+
+    def check(self, options_kind: str) -> None:
+        """The checks the real server makes of Create/Update/PatchOptions."""
+        problem = apply.field_manager_problem(self.field_manager)
+        if problem is not None:
+            raise errors.invalid(options_kind, "meta.k8s.io", "", [problem])
 
 
 @dataclass
@@ -152,10 +177,15 @@ class Api:
         opts: WriteOptions | None = None,
     ) -> dict[str, Any]:
         opts = opts or WriteOptions()
+        opts.check("CreateOptions")
         obj = self._check_body(rt, version, ns, body)
-        meta = obj["metadata"]
         if rt.virtual:
             return self.hooks.virtual_create(rt, obj)
+        return self._create(rt, version, ns, obj, opts, applied=False)
+
+    def _create(self, rt: ResourceType, version: str, ns: str, obj: dict[str, Any],
+                opts: WriteOptions, *, applied: bool) -> dict[str, Any]:
+        meta = obj["metadata"]
         if not meta.get("name"):
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + random_suffix()
@@ -178,6 +208,9 @@ class Api:
         self._validate(rt, version, obj, opts)
         self.hooks.prepare_create(rt, obj, opts)
         self._validate_semantics(rt, obj, None)
+        if not applied:
+            _set_managed_fields(obj, apply.record_update(
+                self._scope(rt, version, None), None, obj, opts.manager()))
         obj = self._stored_form(rt, obj)
         if opts.dry_run:
             self.hooks.undo_create(rt, obj)
@@ -200,6 +233,7 @@ class Api:
         subresource: str | None = None,
     ) -> dict[str, Any]:
         opts = opts or WriteOptions()
+        opts.check("UpdateOptions")
         obj = self._check_body(rt, version, ns, body)
         if obj["metadata"].get("name") not in (None, name):
             raise errors.bad_request(
@@ -226,6 +260,13 @@ class Api:
         subresource: str | None = None,
     ) -> dict[str, Any]:
         opts = opts or WriteOptions()
+        opts.check("PatchOptions")
+        if content_type == APPLY_PATCH:
+            return self._apply(rt, version, ns, name, patch_body, opts, subresource)
+        if opts.force is not None:
+            raise errors.invalid("PatchOptions", "meta.k8s.io", "", [_cause(
+                "force", "FieldValueForbidden",
+                "Forbidden: may not be specified for non-apply patch")])
         old = self.find(rt, ns, name)
         if old is None:
             raise errors.not_found(rt.plural, rt.group, name)
@@ -247,11 +288,6 @@ class Api:
                 if not isinstance(patch_body, dict):
                     raise PatchError("a strategic merge patch must be a JSON object")
                 new = apply_strategic_merge_patch(current, patch_body, self.hooks.patch_schema(rt))
-            elif content_type == APPLY_PATCH:
-                raise errors.unsupported_media_type(
-                    "server-side apply is not supported by the local cluster; use client-side "
-                    "kubectl apply (the default, without --server-side)"
-                )
             else:
                 raise errors.unsupported_media_type(
                     f'the body of the request was in an unknown format - accepted media types '
@@ -270,6 +306,64 @@ class Api:
             new["metadata"]["namespace"] = ns
         return self._replace(rt, version, old, new, opts, subresource)
 
+    def _apply(self, rt: ResourceType, version: str, ns: str, name: str, body: Any,
+               opts: WriteOptions, subresource: str | None) -> dict[str, Any]:
+        """Server-side apply: merge ``body`` into the object (creating it if missing)
+        with field ownership; see ``apply.py``."""
+        if not opts.field_manager:
+            raise errors.invalid("PatchOptions", "meta.k8s.io", "", [_cause(
+                "fieldManager", "FieldValueRequired",
+                "Required value: is required for apply patch")])
+        config = self._check_apply_config(rt, version, ns, name, body, opts)
+        scope = self._scope(rt, version, subresource)
+        force = bool(opts.force)
+        old = self.find(rt, ns, name)
+        if old is None:
+            if subresource:
+                raise errors.not_found(rt.plural, rt.group, name)
+            if rt.namespaced:
+                self._check_namespace_open(ns)
+            created = apply.apply(scope, None, config, opts.field_manager, force=force).obj
+            created["metadata"]["name"] = name
+            opts.created = True
+            return self._create(rt, version, ns, created, opts, applied=True)
+        new = apply.apply(scope, self.present(rt, old, version), config, opts.field_manager,
+                          force=force).obj
+        _check_version(rt, new, old)
+        new["metadata"]["name"] = name
+        if rt.namespaced:
+            new["metadata"]["namespace"] = ns
+        return self._replace(rt, version, old, new, opts, subresource, applied=True)
+
+    def _check_apply_config(self, rt: ResourceType, version: str, ns: str, name: str,
+                            body: Any, opts: WriteOptions) -> dict[str, Any]:
+        """An apply configuration is a whole object of the endpoint's kind and version,
+        without managedFields; unknown fields follow fieldValidation as anywhere."""
+        if not isinstance(body, dict):
+            raise errors.bad_request(
+                "error decoding YAML: the apply configuration must be an object with "
+                f"apiVersion, kind and metadata.name, not {type(body).__name__}")
+        want = rt.api_version(version)
+        if body.get("apiVersion") != want or body.get("kind") != rt.kind:
+            group, _, ver = str(body.get("apiVersion") or "").rpartition("/")
+            raise errors.bad_request(
+                f"invalid object type: {group}/{ver}, Kind={body.get('kind') or ''} "
+                f"(this endpoint takes apiVersion {want}, kind {rt.kind})")
+        meta = body.get("metadata")
+        if isinstance(meta, dict) and meta.get("managedFields") is not None:
+            raise errors.bad_request("metadata.managedFields must be nil")
+        config = self._check_body(rt, version, ns, body)
+        if config["metadata"].get("name") not in (None, name):
+            raise errors.bad_request(
+                f'the name of the object ({config["metadata"]["name"]}) does not match the '
+                f"name on the URL ({name})")
+        self._validate(rt, version, config, opts, partial=True)
+        return config
+
+    def _scope(self, rt: ResourceType, version: str, subresource: str | None) -> apply.Scope:
+        return apply.Scope(shape_for(rt, version), rt.api_version(version), subresource or "",
+                           status_subresource=rt.has_status, custom=rt.custom)
+
     def _replace(
         self,
         rt: ResourceType,
@@ -278,6 +372,8 @@ class Api:
         obj: dict[str, Any],
         opts: WriteOptions,
         subresource: str | None,
+        *,
+        applied: bool = False,
     ) -> dict[str, Any]:
         meta = obj["metadata"]
         old_meta = old["metadata"]
@@ -296,6 +392,8 @@ class Api:
                 if "status" in obj:
                     new["status"] = obj["status"]
                 new["metadata"] = self.hooks.status_write_metadata(rt, meta, old_meta)
+                if applied:  # the apply's own record of who owns what in status
+                    _set_managed_fields(new, meta.get("managedFields"))
                 obj = new
                 meta = new["metadata"]
             else:
@@ -306,6 +404,10 @@ class Api:
         self._validate(rt, version, obj, opts)
         self.hooks.prepare_update(rt, obj, old, opts)
         self._validate_semantics(rt, obj, old)
+        if not applied:
+            _set_managed_fields(obj, apply.record_update(
+                self._scope(rt, version, subresource), self.present(rt, old, version), obj,
+                opts.manager()))
         obj = self._stored_form(rt, obj)
         meta = obj["metadata"]
         if _spec_changed(rt, old, obj):
@@ -573,13 +675,16 @@ class Api:
             )
 
     def _validate(self, rt: ResourceType, version: str, obj: dict[str, Any],
-                  opts: WriteOptions) -> None:
+                  opts: WriteOptions, *, partial: bool = False) -> None:
+        """Types and unknown fields; a ``partial`` object (an apply configuration) is
+        checked for unknown fields only, the rest waits for the merged object."""
         name = obj["metadata"].get("name", "")
         if rt.custom:
             crd_schema = rt.crd_schema(version)
             if crd_schema is None:
                 return
-            issues = schema.validate_crd_schema(obj, crd_schema, strict=opts.strict)
+            issues = _only_unknown(schema.validate_crd_schema(obj, crd_schema,
+                                                              strict=opts.strict), partial)
             if not issues and not opts.strict:
                 pruned, dropped = schema.prune_crd(obj, crd_schema)
                 if dropped:
@@ -590,7 +695,7 @@ class Api:
             model = schema.kind_schema(rt.group, version, rt.kind)
             if model is None:
                 return
-            issues = schema.validate(obj, model, strict=opts.strict)
+            issues = _only_unknown(schema.validate(obj, model, strict=opts.strict), partial)
             if not issues and not opts.strict:
                 pruned, dropped = schema.prune_unknown(obj, model)
                 if dropped:
@@ -631,6 +736,17 @@ def _check_version(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -
 
 def _cause(field: str, reason: str, message: str) -> dict[str, str]:
     return {"field": field, "reason": reason, "message": message}
+
+
+def _only_unknown(issues: list[schema.FieldIssue], partial: bool) -> list[schema.FieldIssue]:
+    return [i for i in issues if schema.is_unknown_field(i)] if partial else issues
+
+
+def _set_managed_fields(obj: dict[str, Any], managed: list[dict[str, Any]] | None) -> None:
+    if managed is None:
+        obj["metadata"].pop("managedFields", None)
+    else:
+        obj["metadata"]["managedFields"] = managed
 
 
 def _selected(obj: dict[str, Any], labels: LabelSelector | None,

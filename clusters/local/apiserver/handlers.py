@@ -270,7 +270,7 @@ class Handlers:
                 if t.rt.namespaced and t.namespace is None:
                     raise errors.method_not_allowed(
                         f"create {t.rt.plural} under /namespaces/<namespace>/")
-                opts = _write_opts(q, "CreateOptions")
+                opts = _write_opts(q, "CreateOptions", request.headers)
                 body = await _body(request)
                 obj = api.create(t.rt, t.version, ns, body, opts)
                 # 201 for every create, TokenReview too (the real createHandler)
@@ -306,17 +306,16 @@ class Handlers:
         if method == "GET":
             return self._object(request, t, out, api.get(t.rt, ns, name))
         if method == "PUT":
-            opts = _write_opts(q, "UpdateOptions")
+            opts = _write_opts(q, "UpdateOptions", request.headers)
             body = await _body(request)
             return self._object(request, t, out, api.update(t.rt, t.version, ns, name, body,
                                                             opts, subresource=sub), 200, opts)
         if method == "PATCH":
-            opts = _write_opts(q, "PatchOptions")
+            opts = _write_opts(q, "PatchOptions", request.headers)
             body = await _body(request)
             ctype = request.content_type
-            return self._object(request, t, out, api.patch(t.rt, t.version, ns, name, ctype,
-                                                           body, opts, subresource=sub),
-                                200, opts)
+            obj = api.patch(t.rt, t.version, ns, name, ctype, body, opts, subresource=sub)
+            return self._object(request, t, out, obj, 201 if opts.created else 200, opts)
         if method == "DELETE":
             body = await _body(request, optional=True)
             return self._object(request, t, out, api.delete(
@@ -507,7 +506,7 @@ def _scale_doc(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_opts(q: Any, kind: str) -> WriteOptions:
+def _write_opts(q: Any, kind: str, headers: Any) -> WriteOptions:
     """Create/Update/PatchOptions from the query; a bad value is the 422 the real
     server's ``ValidateCreateOptions`` (and its siblings) give."""
     validation = q.get("fieldValidation", "")
@@ -523,7 +522,13 @@ def _write_opts(q: Any, kind: str) -> WriteOptions:
                                   '"Ignore", "Strict", "Warn"'})
     if causes:
         raise errors.invalid(kind, "meta.k8s.io", "", causes)
-    return WriteOptions(dry_run=bool(dry), strict=validation == "Strict")
+    force = q.get("force")
+    if force is not None and force.lower() not in ("true", "false", "1", "0", "t", "f"):
+        raise errors.bad_request(f'force: invalid value "{force}": use true or false')
+    return WriteOptions(dry_run=bool(dry), strict=validation == "Strict",
+                        field_manager=q.get("fieldManager", ""),
+                        user_agent=headers.get("User-Agent", ""),
+                        force=None if force is None else force.lower() in ("true", "1", "t"))
 
 
 def _selectors(q: Any, rt: ResourceType) -> tuple[Any, Any]:
@@ -565,6 +570,20 @@ def _page(items: list[dict[str, Any]], q: Any) -> tuple[list[dict[str, Any]], st
     return page, cont
 
 
+APPLY_CBOR = "application/apply-patch+cbor"
+
+
+class _JsonLikeYamlLoader(yaml.SafeLoader):
+    """YAML as the real server reads it (sigs.k8s.io/yaml: YAML to JSON): timestamps
+    stay strings, since a JSON object has no date type."""
+
+
+_JsonLikeYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 async def _body(request: web.Request, *, optional: bool = False) -> Any:
     raw = await request.read()
     if not raw.strip():
@@ -572,6 +591,10 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
             return None
         raise errors.bad_request("the request body is empty")
     ctype = request.content_type
+    if ctype == APPLY_CBOR:
+        raise errors.unsupported_media_type(
+            "the local cluster accepts apply patches as YAML or JSON "
+            "(application/apply-patch+yaml), not CBOR")
     if "protobuf" in ctype:
         raise errors.unsupported_media_type(
             "the local cluster accepts JSON and YAML request bodies, not protobuf. kubectl's "
@@ -580,7 +603,7 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
             "'kubectl create ... --dry-run=client -o yaml' into 'kubectl apply -f -'")
     try:
         if "yaml" in ctype:
-            return yaml.safe_load(raw)
+            return yaml.load(raw, Loader=_JsonLikeYamlLoader)
         return orjson.loads(raw)
     except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"the request body is not valid "

@@ -212,6 +212,14 @@ class KindHooks:
         elif kind == "CustomResourceDefinition":
             status = obj.get("status")
             self._create_customresourcedefinition(obj)
+            # A condition that did not change keeps the time it last changed, so an
+            # unchanged CRD written again (a re-apply) stays the same object.
+            before = {(c.get("type"), c.get("status")): c.get("lastTransitionTime")
+                      for c in (status or {}).get("conditions") or () if isinstance(c, dict)}
+            for cond in obj["status"]["conditions"]:
+                since = before.get((cond["type"], cond["status"]))
+                if since:
+                    cond["lastTransitionTime"] = since
             if status and status.get("storedVersions"):
                 stored = list(status["storedVersions"])
                 for v in obj["status"]["storedVersions"]:
