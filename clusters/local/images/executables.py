@@ -64,6 +64,7 @@ _GLOB = re.compile(r"[*?\[]")
 # (github.com/distribution/reference, reference.go and normalize.go).
 _DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f*?\[\]]+$")
 _TAG = re.compile(r"^[\w*?\[\]][\w.\-*?\[\]]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9._\-/:*?\[\]]+$")
 
 
 class MappingError(Exception):
@@ -104,12 +105,16 @@ def _full_name(name: str) -> str:
     return f"{domain}/{path}"
 
 
+def _valid(name: str, tag: str | None, digest: str | None) -> bool:
+    return bool(_NAME.match(name)) and (tag is None or bool(_TAG.match(tag))) and (
+        digest is None or bool(_DIGEST.match(digest)))
+
+
 def normalize(reference: str) -> Reference:
     """A reference as a runtime reads it: registry and ``library/`` filled in, tag
     ``latest`` if neither tag nor digest is given."""
     name, tag, digest = _split(reference.strip())
-    if not name or (tag is not None and not _TAG.match(tag)) or (
-            digest is not None and not _DIGEST.match(digest)):
+    if not _valid(name, tag, digest) or _GLOB.search(name):
         raise MappingError(f"{reference!r} is not an image reference")
     if tag is None and digest is None:
         tag = "latest"
@@ -123,9 +128,7 @@ class Pattern:
     text: str
 
     def __post_init__(self) -> None:
-        name, tag, digest = _split(self.text.strip())
-        if not name or (tag is not None and not _TAG.match(tag)) or (
-                digest is not None and not _DIGEST.match(digest)):
+        if not _valid(*_split(self.text.strip())):
             raise MappingError(f"{self.text!r} is not an image reference or pattern")
 
     def _parts(self) -> tuple[str, str | None, str | None]:

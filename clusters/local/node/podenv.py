@@ -55,12 +55,15 @@ def references(containers: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return refs
 
 
-def object_data(obj: dict[str, Any], plural: str) -> dict[str, bytes]:
-    """A ConfigMap's data and binaryData, or a Secret's data, as bytes."""
+def object_data(obj: dict[str, Any], plural: str, binary: bool = True) -> dict[str, bytes]:
+    """A ConfigMap's data and (for volumes, not env: kubelet reads only ``data``
+    there) binaryData, or a Secret's data, as bytes."""
     out: dict[str, bytes] = {}
     if plural == "configmaps":
         out.update({k: str(v).encode() for k, v in (obj.get("data") or {}).items()})
-        out.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        if binary:
+            out.update({k: base64.b64decode(v)
+                        for k, v in (obj.get("binaryData") or {}).items()})
     else:
         out.update({k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()})
         out.update({k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()})
@@ -106,7 +109,7 @@ def container_env(container: dict[str, Any], pod: dict[str, Any], facts: PodFact
                     continue
                 raise ConfigError(f'{_kind_name(plural)[0]} "{name}" not found')
             prefix = src.get("prefix") or ""
-            for k, v in object_data(obj, plural).items():
+            for k, v in object_data(obj, plural, binary=False).items():
                 if _ENV_NAME.match(prefix + k):  # kubelet skips (and reports) invalid names
                     env[prefix + k] = v.decode(errors="replace")
     for item in container.get("env") or ():
@@ -131,7 +134,7 @@ def container_env(container: dict[str, Any], pod: dict[str, Any], facts: PodFact
                 if sel.get("optional"):
                     continue
                 raise ConfigError(f'{kind} "{sel.get("name", "")}" not found')
-            data = object_data(obj, plural)
+            data = object_data(obj, plural, binary=False)
             if sel.get("key") not in data:
                 if sel.get("optional"):
                     continue
