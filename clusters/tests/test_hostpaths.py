@@ -98,13 +98,11 @@ def test_the_node_netns_folder_holds_only_what_is_added(node):
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
-def test_the_node_view_shows_the_nodes_folders_at_host_paths(node, tmp_path):
+def test_the_node_view_shows_the_nodes_folders_at_host_paths(node):
     conf = Path(node.source("/etc/cni/net.d", "DirectoryOrCreate").path)
     (conf / "10-test.conflist").write_text("{}")
     Path(node.source("/var/run/istio-cni", "DirectoryOrCreate").path, "log").write_text("x")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    spec = node.view(str(scratch), extra=("/var/lib/ah-extra",))
+    spec = node.view(("/var/lib/ah-extra",))
     script = ("ls /etc/cni/net.d; ls /var/run/istio-cni; ls -d /opt/cni/bin /var/lib/ah-extra; "
               "touch /opt/cni/bin/plugin; test -e /etc/passwd && echo machine-etc")
     r = rootfs.run(spec, ["sh", "-c", script], env={"PATH": "/usr/bin:/bin"}, timeout=30)

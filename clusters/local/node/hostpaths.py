@@ -92,6 +92,8 @@ class NodeRoot:
         self.path = path
         self.netns_dir = path / NETNS.lstrip("/")
         self._used = path.parent / "hostpaths"  # host paths a volume used, for view()
+        # where a node view's writable layer hangs (in each view's own namespace only)
+        self.scratch = path.parent / "view-scratch"
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class NodeRoot:
         """The skeleton and the node's netns folder (a shared mount point)."""
         for d in SKELETON:
             (self.path / d).mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(exist_ok=True)
         link = self.path / "var" / "run"
         if not link.is_symlink():
             link.symlink_to("../run")
@@ -201,13 +204,17 @@ class NodeRoot:
 
     # -- the node's view --------------------------------------------------------------
 
-    def view(self, scratch: str, extra: tuple[str, ...] = (), netns: str | None = None,
-             hostname: str | None = None) -> rootfs.RootSpec:
+    def view(self, extra: tuple[str, ...] = (), *, scratch: str | None = None,
+             netns: str | None = None, hostname: str | None = None) -> rootfs.RootSpec:
         """A root where this node's paths appear at their host paths: the folders
         of ``NODE_PATHS``, every path a hostPath volume of this node used, and
         ``extra`` (created in the node's root if missing), over this machine's
-        root; ``/run/netns`` is the node's (its pods only).  ``scratch``: an empty
-        folder of the caller's (see ``rootfs.RootSpec``)."""
+        root; ``/run/netns`` is the node's (its pods only).  Writes there land in
+        the node's folders; elsewhere they stay in the view (gone when its
+        processes exit).  ``scratch``: see ``rootfs.RootSpec`` (default: the
+        node's own, usable by any number of views at once); ``netns`` and
+        ``hostname`` as there (default: the caller's network, the node's
+        namespace when called from its agent)."""
         wanted = sorted({self.canonical(p) for p in (*NODE_PATHS, NETNS, *self.used(), *extra)},
                         key=lambda p: (p.count("/"), p))
         binds: list[rootfs.Bind] = []
@@ -217,8 +224,8 @@ class NodeRoot:
                 continue
             covered.append(path)
             binds += self.source(path, "" if _view_of(path) is None else "Directory").binds(path)
-        return rootfs.RootSpec(scratch=scratch, binds=tuple(binds), netns=netns,
-                               hostname=hostname)
+        return rootfs.RootSpec(scratch=scratch or str(self.scratch), binds=tuple(binds),
+                               netns=netns, hostname=hostname)
 
 
 def _view_of(path: str) -> tuple[str, bool] | None:

@@ -64,8 +64,10 @@ MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+# pivot_root(2) has no libc wrapper: its system call number, per architecture,
+# looked up here rather than in the forked child
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217,
-               "armv7l": 218}
+               "armv7l": 218}.get(platform.machine())
 
 # Device nodes a container's /dev has (the set OCI runtimes create), bound from the
 # machine's /dev; the rest of /dev is a tmpfs of the container's own.
@@ -129,10 +131,9 @@ def _escape(path: str) -> str:
 
 
 def _pivot_root(new_root: str, put_old: str) -> None:
-    number = _PIVOT_ROOT.get(platform.machine())
-    if number is None:
-        raise RootError(f"pivot_root: unknown system call number on {platform.machine()}")
-    _check(_libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old)),
+    if _PIVOT_ROOT is None:
+        raise RootError("pivot_root: system call number unknown on this architecture")
+    _check(_libc.syscall(ctypes.c_long(_PIVOT_ROOT), _b(new_root), _b(put_old)),
            f"pivot_root into {new_root}")
 
 
