@@ -68,7 +68,7 @@ class Container:
         self.spec = spec
         self.name = spec["name"]
         self.view = ContainerView(self.name, spec.get("image", ""), init=init)
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: rootfs.Process | None = None
         self.image: Program | ImageExecutable | None = None
         self.stopping = False
         self.backoff = BACKOFF_START

@@ -32,9 +32,10 @@ the environment given, inside the new root.
 
 Interface (also used to run CNI plugins in a node's view, see ``hostpaths.py``):
 :class:`RootSpec` and :class:`Bind` describe a root; :func:`spawn` starts a
-process in one (asyncio); :func:`run` runs one to completion; :func:`enter` does
-the setup in the calling process (for a ``preexec_fn`` of one's own).  The
-caller must be root (CAP_SYS_ADMIN).
+process in one (asyncio; the fork happens on a thread of its own, so the event
+loop is not held while the child sets the root up); :func:`run` runs one to
+completion (blocking); :func:`enter` does the setup in the calling process (for
+a ``preexec_fn`` of one's own).  The caller must be root (CAP_SYS_ADMIN).
 
 Since the lower layer is the machine's live root, a file created or removed on
 the machine after a container looked it up may be seen late (overlayfs caches
@@ -48,9 +49,11 @@ import asyncio
 import ctypes
 import os
 import platform
+import signal
 import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -270,25 +273,74 @@ def _failure(read_fd: int, argv: Sequence[str]) -> RootError:
     return RootError(message or f"setting up the root for {argv[0]} failed")
 
 
+class Process:
+    """A process started by :func:`spawn`, awaited without blocking the event loop
+    (through a pidfd); the parts of ``asyncio.subprocess.Process`` callers use."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdin, self.stdout, self.stderr = popen.stdin, popen.stdout, popen.stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        if self.popen.poll() is None:
+            fd = os.pidfd_open(self.pid)
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                if self.popen.poll() is None:
+                    await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        return self.popen.wait()
+
+    async def communicate(self, input: bytes | None = None
+                          ) -> tuple[bytes | None, bytes | None]:
+        return await asyncio.to_thread(self.popen.communicate, input)
+
+    def send_signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+# The forks happen here, not on the event loop: the child sets the root up before
+# exec, and Popen returns only then (tens of ms on a busy machine).  The threads
+# live as long as the process, which matters: a child's "parent" for
+# PR_SET_PDEATHSIG is the thread that forked it.
+_SPAWNER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rootfs-spawn")
+
+
 async def spawn(spec: RootSpec, argv: Sequence[str], *, env: Mapping[str, str],
                 stdin: int | IO[Any] | None = subprocess.DEVNULL,
                 stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None,
-                start_new_session: bool = True,
-                die_with_parent: bool = True) -> asyncio.subprocess.Process:
+                start_new_session: bool = True, die_with_parent: bool = True) -> Process:
     """Start ``argv`` in the root ``spec`` describes (``argv[0]`` looked up through
     ``env["PATH"]`` inside the root).  Raises :class:`RootError` if the root could not
     be made, ``OSError`` (``FileNotFoundError``...) if the program could not be run."""
-    read_fd, write_fd = _report_pipe()
-    try:
-        return await asyncio.create_subprocess_exec(
-            *argv, stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env),
-            preexec_fn=preexec(spec, write_fd, die_with_parent),
-            start_new_session=start_new_session)
-    except subprocess.SubprocessError:
-        raise _failure(read_fd, argv) from None
-    finally:
-        os.close(write_fd)
-        os.close(read_fd)
+    def start() -> subprocess.Popen[bytes]:
+        read_fd, write_fd = _report_pipe()
+        try:
+            return subprocess.Popen(
+                list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env),
+                preexec_fn=preexec(spec, write_fd, die_with_parent),
+                start_new_session=start_new_session)
+        except subprocess.SubprocessError:
+            raise _failure(read_fd, argv) from None
+        finally:
+            os.close(write_fd)
+            os.close(read_fd)
+
+    loop = asyncio.get_running_loop()
+    return Process(await loop.run_in_executor(_SPAWNER, start))
 
 
 def run(spec: RootSpec, argv: Sequence[str], *, env: Mapping[str, str],
