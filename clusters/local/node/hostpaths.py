@@ -29,7 +29,6 @@ link to ``/run`` there, as on Debian; a link a pod made never leads out of it).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import stat
 from dataclasses import dataclass
@@ -47,10 +46,6 @@ SKELETON = ("etc", "opt", "run", "tmp", "var/lib", "var/log", "usr/local")
 NODE_PATHS = ("/etc/cni/net.d", "/opt/cni/bin", "/var/lib/cni")
 TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
          "CharDevice", "BlockDevice")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-MS_BIND, MS_SHARED = 4096, 1 << 20
-MNT_DETACH = 2
 
 
 class HostPathError(Exception):
@@ -71,13 +66,6 @@ class Source:
         out += [rootfs.Bind(src, os.path.join(target, rel), readonly or ro)
                 for rel, src, ro in self.beneath]
         return out
-
-
-def _mount(source: str | None, target: str, flags: int) -> None:
-    if _libc.mount(None if source is None else os.fsencode(source), os.fsencode(target),
-                   None, ctypes.c_ulong(flags), None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
 def _kind(st: os.stat_result) -> str:
@@ -107,8 +95,8 @@ class NodeRoot:
             link.symlink_to("../run")
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         if not os.path.ismount(self.netns_dir):
-            _mount(str(self.netns_dir), str(self.netns_dir), MS_BIND)
-            _mount(None, str(self.netns_dir), MS_SHARED)
+            rootfs.mount(str(self.netns_dir), str(self.netns_dir), None, rootfs.MS_BIND)
+            rootfs.mount(None, str(self.netns_dir), None, rootfs.MS_SHARED)
 
     def destroy(self) -> None:
         """Undo every mount under the node's folder (pods' netns binds included)."""
@@ -118,13 +106,13 @@ class NodeRoot:
         """Show pod network namespace ``source`` (``/run/netns/<name>``) in this node."""
         target = self.netns_dir / name
         target.touch()
-        _mount(str(source), str(target), MS_BIND)
+        rootfs.mount(str(source), str(target), None, rootfs.MS_BIND)
 
     def remove_pod_netns(self, name: str) -> None:
         """Before the namespace is deleted: a bind left here would keep it alive."""
         target = self.netns_dir / name
         if os.path.ismount(target):
-            _libc.umount2(os.fsencode(str(target)), MNT_DETACH)
+            rootfs.detach(str(target))
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
 
@@ -266,5 +254,5 @@ def unmount_under(folder: Path) -> int:
         if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
             points.append(point)
     for point in sorted(set(points), key=len, reverse=True):
-        _libc.umount2(os.fsencode(point), MNT_DETACH)
+        rootfs.detach(point)
     return len(points)

@@ -64,7 +64,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
-MS_SLAVE = 1 << 19
+MS_SLAVE, MS_SHARED = 1 << 19, 1 << 20
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 # pivot_root(2) has no libc wrapper: its system call number, per architecture,
@@ -118,10 +118,16 @@ def _check(result: int, what: str) -> None:
         raise RootError(f"{what}: {os.strerror(err)}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    """mount(2); raises RootError naming what failed."""
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
            f"mount {source or fstype} on {target}")
+
+
+def detach(target: str) -> None:
+    """umount2(2) with MNT_DETACH; a path that is no mount point is left alone."""
+    _libc.umount2(_b(target), MNT_DETACH)
 
 
 def _b(text: str | None) -> bytes | None:
@@ -173,21 +179,21 @@ def _bind(source: str, target: str, readonly: bool = False) -> None:
     except OSError as exc:
         raise RootError(f"bind source {source.removeprefix(HOST)}: {exc.strerror}") from None
     _mount_point(target, directory)
-    _mount(source, target, None, MS_BIND | MS_REC)
+    mount(source, target, None, MS_BIND | MS_REC)
     if readonly:
-        _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
 def _tmpfs(target: str, mode: int, flags: int = MS_NOSUID | MS_NODEV) -> None:
     _mount_point(target, True)
-    _mount("tmpfs", target, "tmpfs", flags, f"mode={mode:o}")
+    mount("tmpfs", target, "tmpfs", flags, f"mode={mode:o}")
 
 
 def _base_layout() -> None:
     """/proc, /sys, /dev, /run, /tmp of a container (the old root is at HOST)."""
     _bind(HOST + "/proc", "/proc")
     _mount_point("/sys", True)
-    _mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if os.path.isdir(HOST + "/sys/fs/cgroup"):
         _bind(HOST + "/sys/fs/cgroup", "/sys/fs/cgroup")
     _tmpfs("/dev", 0o755, MS_NOSUID)
@@ -211,15 +217,15 @@ def enter(spec: RootSpec) -> None:
     netns_fd = os.open(spec.netns, os.O_RDONLY) if spec.netns else None
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.hostname is not None else 0)
     _check(_libc.unshare(flags), "unshare")
-    _mount(None, "/", None, MS_REC | MS_SLAVE)
+    mount(None, "/", None, MS_REC | MS_SLAVE)
     if netns_fd is not None:
         _check(_libc.setns(netns_fd, CLONE_NEWNET), f"setns {spec.netns}")
         os.close(netns_fd)
-    _mount("tmpfs", spec.scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+    mount("tmpfs", spec.scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
     upper, work, root = (os.path.join(spec.scratch, d) for d in ("upper", "work", "root"))
     for d in (upper, work, root):
         os.mkdir(d, 0o755)
-    _mount("overlay", root, "overlay", 0,
+    mount("overlay", root, "overlay", 0,
            f"lowerdir=/,upperdir={_escape(upper)},workdir={_escape(work)}")
     os.mkdir(root + HOST, 0o700)
     os.chdir(root)
