@@ -94,7 +94,7 @@ def _sh(script):
     ({"args": ["x", "$(MY_NS)"]}, "/usr/local/bin/tool x rt", "/srv/app"),
     ({"command": ["tool"], "args": ["third"], "workingDir": f"{FRESH}/wd"},
      "/usr/local/bin/tool third", f"{FRESH}/wd"),
-])
+], ids=["entrypoint-and-cmd", "args-replace-cmd", "command-from-path"])
 def test_entrypoint_cmd_command_args_and_working_dir(runtime, container, argv, pwd):
     name = f"tool-{uuid.uuid4().hex[:6]}"
     env = [{"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]

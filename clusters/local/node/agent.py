@@ -499,7 +499,7 @@ class PodWorker:
                                SERVICE_ENV, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
         env = container_env(c.spec, self.pod, self.facts, objects, base)
         argv = launch.argv(c.image, c.spec, env)
-        env["AH_POD_NAME"] = self.name  # how perf/ finds a pod's processes
+        env[podfiles.AGENT_MARKER] = self.name  # how perf/ finds a pod's processes
         c.dir.mkdir(parents=True, exist_ok=True)
         scratch = c.dir / "rootfs"
         scratch.mkdir(exist_ok=True)

@@ -57,13 +57,19 @@ def enter_argv(pid: int) -> list[str]:
     return [shutil.which("nsenter") or "nsenter", "-t", str(pid), "-m", "-u", "-n", "-w", "--"]
 
 
+# The node agent's own marker in a container's environment (perf/ finds a pod's
+# processes by it); a command exec'd into the container does not carry it.
+AGENT_MARKER = "AH_POD_NAME"
+
+
 def environ(pid: int) -> dict[str, str]:
+    """The environment of process ``pid`` (a container's), for commands run in it."""
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return {}
     pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
-    return {k: v for k, _, v in pairs}
+    return {k: v for k, _, v in pairs if k != AGENT_MARKER}
 
 
 def exec_entry(cluster_state: Path, pod: dict[str, Any], container: str
