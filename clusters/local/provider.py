@@ -63,7 +63,8 @@ class LocalCluster(ClusterProvider):
                     f"'python -m clusters.local down --name {self.name}', or pick another name")
             return
         try:
-            mapped = executables.parse(self.image_executables) + \
+            mapped = executables.parse(self.image_executables,
+                                       "--image-exec / image_executables") + \
                 executables.from_environment()
         except executables.MappingError as exc:
             raise ClusterError(str(exc)) from None

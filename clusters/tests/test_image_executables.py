@@ -139,3 +139,17 @@ def test_the_mapping_comes_before_the_catalog_and_an_unknown_image_names_the_way
     for needed in ("--image-exec", ex.ENV_VAR, "LocalCluster(image_executables=",
                    "image catalog", "*/curlimages/curl"):
         assert needed in message
+
+
+def test_a_bad_mapping_stops_the_cluster_before_it_starts(tmp_path, monkeypatch):
+    from clusters.local.provider import LocalCluster
+    from clusters.provider import ClusterError
+
+    cluster = LocalCluster("bad-mapping", root=tmp_path,
+                           image_executables=["istio/ztunnel=/no/such/ztunnel"])
+    with pytest.raises(ClusterError, match=r"--image-exec / image_executables: /no/such/ztunnel"):
+        cluster.up()
+    monkeypatch.setenv(ex.ENV_VAR, "bad ref=/bin/sh")
+    with pytest.raises(ClusterError, match=f"{ex.ENV_VAR}: 'bad ref' is not an image"):
+        LocalCluster("bad-mapping", root=tmp_path).up()
+    assert list(tmp_path.iterdir()) == []

@@ -163,7 +163,10 @@ class ImageExecutable:
     origin: str = ""  # where the entry came from, for messages
 
     def __post_init__(self) -> None:
-        Pattern(self.image)
+        try:
+            Pattern(self.image)
+        except MappingError as exc:
+            raise MappingError(f"{self.where}: {exc}") from None
         if not self.files:
             raise MappingError(f"{self.where}: image {self.image!r} lists no files")
         for inside, outside in self.files.items():
