@@ -22,14 +22,19 @@ def _unknown(kind: str) -> ClusterError:
 
 def make_provider(kind: str, *, name: str, nodes: int = 2,
                   kubeconfig: Path | str | None = None, context: str | None = None,
-                  root: Path | str | None = None) -> ClusterProvider:
+                  root: Path | str | None = None,
+                  image_executables: list[str] | None = None) -> ClusterProvider:
     """A provider of the given kind.  ``name`` names the cluster to create (local,
     kind; for existing only a label); ``kubeconfig``/``context`` select someone
-    else's (existing); ``root`` is where local and kind keep their state."""
+    else's (existing); ``root`` is where local and kind keep their state;
+    ``image_executables`` maps images to executables of this machine (local only)."""
+    if image_executables and kind != "local":
+        raise ClusterError(f"--image-exec needs the local cluster (it maps images to files of "
+                           f"this machine); the {kind!r} cluster pulls its images")
     if kind == "local":
         from .local.provider import LocalCluster
 
-        return LocalCluster(name, nodes=nodes, root=root)
+        return LocalCluster(name, nodes=nodes, root=root, image_executables=image_executables)
     if kind == "kind":
         from .kind.provider import KindCluster
 

@@ -53,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--kubeconfig", default=None, help="kubeconfig of --cluster=existing")
     g.addoption("--context", default=None, help="kubeconfig context of --cluster=existing")
     g.addoption("--nodes", type=int, default=2, help="nodes of a local or kind cluster")
+    g.addoption("--image-exec", action="append", default=[], metavar="IMAGE=EXE|FILE",
+                help="local cluster: run an image as an executable of this machine, "
+                     "'IMAGE=/path/to/exe' or a YAML/JSON file of images (repeatable; also "
+                     "AMBIENT_HARNESS_IMAGE_EXEC)")
     g.addoption("--keep-cluster", action="store_true",
                 help="leave a local/kind cluster running after the run (debugging)")
     g.addoption("--implementation", "--adapter", dest="implementation", default="reference",
@@ -224,7 +228,8 @@ def _bring_up(suite: Suite) -> None:
         t = time.monotonic()
         _write(suite.config, f"bringing up the {opt.cluster} cluster ({opt.nodes} nodes)")
         cluster = select.make_provider(opt.cluster, name=name, nodes=opt.nodes,
-                                       kubeconfig=opt.kubeconfig, context=opt.context)
+                                       kubeconfig=opt.kubeconfig, context=opt.context,
+                                       image_executables=opt.image_exec)
         suite.cluster, suite.owns_cluster = cluster, opt.cluster != "existing"
         if opt.keep_cluster and hasattr(cluster, "die_with_parent"):
             cluster.die_with_parent = False  # outlive this run, for debugging

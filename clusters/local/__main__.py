@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..provider import ClusterError
+from .images.executables import ENV_VAR
 from .provider import DEFAULT_NAME, LocalCluster
 from .state import ClusterDir, leftovers
 
@@ -20,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--port", type=int, default=0,
                     help="API server port on 127.0.0.1 (default: any free port)")
+    up.add_argument("--image-exec", action="append", default=[], metavar="IMAGE=EXE|FILE",
+                    help="run an image as an executable of this machine: 'IMAGE=/path/to/exe' "
+                         "(any tag unless IMAGE has one; wildcards allowed) or a YAML/JSON file "
+                         "of images with several files (repeatable; also "
+                         f"{ENV_VAR}, comma-separated)")
     for p in (up, sub.add_parser("down", help="stop a cluster and remove its files"),
               sub.add_parser("status", help="is a cluster running, and where")):
         p.add_argument("--name", default=DEFAULT_NAME,
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.manifest or DEFAULT_MANIFEST, args.nodes)
         if args.command == "up":
             cluster = LocalCluster(args.name, nodes=args.nodes, port=args.port,
-                                   die_with_parent=False)
+                                   die_with_parent=False, image_executables=args.image_exec)
             cluster.up()
             print(f"local cluster {args.name!r} is up at {cluster.url}")
             print(f"kubeconfig: {cluster.kubeconfig}")

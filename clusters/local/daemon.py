@@ -25,7 +25,7 @@ import yaml
 from .apiserver.server import ApiServer, PortInUse, ServerConfig
 from .network import netns
 from .network.topology import API_IP, API_PORT, ClusterNetwork
-from .nodes import ClusterNotReady, NodeAgents, remove_made_dirs, wait_until_ready
+from .nodes import ClusterNotReady, NodeAgents, release_node_roots, wait_until_ready
 from .state import KUBECONFIG, PID_FILE, READY_FILE
 
 PR_SET_PDEATHSIG = 1
@@ -91,7 +91,7 @@ async def run(args: argparse.Namespace) -> int:
     write_kubeconfig(state / KUBECONFIG, args.name, server)
     try:
         if network is not None:
-            agents = NodeAgents(network, state)
+            agents = NodeAgents(network, state, args.image_executables)
             await agents.start()
             await wait_until_ready(server, nodes, timeout=args.start_timeout)
     except (ClusterNotReady, OSError, netns.NetworkError) as exc:
@@ -113,9 +113,9 @@ async def _shutdown(server: ApiServer, agents: NodeAgents | None,
     if agents is not None:
         await agents.stop()
     await server.stop()
+    release_node_roots(state)  # before the namespaces: a bind there keeps one alive
     if network is not None:
         network.destroy()
-    remove_made_dirs(state)
 
 
 def _report(fd: int | None, message: dict[str, str]) -> None:
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-pods", action="store_true",
                         help="create the network and node agents (needs root)")
     parser.add_argument("--start-timeout", type=float, default=60)
+    parser.add_argument("--image-executables", default=None,
+                        help="JSON file of images mapped to executables, for the node agents")
     args = parser.parse_args(argv)
     if args.die_with_parent:
         _die_with_parent()

@@ -14,6 +14,7 @@ from .apiserver.server import ApiServer
 from .images.catalog import PROJECT_ROOT
 from .network import netns
 from .network.topology import API_IP, API_PORT, ClusterNetwork
+from .node.hostpaths import unmount_under
 from .state import KUBECONFIG
 
 
@@ -22,16 +23,21 @@ class ClusterNotReady(Exception):
 
 
 class NodeAgents:
-    def __init__(self, network: ClusterNetwork, state: Path) -> None:
+    def __init__(self, network: ClusterNetwork, state: Path,
+                 image_executables: str | None = None) -> None:
         self.network = network
         self.state = state
+        self.image_executables = image_executables
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        extra = (["--image-executables", self.image_executables]
+                 if self.image_executables else [])
         for node in self.network.nodes:
+            (self.state / "nodes" / node.name).mkdir(parents=True, exist_ok=True)
             log = open(self.state / f"{node.name}.log", "ab")  # noqa: SIM115
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -44,11 +50,10 @@ class NodeAgents:
                     "--kubeconfig", str(self.state / KUBECONFIG),
                     "--server", f"https://{API_IP}:{API_PORT}",
                     "--state-dir", str(self.state / "nodes" / node.name),
-                    "--registry", str(self.network.registry),
+                    "--registry", str(self.network.registry), *extra,
                     stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env)
             finally:
                 log.close()
-            (self.state / "nodes" / node.name).mkdir(parents=True, exist_ok=True)
             self.procs.append(proc)
 
     async def stop(self, grace: float = 20) -> None:
@@ -106,29 +111,8 @@ async def wait_until_ready(server: ApiServer, nodes: list[str], timeout: float) 
             server.store.unsubscribe(sub)
 
 
-def remove_made_dirs(state: Path) -> None:
-    """Directories the agents made on the host as mount points (under /run), deepest
-    first, each only if empty and no process (of another cluster) mounts on it:
-    removing a mount point detaches the mounts on it in every namespace."""
-    made: list[str] = []
-    for f in state.glob("nodes/*/made-dirs"):
-        made += f.read_text().split()
-    in_use = _mount_points_in_use()
-    for d in sorted(set(made), key=len, reverse=True):
-        if any(m == d or m.startswith(d + "/") for m in in_use):
-            continue
-        with contextlib.suppress(OSError):
-            Path(d).rmdir()
-    with contextlib.suppress(OSError):
-        netns.ETC_NETNS.rmdir()  # only if empty: other users' files stay
-
-
-def _mount_points_in_use() -> set[str]:
-    points: set[str] = set()
-    for mountinfo in Path("/proc").glob("[0-9]*/mountinfo"):
-        try:
-            for line in mountinfo.read_text().splitlines():
-                points.add(line.split()[4])
-        except OSError:
-            continue
-    return points
+def release_node_roots(state: Path) -> None:
+    """Undo the mounts the node agents made under their roots (each agent does at
+    its shutdown; this is for agents that were killed): a pod's netns bound in a
+    node's folder would otherwise keep that namespace alive."""
+    unmount_under(state / "nodes")

@@ -13,21 +13,29 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..provider import ClusterError, ClusterProvider, ExecResult, NodeCapture
+from .images import executables
 from .network import netns
-from .network.topology import node_netns, pod_netns
+from .network.topology import node_netns
+from .node.podfiles import exec_entry
 from .state import ClusterDir, runtime_root
 
 DEFAULT_NAME = "ambient-local"
+IMAGE_EXECUTABLES = "image-executables.json"  # the mapping, for the node agents
 
 
 class LocalCluster(ClusterProvider):
     def __init__(self, name: str = DEFAULT_NAME, *, nodes: int = 2, port: int = 0,
                  host: str = "127.0.0.1", root: Path | str | None = None,
                  die_with_parent: bool = True, start_timeout: float = 60,
-                 run_pods: bool = True) -> None:
+                 run_pods: bool = True,
+                 image_executables: Iterable[executables.Item] | None = None) -> None:
+        """``image_executables``: images to run as executables of this machine
+        (``images/executables.py``: ``"PATTERN=/path/to/exe"``, a YAML/JSON file, or
+        entry dicts), before those of ``AMBIENT_HARNESS_IMAGE_EXEC``."""
         if nodes < 1:
             raise ClusterError(f"a cluster needs at least one node (asked for {nodes})")
         self.name = name
@@ -38,6 +46,7 @@ class LocalCluster(ClusterProvider):
         self.die_with_parent = die_with_parent
         self.start_timeout = start_timeout
         self.run_pods = run_pods
+        self.image_executables = list(image_executables or ())
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -53,6 +62,12 @@ class LocalCluster(ClusterProvider):
                     f"(kubeconfig {self.kubeconfig}); use it, stop it with "
                     f"'python -m clusters.local down --name {self.name}', or pick another name")
             return
+        try:
+            mapped = executables.parse(self.image_executables,
+                                       "--image-exec / image_executables") + \
+                executables.from_environment()
+        except executables.MappingError as exc:
+            raise ClusterError(str(exc)) from None
         if self.dir.path.exists():
             self.dir.remove()  # a dead run's folder
         try:
@@ -67,6 +82,9 @@ class LocalCluster(ClusterProvider):
                "--nodes", str(self.nodes), "--ready-fd", str(write_fd)]
         if self.die_with_parent:
             cmd.append("--die-with-parent")
+        if mapped:
+            executables.dump(mapped, self.dir.path / IMAGE_EXECUTABLES)
+            cmd += ["--image-executables", str(self.dir.path / IMAGE_EXECUTABLES)]
         if self.run_pods:
             try:
                 netns.require_tools()
@@ -118,23 +136,23 @@ class LocalCluster(ClusterProvider):
 
     def exec(self, namespace: str, target: str, argv: list[str],
              timeout: float = 60) -> ExecResult:
-        """Run ``argv`` in the pod's network namespace with its DNS settings (the
-        command runs from this machine's filesystem, e.g. the real curl)."""
+        """Run ``argv`` inside the pod's (first, or default) container: its root,
+        network and UTS namespaces and environment, as ``kubectl exec`` does."""
         if not self.run_pods:
             raise ClusterError("this local cluster runs no pods (run_pods=False): nothing to "
                                "exec into")
         pod = self.find_pod(namespace, target)
         spec = pod.get("spec") or {}
-        if spec.get("hostNetwork"):
-            node = spec.get("nodeName", "")
-            ns_name = node_netns(self.name, node)
-        else:
-            ns_name = pod_netns(pod["metadata"]["uid"])
-        if not netns.exists(ns_name):
-            raise ClusterError(f"pod {namespace}/{pod['metadata']['name']} has no network "
-                               "namespace (not started, or already stopped)")
+        names = [c["name"] for c in spec.get("containers") or ()]
+        container = (pod["metadata"].get("annotations") or {}).get(
+            "kubectl.kubernetes.io/default-container") or (names[0] if names else "")
+        entry = exec_entry(self.dir.path, pod, container)
+        if entry is None:
+            raise ClusterError(f"container {container} of pod {namespace}/"
+                               f"{pod['metadata']['name']} is not running")
+        prefix, env = entry
         try:
-            proc = subprocess.run(netns.exec_argv(ns_name, argv), capture_output=True,
+            proc = subprocess.run([*prefix, *argv], capture_output=True, env=env,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise ClusterError(f"exec {' '.join(argv)} in {namespace}/{target} did not finish "

@@ -76,14 +76,14 @@ class ClusterDir:
         return True
 
     def remove(self) -> None:
-        """Everything the cluster made: recorded namespaces (and the links and
-        processes in them), mount-point directories, then its folder."""
+        """Everything the cluster made: the mounts in its nodes' folders, recorded
+        namespaces (and the links and processes in them), then its folder."""
         from .network.topology import destroy_recorded
-        from .nodes import remove_made_dirs
+        from .nodes import release_node_roots
 
+        release_node_roots(self.path)
         if (self.path / "netns").exists():
             destroy_recorded(self.path / "netns")
-        remove_made_dirs(self.path)
         shutil.rmtree(self.path, ignore_errors=True)
 
 

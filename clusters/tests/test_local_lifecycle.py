@@ -42,6 +42,13 @@ def _netns_of(cluster: str, registry_names: list[str]) -> list[str]:
     return sorted(n for n in present if n.startswith(f"ah-{cluster}") or n in registry_names)
 
 
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or under ``path`` in this mount namespace."""
+    prefix = str(path)
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 def _descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -56,12 +63,14 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _run_a_pod(kubeconfig: Path, name: str = "idle") -> None:
+def _run_a_pod(kubeconfig: Path, name: str = "idle",
+               container: str = "image: curlimages/curl\n    command: [/bin/sleep, 3650d]"
+               ) -> None:
     from clusters.provider import kubectl_binary
 
     manifest = (f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n"
                 "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n"
-                "    image: curlimages/curl\n    command: [/bin/sleep, 3650d]\n")
+                f"    {container}\n")
     kubectl = [kubectl_binary(), f"--kubeconfig={kubeconfig}"]
     subprocess.run([*kubectl, "apply", "-f", "-"], input=manifest, text=True, check=True,
                    capture_output=True)
@@ -79,7 +88,9 @@ def test_up_and_down_leave_no_process_namespace_or_file(tmp_path):
     assert any(n.startswith("pod-") for n in recorded)
     assert len(_netns_of(f"lifecycle-{TAG}", recorded)) == 5  # wire, 2 nodes, DNS pod, our pod
     assert _processes_mentioning(str(c.dir.path))
+    assert _mounts_under(c.dir.path)  # each node's netns folder, the pod's netns in it
     c.teardown()
+    assert _mounts_under(c.dir.path) == []
     assert not c.dir.path.exists()
     assert _processes_mentioning(str(c.dir.path)) == []
     assert _processes_mentioning("/bin/sleep 3650d") == []
@@ -114,11 +125,16 @@ def test_cleanup_after_sigkill(tmp_path):
     env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
     try:
         up = subprocess.run([sys.executable, "-m", "clusters.local", "up", "--name",
-                             f"killed-{TAG}"],
+                             f"killed-{TAG}", "--image-exec", "example.com/ah/sleeper=/bin/sleep"],
                             capture_output=True, text=True, env=env, timeout=60)
         assert up.returncode == 0, up.stderr
         d = ClusterDir(tmp_path / f"killed-{TAG}")
         _run_a_pod(d.kubeconfig)
+        # an image mapped to an executable, with a hostPath folder of its node
+        _run_a_pod(d.kubeconfig, "mapped", "image: example.com/ah/sleeper:1\n"
+                   "    args: [3650d]\n    volumeMounts: [{name: h, mountPath: /host/etc}]\n"
+                   "  volumes: [{name: h, hostPath: {path: /etc/cni/net.d}}]")
+        assert _processes_mentioning("/usr/local/bin/sleep\x003650d")
         pid = d.pid()
         assert pid is not None
         # Everything at once: the control plane, the node agents, the containers.
@@ -129,12 +145,15 @@ def test_cleanup_after_sigkill(tmp_path):
             assert wait_gone(p, 10)
         recorded = (d.path / "netns").read_text().split()
         assert _netns_of(f"killed-{TAG}", recorded)  # a killed run leaves namespaces...
+        assert _mounts_under(d.path)  # ...the nodes' mounts...
         assert d.path.exists()  # ...and its folder...
         out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
                              capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0 and "removed 1" in out.stdout
         assert not d.path.exists()  # ...which cleanup removes
+        assert _mounts_under(d.path) == []
         assert _processes_mentioning(str(d.path)) == []
+        assert _processes_mentioning("/usr/local/bin/sleep\x003650d") == []
         assert _netns_of(f"killed-{TAG}", recorded) == []
     finally:
         # A failure above must not leave the cluster behind either, alive or killed.

@@ -126,15 +126,16 @@ def test_deleted_pod_is_replaced_with_a_new_address(nodes_cluster, bookinfo):
     assert curl(nodes_cluster, bookinfo, "http://ratings:9080/ratings/0").exit_code == 0
 
 
-def test_readiness_probe_failure_removes_pod_from_endpoints(nodes_cluster, bookinfo, tmp_path):
-    flag = tmp_path / "ready"
-    flag.write_text("ok")
+def test_readiness_probe_failure_removes_pod_from_endpoints(nodes_cluster, bookinfo):
+    """The exec probe runs inside the container: removing the file there (by exec)
+    makes it fail."""
     nodes_cluster.apply([{
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "probed", "labels": {"app": "probed"}},
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "c", "image": "curlimages/curl", "command": ["/bin/sleep", "3650d"],
-            "readinessProbe": {"exec": {"command": ["test", "-e", str(flag)]},
+            "name": "c", "image": "curlimages/curl",
+            "command": ["sh", "-c", "touch /tmp/ready; exec sleep 3650d"],
+            "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/ready"]},
                                "periodSeconds": 1, "failureThreshold": 1}}]}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probed"},
          "spec": {"selector": {"app": "probed"}, "ports": [{"port": 80}]}}],
@@ -151,7 +152,7 @@ def test_readiness_probe_failure_removes_pod_from_endpoints(nodes_cluster, booki
 
         until(core.list_namespaced_endpoints, addresses("addresses"), timeout=30,
               namespace=bookinfo)
-        flag.unlink()
+        assert nodes_cluster.exec(bookinfo, "probed", ["rm", "/tmp/ready"]).exit_code == 0
         until(core.list_namespaced_endpoints, addresses("not_ready_addresses"), timeout=30,
               namespace=bookinfo)
         ep = core.read_namespaced_endpoints("probed", bookinfo)
@@ -194,8 +195,8 @@ def test_unknown_image_and_crashing_container_are_reported(nodes_cluster, bookin
     assert curl(nodes_cluster, bookinfo, "http://details:9080/details/0").exit_code == 0
 
 
-def test_environment_from_the_downward_api(nodes_cluster, bookinfo, tmp_path):
-    printed = tmp_path / "printed"
+def test_environment_from_the_downward_api(nodes_cluster, bookinfo):
+    printed = "/tmp/printed"  # inside the container's own /tmp
     env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}} for n, p in (
         ("MY_POD", "metadata.name"), ("MY_NS", "metadata.namespace"),
         ("MY_IP", "status.podIP"), ("MY_NODE", "spec.nodeName"),
@@ -266,9 +267,16 @@ def test_host_network_pod_runs_in_the_node_and_sees_pod_namespaces(nodes_cluster
                              condition=lambda p: p["status"].get("phase") == "Running")
     assert pod["status"]["podIP"] == pod["status"]["hostIP"]
     assert pod["status"]["hostIP"].startswith("198.18.255.")
-    [details] = _pods(nodes_cluster, bookinfo, "app=details")
-    listed = nodes_cluster.exec(bookinfo, "node-agent", ["ls", "/var/run/netns"])
-    assert f"pod-{details['metadata']['uid']}" in listed.stdout.split()
+    # The node's /var/run/netns holds the namespaces of its own pods, not the others'.
+    listed = set(nodes_cluster.exec(bookinfo, "node-agent", ["ls", "/var/run/netns"]
+                                    ).stdout.split())
+    others = [p for p in _pods(nodes_cluster, bookinfo, "")  # those with a network sandbox
+              if p["status"].get("podIP") and not p["spec"].get("hostNetwork")]
+    here = {f"pod-{p['metadata']['uid']}" for p in others
+            if p["spec"]["nodeName"] == pod["spec"]["nodeName"]}
+    there = {f"pod-{p['metadata']['uid']}" for p in others} - here
+    assert here and there, "Bookinfo should have pods on both nodes"
+    assert here <= listed and not there & listed, (listed, here, there)
     with nodes_cluster.api_client() as api:
         vip = client.CoreV1Api(api).read_namespaced_service("details", bookinfo).spec.cluster_ip
     r = nodes_cluster.exec(bookinfo, "node-agent",
@@ -297,14 +305,13 @@ def test_failing_liveness_probe_restarts_the_container(nodes_cluster, bookinfo):
                for e in events)
 
 
-def test_empty_dir_over_the_clusters_own_folder_keeps_the_token(nodes_cluster, bookinfo,
-                                                                 tmp_path):
+def test_empty_dir_over_the_clusters_own_folder_keeps_the_token(nodes_cluster, bookinfo):
     """Bookinfo's productpage mounts an emptyDir at /tmp; when the cluster's folder (and
     with it the token's source) lies under the mount point, the token must be bound
     first, or the container cannot start (CI caught this where the project is not
     under /tmp)."""
     cover = str(nodes_cluster.dir.path.parent)
-    printed = tmp_path / "printed"
+    printed = "/run/printed"  # the container's own /run (its /tmp may be the volume)
     script = (f"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; "
               f"ls -A {cover}; echo end; touch {printed}; exec sleep 3650d")
     nodes_cluster.apply([{

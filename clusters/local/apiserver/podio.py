@@ -3,8 +3,9 @@ WebSocket, so ``kubectl logs``, ``kubectl exec`` and ``kubernetes.stream`` work.
 
 The exec channel protocol (``v4``/``v5.channel.k8s.io``): binary frames whose first byte
 is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; v5 adds
-255 "stdin closed").  The command runs in the pod's network namespace with its DNS
-settings, from this machine's filesystem, as the provider's ``exec`` does.
+255 "stdin closed").  The command runs inside the container (its root, network
+and UTS namespaces, working directory and environment), as the provider's
+``exec`` does.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from . import errors
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
-# pod -> the argv prefix that enters its network (None: the pod is not running here)
-Enter = Callable[[dict[str, Any]], list[str] | None]
+# (pod, container) -> the argv prefix and environment that run a command in the
+# container (None: it is not running on a node of this cluster)
+Enter = Callable[[dict[str, Any], str], tuple[list[str], dict[str, str]] | None]
 
 
 def pick_container(pod: dict[str, Any], requested: str | None, *,
@@ -68,14 +70,16 @@ class PodExec:
         argv = q.getall("command", [])
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
-        pick_container(pod, q.get("container"), default_first=True)
+        container = pick_container(pod, q.get("container"), default_first=True)
         if q.get("tty") in ("true", "1"):
             raise errors.bad_request("the local cluster's exec has no terminal support; run "
                                      "without -t (kubectl exec -i POD -- CMD)")
-        prefix = self.enter(pod)
-        if prefix is None:
+        entry = self.enter(pod, container)
+        if entry is None:
             raise errors.bad_request(
-                f"pod {name} is not running on a node of this cluster (no network namespace)")
+                f"container {container} of pod {name} is not running on a node of this "
+                "cluster")
+        prefix, env = entry
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(
                 400, "BadRequest", "pods/exec needs a WebSocket upgrade (channel.k8s.io); "
@@ -84,7 +88,7 @@ class PodExec:
         await ws.prepare(request)
         want_stdin = q.get("stdin") in ("true", "1")
         proc = await asyncio.create_subprocess_exec(
-            *prefix, *argv,
+            *prefix, *argv, env=env,
             stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 

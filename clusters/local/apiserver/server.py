@@ -110,9 +110,9 @@ class ApiServer:
             await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         if self.config.state_dir is not None:
             self.handlers.subresource_handlers["log"] = PodLogs(self.config.state_dir).serve
-        if self.config.cluster_name is not None:
+        if self.config.cluster_name is not None and self.config.state_dir is not None:
             self.handlers.subresource_handlers["exec"] = PodExec(
-                _pod_entry(self.config.cluster_name)).serve
+                _container_entry(self.config.state_dir)).serve
         self.handlers.address = f"{self.config.host}:{self.port}"
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
@@ -218,18 +218,11 @@ def _node(name: str, pod_cidr: str) -> dict[str, Any]:
     }
 
 
-def _pod_entry(cluster: str) -> Any:
-    from ..network import netns
-    from ..network.topology import node_netns, pod_netns
+def _container_entry(state_dir: Path) -> Any:
+    from ..node.podfiles import exec_entry
 
-    def enter(pod: dict[str, Any]) -> list[str] | None:
-        spec = pod.get("spec") or {}
-        if spec.get("hostNetwork"):
-            name = node_netns(cluster, spec.get("nodeName") or "")
-            return ["nsenter", f"--net={netns.NETNS_DIR / name}", "--"] \
-                if netns.exists(name) else None
-        name = pod_netns(pod["metadata"]["uid"])
-        return netns.exec_argv(name, []) if netns.exists(name) else None
+    def enter(pod: dict[str, Any], container: str) -> tuple[list[str], dict[str, str]] | None:
+        return exec_entry(state_dir, pod, container)
 
     return enter
 

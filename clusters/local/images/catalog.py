@@ -1,12 +1,14 @@
 """Container images as programs: what the local cluster runs for an image name.
 
-The local cluster has no container runtime and pulls nothing.  An image name maps
-to a program on this machine: Bookinfo's images to the project's Python Bookinfo,
-``curlimages/curl`` to the command given (so ``exec ... curl`` is the real curl),
-the cluster's own DNS image to its DNS server.  Other projects add images through
-the ``ambient_harness.images`` entry point group (the reference implementation
+The local cluster pulls nothing.  An image name maps either to an executable the
+user named (``executables.py``: real components such as Istio's, run with the
+image's files at their image paths), or to a program of this catalog:
+Bookinfo's images to the project's Python Bookinfo, ``curlimages/curl`` to the
+command given (so ``exec ... curl`` is the real curl), the cluster's own DNS
+image to its DNS server.  Other projects add catalog images through the
+``ambient_harness.images`` entry point group (the reference implementation
 registers its control plane, ztunnel and waypoint this way).  An image nobody
-registered fails its pod the way a failed pull does.
+mapped or registered fails its pod the way a failed pull does.
 """
 
 from __future__ import annotations
@@ -20,7 +22,20 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from .executables import HOW_TO_MAP, ImageExecutable, find
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def python_paths() -> tuple[str, ...]:
+    """The folders of this machine a catalog program needs inside its container's
+    root: the project and the Python installation running the cluster."""
+    paths: list[str] = []
+    for p in (PROJECT_ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)):
+        real = str(p.resolve())
+        if not any(real == q or real.startswith(q.rstrip("/") + "/") for q in paths):
+            paths = [q for q in paths if not q.startswith(real.rstrip("/") + "/")] + [real]
+    return tuple(paths)
 
 
 @dataclass(frozen=True)
@@ -81,8 +96,9 @@ def _locust(match: re.Match[str], container: dict[str, Any]) -> Program:
 
 
 class ImageCatalog:
-    def __init__(self) -> None:
+    def __init__(self, executables: list[ImageExecutable] | None = None) -> None:
         self._entries: list[tuple[re.Pattern[str], Resolver, str]] = []
+        self.executables = list(executables or ())
 
     def register(self, pattern: str, resolver: Resolver, description: str) -> None:
         self._entries.append((re.compile(pattern), resolver, description))
@@ -94,22 +110,28 @@ class ImageCatalog:
         self.register(pattern, lambda _m, _c: python_module(module, *args, listens=listens),
                       description)
 
-    def resolve(self, image: str, container: dict[str, Any]) -> Program:
+    def resolve(self, image: str, container: dict[str, Any]) -> Program | ImageExecutable:
+        """The user's mapping first (in its order), then the catalog's images."""
+        mapped = find(self.executables, image)
+        if mapped is not None:
+            return mapped
         for pattern, resolver, _ in self._entries:
             match = pattern.search(image)
             if match:
                 return resolver(match, container)
         known = "; ".join(d for _, _, d in self._entries)
+        mapping = "; ".join(e.image for e in self.executables) or "none"
         raise UnknownImage(
-            f'image "{image}" is not in the local cluster\'s image catalog, so it cannot be '
-            f"pulled. Known images: {known}")
+            f'image "{image}" is neither mapped to an executable (mapped: {mapping}) nor in '
+            f"the local cluster's image catalog, so it cannot be pulled; {HOW_TO_MAP}. "
+            f"Catalog images: {known}")
 
     def descriptions(self) -> list[str]:
         return [d for _, _, d in self._entries]
 
 
-def default_catalog() -> ImageCatalog:
-    catalog = ImageCatalog()
+def default_catalog(executables: list[ImageExecutable] | None = None) -> ImageCatalog:
+    catalog = ImageCatalog(executables)
     catalog.register(
         r"(^|/)examples-bookinfo-(?P<svc>productpage|details|reviews|ratings)-(?P<ver>v[\w-]+?)"
         r"(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",

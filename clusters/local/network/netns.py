@@ -91,14 +91,6 @@ def delete(name: str) -> None:
     shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
 
 
-def write_etc(name: str, files: dict[str, str]) -> None:
-    """Files ``ip netns exec`` binds over /etc for processes in ``name`` (resolv.conf)."""
-    d = ETC_NETNS / name
-    d.mkdir(parents=True, exist_ok=True)
-    for fname, text in files.items():
-        (d / fname).write_text(text)
-
-
 def inode(name: str) -> int | None:
     try:
         return (NETNS_DIR / name).stat().st_ino

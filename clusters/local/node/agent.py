@@ -1,12 +1,14 @@
 """The node agent (the kubelet role): runs the pods bound to one node.
 
 ``python -m clusters.local.node.agent`` runs inside the node's network namespace.
-For each pod it builds a sandbox (namespace, address, routes, DNS), starts each
-container as a process inside that namespace, probes it, restarts it per
+For each pod it builds a sandbox (namespace, address, routes, DNS), makes its
+volumes (``volumes.py``), starts each container as a process in a root of its own
+inside that namespace (``launch.py``, ``rootfs.py``), probes it, restarts it per
 ``restartPolicy`` with back-off, keeps its logs, and writes the pod's status.  On
 deletion it stops the containers (SIGTERM, SIGKILL after the grace period),
-removes the sandbox and confirms the deletion.  It also plays kube-proxy for its
-node (``network/proxy.py``).
+removes the sandbox and the pod's folder, and confirms the deletion.  hostPath
+volumes live in the node's own root (``hostpaths.py``).  It also plays kube-proxy
+for its node (``network/proxy.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import ctypes
 import logging
 import os
-import shlex
+import shutil
 import signal
 import sys
 import time
@@ -28,35 +30,36 @@ from typing import Any
 
 import aiohttp
 
-from ..images.catalog import (
-    PROJECT_ROOT,
-    ImageCatalog,
-    Program,
-    UnknownImage,
-    default_catalog,
-)
+from ..images import executables
+from ..images.catalog import ImageCatalog, Program, UnknownImage, default_catalog
+from ..images.executables import ImageExecutable
 from ..kubeclient import Informer, KubeClient, KubeError
-from ..network import netns
 from ..network.proxy import ServiceProxy
+from . import launch, podfiles, rootfs
 from . import sandbox as sandboxes
+from .hostpaths import NodeRoot
+from .podenv import ConfigError, PodFacts, container_env, references
 from .probes import ProbeFailed, run_probe
 from .status import ContainerView, pod_status
+from .volumes import PodVolumes, Volume, VolumeError
 
 log = logging.getLogger("node")
 
-SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
+# Waiting for a missing ConfigMap, Secret or service account (kubelet re-syncs a
+# pod periodically and on changes): first retry after 1 s, then at most every 10 s.
+RESYNC_START, RESYNC_MAX = 1.0, 10.0
 DNS_IP = "198.19.0.10"
 API_VIP = "198.19.0.1"
+SERVICE_ENV = {"KUBERNETES_SERVICE_HOST": API_VIP, "KUBERNETES_SERVICE_PORT": "443",
+               "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{API_VIP}:443",
+               "KUBERNETES_PORT_443_TCP": f"tcp://{API_VIP}:443",
+               "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
+               "KUBERNETES_PORT_443_TCP_ADDR": API_VIP}
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _set_pdeathsig() -> None:
-    # A container must not outlive its node agent.
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 class Container:
@@ -65,8 +68,8 @@ class Container:
         self.spec = spec
         self.name = spec["name"]
         self.view = ContainerView(self.name, spec.get("image", ""), init=init)
-        self.process: asyncio.subprocess.Process | None = None
-        self.program: Program | None = None
+        self.process: rootfs.Process | None = None
+        self.image: Program | ImageExecutable | None = None
         self.stopping = False
         self.backoff = BACKOFF_START
         self.probe_tasks: list[asyncio.Task[None]] = []
@@ -81,6 +84,10 @@ class Container:
     def log_dir(self) -> Path:
         return self.pod.dir / "logs" / self.name
 
+    @property
+    def dir(self) -> Path:
+        return podfiles.container_dir(self.pod.dir, self.name)
+
     def log_path(self, restart: int) -> Path:
         return self.log_dir / f"{restart}.log"
 
@@ -89,41 +96,64 @@ class Container:
         self.view.ready = running and self.readiness_ok and self.startup_ok
         self.pod.changed()
 
-    async def start(self) -> bool:
-        """Start the process; False if it could not be started (reason in its state)."""
+    def _waiting(self, reason: str, message: str) -> None:
+        self.view.state = {"waiting": {"reason": reason, "message": message}}
+        self.pod.changed()
+
+    async def start(self) -> bool | None:
+        """Start the process: True once started; None if its configuration is not
+        there yet (a ConfigMap, a Secret: try again later); False if it cannot be
+        created as specified (reason in its state)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            argv, env = self.pod.command_for(self)
-        except UnknownImage as exc:
-            self.view.state = {"waiting": {"reason": "CreateContainerConfigError",
-                                           "message": str(exc)}}
-            self.pod.changed()
+            argv, env, root = await self.pod.launch(self)
+        except ConfigError as exc:
+            self._waiting("CreateContainerConfigError", str(exc))
+            return None
+        except launch.LaunchError as exc:
+            self._waiting("CreateContainerError", str(exc))
             return False
         log_file = open(self.log_path(self.view.restart_count), "ab")  # noqa: SIM115
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT, env=env, cwd="/",
-                preexec_fn=_set_pdeathsig, start_new_session=True)
+            self.process = await rootfs.spawn(root, argv, env=env, stdout=log_file,
+                                              stderr=asyncio.subprocess.STDOUT)
+        except rootfs.RootError as exc:
+            self._waiting("CreateContainerError", f"container root: {exc}")
+            return False
         except OSError as exc:
-            self.view.state = {"waiting": {"reason": "CreateContainerError",
-                                           "message": f"{argv[0]}: {exc}"}}
-            self.pod.changed()
+            self._waiting("CreateContainerError",
+                          f'exec: "{argv[0]}": {exc.strerror or exc} (looked up in PATH='
+                          f'{env.get("PATH", "")} inside the container)')
             return False
         finally:
             log_file.close()
+        podfiles.write_pid(self.pod.dir, self.name, self.process.pid)
         self.exited.clear()
         started_at = now()
         self.view.container_id = f"local://{self.pod.uid}/{self.name}/{self.view.restart_count}"
-        if self.program and self.program.listens and self.pod.sandbox:
+        if isinstance(self.image, Program) and self.image.listens and self.pod.sandbox:
             # The image is "created" once its program serves (see images/catalog.py).
-            await self._await_listening(self.program.listens)
+            await self._await_listening(self.image.listens)
         if self.process.returncode is None:
             self.view.state = {"running": {"startedAt": started_at}}
             self.view.started = self.startup_ok
             self.pod.event("Started", f"Started container {self.name}")
         self.set_ready()
         return True
+
+    def termination_message(self, code: int) -> str:
+        """What the container wrote to its termination-message file (or, with
+        FallbackToLogsOnError, the end of its log when it failed)."""
+        try:
+            text = (self.dir / "termination-log").read_bytes()[:4096].decode(errors="replace")
+        except OSError:
+            text = ""
+        if not text and code != 0 and \
+                self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            with contextlib.suppress(OSError):
+                lines = self.log_path(self.view.restart_count).read_bytes().splitlines()[-80:]
+                text = b"\n".join(lines)[-2048:].decode(errors="replace")
+        return text
 
     async def _await_listening(self, ports: tuple[int, ...]) -> None:
         """Until each port accepts a connection, the process exits, or 30 s pass."""
@@ -151,13 +181,20 @@ class Container:
         policy = self.pod.spec.get("restartPolicy", "Always")
         if self.view.init and policy == "Always":
             policy = "OnFailure"
+        resync = RESYNC_START
         while not self.stopping:
             ok = await self.start()
+            if ok is None:  # its ConfigMap or Secret may appear: try again, as kubelet does
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.pod.terminating.wait(), resync)
+                resync = min(resync * 2, RESYNC_MAX)
+                continue
             if not ok:
                 return
             self.start_probes()
             assert self.process is not None
             code = await self.process.wait()
+            podfiles.clear_pid(self.pod.dir, self.name)
             self.stop_probes()
             self.exited.set()
             finished = now()
@@ -167,6 +204,9 @@ class Container:
                 code = 128 - code
             terminated = {"exitCode": code, "reason": reason, "startedAt": started,
                           "finishedAt": finished, "containerID": self.view.container_id}
+            message = self.termination_message(code)
+            if message:
+                terminated["message"] = message
             self.view.ready = False
             if self.stopping:
                 self.view.state = {"terminated": terminated}
@@ -218,7 +258,7 @@ class Container:
             if kind != "startupProbe":
                 await self.startup_done.wait()  # the startup probe goes first
             try:
-                await run_probe(probe, self.spec, self.pod.ip or "", self.pod.netns_name,
+                await run_probe(probe, self.spec, self.pod.ip or "", self.exec_entry,
                                 self.pod.agent.http)
                 successes, failures = successes + 1, 0
             except ProbeFailed as exc:
@@ -253,6 +293,12 @@ class Container:
                 await self.kill(int(self.pod.spec.get("terminationGracePeriodSeconds", 30)))
                 return
             await asyncio.sleep(period)
+
+    def exec_entry(self) -> tuple[list[str], dict[str, str]] | None:
+        """How to run a command in this container (exec probes), if it runs."""
+        if self.process is None or self.process.returncode is not None:
+            return None
+        return podfiles.enter_argv(self.process.pid), podfiles.environ(self.process.pid)
 
     async def signal(self, sig: int) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -289,7 +335,7 @@ class PodWorker:
         self.namespace: str = meta["namespace"]
         self.spec: dict[str, Any] = pod.get("spec") or {}
         self.host_network = bool(self.spec.get("hostNetwork"))
-        self.dir = agent.state_dir / "pods" / self.uid
+        self.dir = podfiles.pod_dir(agent.state_dir, self.uid)
         self.sandbox: sandboxes.Sandbox | None = None
         self.init = [Container(self, c, True) for c in self.spec.get("initContainers") or ()]
         self.main = [Container(self, c, False) for c in self.spec.get("containers") or ()]
@@ -299,8 +345,8 @@ class PodWorker:
         self.start_time = now()
         self.task: asyncio.Task[None] | None = None
         self.status_task: asyncio.Task[None] | None = None
-        self.env_cache: dict[str, str] = {}
-        self.volume_mounts: list[tuple[str, str]] = []
+        self.volumes: dict[str, Volume] = {}
+        self.files: launch.PodFiles | None = None
 
     @property
     def ip(self) -> str | None:
@@ -309,8 +355,9 @@ class PodWorker:
         return self.sandbox.ip if self.sandbox else None
 
     @property
-    def netns_name(self) -> str | None:
-        return self.sandbox.netns if self.sandbox else None
+    def facts(self) -> PodFacts:
+        return PodFacts(self.agent.node, self.agent.node_ip, self.ip or "",
+                        self.agent.allocatable)
 
     def changed(self) -> None:
         self._dirty.set()
@@ -332,11 +379,11 @@ class PodWorker:
             log.exception("pod %s/%s failed in the node agent", self.namespace, self.name)
 
     async def _run_pod(self) -> None:
-        # 1. images: a name nobody knows fails like a pull
+        # 1. images: a name nobody mapped or knows fails like a pull
         problems = []
         for c in self.init + self.main:
             try:
-                c.program = self.agent.catalog.resolve(c.view.image, c.spec)
+                c.image = self.agent.catalog.resolve(c.view.image, c.spec)
             except UnknownImage as exc:
                 problems.append(c)
                 c.view.state = {"waiting": {"reason": "ErrImagePull", "message": str(exc)}}
@@ -352,22 +399,25 @@ class PodWorker:
             self.changed()
             await self.terminating.wait()
             return
-        # 2. the network sandbox
+        # 2. the network sandbox, the pod's /etc files
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.host_network:
-            dns = None if self.spec.get("dnsPolicy") == "Default" else DNS_IP
-            self.sandbox = await sandboxes.create(self.uid, self.agent.ipam, self.namespace,
-                                                  self.name, dns, self.agent.record_netns)
-        await self._prepare_volumes()
+            self.sandbox = await sandboxes.create(self.uid, self.agent.ipam,
+                                                  self.agent.record_netns)
+            self.agent.node_root.add_pod_netns(self.sandbox.netns, self.sandbox.path)
+        self.files = self._write_etc()
+        # 3. the volumes; one that cannot be made yet is retried, as kubelet does
+        if not await self._prepare_volumes():
+            return
         self.changed()
-        # 3. init containers in order, each to completion
+        # 4. init containers in order, each to completion
         for c in self.init:
             if self.terminating.is_set():
                 return
             await c.supervise()
             if "terminated" not in c.view.state or c.view.state["terminated"]["exitCode"] != 0:
                 return  # failed for good (Never) or waiting for deletion
-        # 4. the containers, each supervised
+        # 5. the containers, each supervised
         tasks = [asyncio.get_running_loop().create_task(c.supervise()) for c in self.main]
         for c in self.main:
             self.event("Pulled", f'Container image "{c.view.image}" already present on machine')
@@ -386,6 +436,7 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         if self.sandbox is not None:
+            self.agent.node_root.remove_pod_netns(self.sandbox.netns)
             await sandboxes.destroy(self.sandbox, self.agent.ipam)
             self.sandbox = None
         if self.status_task is not None:
@@ -393,173 +444,72 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.status_task
 
-    # -- environment, volumes, command --------------------------------------------
+    # -- files, volumes, environment, command ---------------------------------------
 
-    def command_for(self, c: Container) -> tuple[list[str], dict[str, str]]:
-        program = c.program or self.agent.catalog.resolve(c.view.image, c.spec)
-        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-               "HOSTNAME": self.name, "HOME": "/root",
-               "KUBERNETES_SERVICE_HOST": API_VIP, "KUBERNETES_SERVICE_PORT": "443",
-               "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-               "KUBERNETES_PORT": f"tcp://{API_VIP}:443"}
-        env.update(program.env)
-        env.update(self._container_env(c.spec))
-        argv = list(program.argv)
-        if c.spec.get("command") and program.argv[: len(c.spec["command"])] != c.spec["command"]:
-            argv = list(c.spec["command"]) + list(c.spec.get("args") or ())
-        argv = [_expand(a, env) for a in argv]
-        env["AH_POD_NAME"] = self.name
-        # In the pod's own mount namespace (ip netns exec makes one; unshare -m for
-        # host-network pods), bind the volumes; pods in their own network get their
-        # own UTS namespace too, so the hostname is the pod's name.
-        steps = [f"mount --bind {shlex.quote(src)} {shlex.quote(dst)}"
-                 for src, dst in self.volume_mounts]
-        if self.host_network:
-            if self.spec.get("dnsPolicy") == "ClusterFirstWithHostNet":
-                resolv = self.dir / "resolv.conf"
-                resolv.write_text(sandboxes.resolv_conf(self.namespace, DNS_IP))
-                steps.append(f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf")
-            script = " && ".join([*steps, 'exec "$@"'])
-            return ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script,
-                    "sh", *argv], env
-        assert self.sandbox is not None
-        script = " && ".join(['hostname "$AH_POD_NAME"', *steps, 'exec "$@"'])
-        return netns.exec_argv(self.sandbox.netns,
-                               ["unshare", "--uts", "sh", "-c", script, "sh", *argv]), env
+    def _write_etc(self) -> launch.PodFiles:
+        """The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf (per dnsPolicy:
+        a host-network pod keeps the node's resolver unless ClusterFirstWithHostNet)."""
+        etc = self.dir / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        hostname = self.agent.node if self.host_network else self.name
+        (etc / "hosts").write_text(sandboxes.hosts_file(self.ip or "", hostname))
+        (etc / "hostname").write_text(hostname + "\n")
+        policy = self.spec.get("dnsPolicy") or "ClusterFirst"
+        cluster_dns = policy == "ClusterFirstWithHostNet" or (
+            policy == "ClusterFirst" and not self.host_network)
+        resolv = None
+        if cluster_dns:
+            resolv = etc / "resolv.conf"
+            resolv.write_text(sandboxes.resolv_conf(self.namespace, DNS_IP))
+        return launch.PodFiles(str(etc / "hosts"), str(etc / "hostname"),
+                               str(resolv) if resolv else None)
 
-    def _container_env(self, spec: dict[str, Any]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in spec.get("env") or ():
-            name = item.get("name")
-            if "value" in item:
-                out[name] = _expand(str(item.get("value", "")), out)
-                continue
-            ref = item.get("valueFrom") or {}
-            if "fieldRef" in ref:
-                out[name] = self._field(ref["fieldRef"].get("fieldPath", ""))
-            elif "configMapKeyRef" in ref or "secretKeyRef" in ref:
-                key = "configMapKeyRef" if "configMapKeyRef" in ref else "secretKeyRef"
-                cached = self.env_cache.get(f"{key}/{ref[key].get('name')}/{ref[key].get('key')}")
-                if cached is not None:
-                    out[name] = cached
-            elif "resourceFieldRef" in ref:
-                out[name] = "0"
-        return out
+    async def _prepare_volumes(self) -> bool:
+        """Every volume made (True), or the pod is being deleted (False)."""
+        maker = PodVolumes(self.agent.client, self.pod, self.dir, self.agent.node_root,
+                           self.facts, self.agent.ca_pem)
+        delay, reported = RESYNC_START, None
+        while not self.terminating.is_set():
+            try:
+                self.volumes = await maker.prepare()
+                return True
+            except VolumeError as exc:
+                if str(exc) != reported:  # kubelet's event, once per distinct cause
+                    reported = str(exc)
+                    self.event("FailedMount", f"MountVolume.SetUp failed: {exc}", "Warning")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), delay)
+            delay = min(delay * 2, RESYNC_MAX)
+        return False
 
-    def _field(self, path: str) -> str:
-        meta = self.pod["metadata"]
-        values = {
-            "metadata.name": self.name, "metadata.namespace": self.namespace,
-            "metadata.uid": self.uid, "spec.nodeName": self.agent.node,
-            "spec.serviceAccountName": self.spec.get("serviceAccountName", "default"),
-            "status.podIP": self.ip or "", "status.hostIP": self.agent.node_ip,
-            "status.podIPs": self.ip or "", "status.hostIPs": self.agent.node_ip,
-        }
-        if path in values:
-            return values[path]
-        for prefix, source in (("metadata.labels", meta.get("labels") or {}),
-                               ("metadata.annotations", meta.get("annotations") or {})):
-            if path.startswith(prefix + "['") and path.endswith("']"):
-                return str(source.get(path[len(prefix) + 2:-2], ""))
-        return ""
-
-    async def _prepare_volumes(self) -> None:
-        """emptyDir, hostPath, configMap, secret and the service-account token, as
-        bind mounts at the containers' mountPaths."""
-        api = self.agent.client
-        volumes = {v["name"]: v for v in self.spec.get("volumes") or ()}
-        sources: dict[str, str] = {}
-        for name, vol in volumes.items():
-            vdir = self.dir / "volumes" / name
-            if "emptyDir" in vol:
-                vdir.mkdir(parents=True, exist_ok=True)
-                sources[name] = str(vdir)
-            elif "hostPath" in vol:
-                sources[name] = vol["hostPath"]["path"]
-            elif "configMap" in vol or "secret" in vol:
-                kind = "configMap" if "configMap" in vol else "secret"
-                ref = vol[kind].get("name") or vol[kind].get("secretName")
-                path = f"/api/v1/namespaces/{self.namespace}/" \
-                       f"{'configmaps' if kind == 'configMap' else 'secrets'}/{ref}"
-                try:
-                    obj = await api.get(path)
-                except KubeError as exc:
-                    self.event("FailedMount", f"{kind} {ref}: {exc.message}", "Warning")
-                    continue
-                vdir.mkdir(parents=True, exist_ok=True)
-                for k, v in (obj.get("data") or {}).items():
-                    data = base64.b64decode(v) if kind == "secret" else str(v).encode()
-                    (vdir / k).write_bytes(data)
-                sources[name] = str(vdir)
-        await self._env_refs()
-        mounts: list[tuple[str, str]] = []
-        for c in self.init + self.main:
-            for m in c.spec.get("volumeMounts") or ():
-                src = sources.get(m.get("name", ""))
-                dst = m.get("mountPath", "")
-                if src is None or not dst:
-                    continue
-                if not Path(dst).exists():
-                    self.event("FailedMount", f"volume {m['name']}: mount path {dst} does not "
-                               "exist on this node; the local cluster mounts volumes only at "
-                               "existing paths", "Warning")
-                    continue
-                if _hides_program(dst):
-                    self.event("FailedMount", f"volume {m['name']}: not mounted at {dst}: it "
-                               "would hide the program the image runs (the local cluster runs "
-                               "images from this machine's filesystem)", "Warning")
-                    continue
-                if (src, dst) not in mounts and src != dst:
-                    mounts.append((src, dst))
-        if self.spec.get("automountServiceAccountToken", True) is not False:
-            token_dir = await self._service_account_files()
-            if token_dir is not None:
-                mounts.append((str(token_dir), SA_MOUNT))
-        ordered, unmountable = order_mounts(mounts)
-        for src, dst in unmountable:
-            self.event("FailedMount", f"{src} cannot be mounted at {dst}: another volume's "
-                       "mount covers its source, and that volume must be mounted above it",
-                       "Warning")
-        self.volume_mounts = ordered
-
-    async def _service_account_files(self) -> Path | None:
-        sa = self.spec.get("serviceAccountName", "default")
-        try:
-            tr = await self.agent.client.create(
-                f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{sa}/token",
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                 "spec": {"expirationSeconds": 86400, "boundObjectRef": {
-                     "kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid}}})
-        except KubeError as exc:
-            self.event("FailedMount", f"service account token for {sa}: {exc.message}",
-                       "Warning")
-            return None
-        d = self.dir / "serviceaccount"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "token").write_text(tr["status"]["token"])
-        (d / "ca.crt").write_bytes(self.agent.ca_pem)
-        (d / "namespace").write_text(self.namespace)
-        self.agent.ensure_sa_mount_point()
-        return d
-
-    async def _env_refs(self) -> None:
-        for c in self.init + self.main:
-            for item in c.spec.get("env") or ():
-                ref = item.get("valueFrom") or {}
-                for key, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
-                    if key not in ref:
-                        continue
-                    name, k = ref[key].get("name"), ref[key].get("key")
-                    try:
-                        obj = await self.agent.client.get(
-                            f"/api/v1/namespaces/{self.namespace}/{plural}/{name}")
-                    except KubeError:
-                        continue
-                    value = (obj.get("data") or {}).get(k)
-                    if value is not None and key == "secretKeyRef":
-                        value = base64.b64decode(value).decode(errors="replace")
-                    if value is not None:
-                        self.env_cache[f"{key}/{name}/{k}"] = str(value)
+    async def launch(self, c: Container
+                     ) -> tuple[list[str], dict[str, str], rootfs.RootSpec]:
+        """What ``c`` runs, its environment and its root (env read at each start)."""
+        assert c.image is not None and self.files is not None
+        objects = {}
+        for plural, name in references([c.spec]):
+            try:
+                objects[(plural, name)] = await self.agent.client.get(
+                    f"/api/v1/namespaces/{self.namespace}/{plural}/{name}")
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise ConfigError(f"reading {plural} {name}: {exc.message}") from None
+                objects[(plural, name)] = None
+        base = launch.base_env(c.image, self.agent.node if self.host_network else self.name,
+                               SERVICE_ENV, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+        env = container_env(c.spec, self.pod, self.facts, objects, base)
+        argv = launch.argv(c.image, c.spec, env)
+        env[podfiles.AGENT_MARKER] = self.name  # how perf/ finds a pod's processes
+        c.dir.mkdir(parents=True, exist_ok=True)
+        scratch = c.dir / "rootfs"
+        scratch.mkdir(exist_ok=True)
+        term = c.dir / "termination-log"
+        term.write_bytes(b"")
+        root = launch.root_spec(
+            c.image, c.spec, env, self.volumes, self.files, str(term), str(scratch),
+            netns=str(self.sandbox.path) if self.sandbox else None,
+            hostname=self.agent.node if self.host_network else self.name)
+        return argv, env, root
 
     # -- status -----------------------------------------------------------------------
 
@@ -592,68 +542,10 @@ class PodWorker:
                 self._dirty.set()
 
 
-def _covers(outer: str, inner: str) -> bool:
-    """Does a mount at ``outer`` hide the path ``inner``?"""
-    o, i = Path(outer), Path(inner)
-    return o == i or o in i.parents
-
-
-def order_mounts(mounts: list[tuple[str, str]]
-                 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """An order in which every bind mount still finds its source and none hides an
-    earlier one's mount point: a mount whose target covers another's *source* goes
-    after it (an emptyDir at /tmp would otherwise hide a token directory that lives
-    under /tmp), and a mount at a parent path goes before one beneath it.  Mounts that
-    no order satisfies are returned apart, to be reported, not silently dropped.
-    """
-    remaining = list(mounts)
-    ordered: list[tuple[str, str]] = []
-    while remaining:
-        for m in remaining:
-            dst = m[1]
-            blocked = any(
-                o is not m and (_covers(dst, o[0])              # would hide o's source
-                                or (_covers(o[1], dst) and o[1] != dst))  # o: a parent
-                for o in remaining)
-            if not blocked:
-                ordered.append(m)
-                remaining.remove(m)
-                break
-        else:
-            return ordered, remaining
-    return ordered, []
-
-
-def _hides_program(mount_path: str) -> bool:
-    """Would a mount at ``mount_path`` cover the interpreter or this project?"""
-    target = Path(mount_path).resolve()
-    for needed in (Path(sys.executable).resolve(), Path(sys.prefix).resolve(), PROJECT_ROOT):
-        if needed == target or target in needed.parents:
-            return True
-    return False
-
-
-def _expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion in args and env values ($$ escapes)."""
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("$$", i):
-            out.append("$")
-            i += 2
-        elif text.startswith("$(", i) and ")" in text[i:]:
-            end = text.index(")", i)
-            name = text[i + 2:end]
-            out.append(env.get(name, text[i:end + 1]))
-            i = end + 1
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 class NodeAgent:
     def __init__(self, node: str, node_ip: str, pod_cidr: str, client: KubeClient,
-                 state_dir: Path, ca_pem: bytes, registry: Path) -> None:
+                 state_dir: Path, ca_pem: bytes, registry: Path,
+                 image_executables: list[ImageExecutable] | None = None) -> None:
         self.node = node
         self.node_ip = node_ip
         self.client = client
@@ -661,7 +553,10 @@ class NodeAgent:
         self.ca_pem = ca_pem
         self.registry = registry
         self.ipam = sandboxes.IPAM(pod_cidr)
-        self.catalog: ImageCatalog = default_catalog()
+        self.catalog: ImageCatalog = default_catalog(image_executables)
+        self.node_root = NodeRoot(state_dir / "root")
+        self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": _memory(),
+                            "ephemeral-storage": _disk(state_dir)}
         self.workers: dict[str, PodWorker] = {}
         self.http = aiohttp.ClientSession()
         self.pods = Informer(client, "/api/v1/pods", self._on_pod,
@@ -675,22 +570,6 @@ class NodeAgent:
     def record_netns(self, name: str) -> None:
         with open(self.registry, "a") as f:
             f.write(name + "\n")
-
-    def ensure_sa_mount_point(self) -> None:
-        """The token's mount point must exist to bind over; /run is a tmpfs.  The
-        directories made here are recorded, and removed at the cluster's teardown only
-        if no process (of any cluster) mounts on them."""
-        target = Path(SA_MOUNT).resolve()
-        missing = []
-        p = target
-        while not p.exists():
-            missing.append(p)
-            p = p.parent
-        for d in reversed(missing):
-            d.mkdir(exist_ok=True)
-        if missing:
-            with open(self.state_dir / "made-dirs", "a") as f:
-                f.writelines(f"{d}\n" for d in missing)
 
     def _on_network(self, *_: object) -> None:
         self.proxy.changed()
@@ -727,6 +606,8 @@ class NodeAgent:
         worker.terminating.set()
         await worker.stop(grace)
         self.workers.pop(worker.uid, None)
+        # The pod's folder (volumes, logs, container scratch) goes with the pod.
+        await asyncio.to_thread(shutil.rmtree, worker.dir, True)
         if confirm:
             await self._confirm_deleted(worker.pod)
 
@@ -767,12 +648,12 @@ class NodeAgent:
                             "lastHeartbeatTime": ts, "lastTransitionTime": ts}],
             "addresses": [{"type": "InternalIP", "address": self.node_ip},
                           {"type": "Hostname", "address": self.node}],
-            "capacity": {"cpu": str(os.cpu_count() or 1), "memory": _memory(), "pods": "110"},
-            "allocatable": {"cpu": str(os.cpu_count() or 1), "memory": _memory(),
-                            "pods": "110"},
+            "capacity": {**self.allocatable, "pods": "110"},
+            "allocatable": {**self.allocatable, "pods": "110"},
         }})
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.node_root.create()
         for inf in (self.services, self.slices, self.pods):
             inf.start()
         self.proxy.start()
@@ -794,9 +675,12 @@ class NodeAgent:
             t.cancel()
         await self.http.close()
         await self.client.close()
-        # The mount point made by ensure_sa_mount_point is not removed here: removing it
-        # would detach the token from the pods of every other cluster on this machine.
-        # The daemon's remove_made_dirs does it once no process mounts on it.
+        self.node_root.destroy()
+
+
+def _disk(path: Path) -> str:
+    st = os.statvfs(path if path.exists() else "/")
+    return str(st.f_blocks * st.f_frsize)
 
 
 def _memory() -> str:
@@ -817,8 +701,9 @@ async def amain(args: argparse.Namespace) -> int:
     client = KubeClient.from_kubeconfig(args.kubeconfig, server=args.server)
     ca = base64.b64decode(__import__("yaml").safe_load(Path(args.kubeconfig).read_text())
                           ["clusters"][0]["cluster"]["certificate-authority-data"])
+    mapped = executables.load(Path(args.image_executables)) if args.image_executables else []
     agent = NodeAgent(args.node, args.node_ip, args.pod_cidr, client, Path(args.state_dir),
-                      ca, Path(args.registry))
+                      ca, Path(args.registry), mapped)
     await agent.run(stop)
     return 0
 
@@ -832,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--registry", required=True)
+    parser.add_argument("--image-executables", default=None,
+                        help="JSON file of images mapped to executables (images/executables.py)")
     args = parser.parse_args(argv)
     _set_pdeathsig_term()
     logging.basicConfig(level=os.environ.get("AMBIENT_HARNESS_LOG", "INFO"),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-
-from ..network import netns
 
 
 class ProbeFailed(Exception):
@@ -25,9 +24,14 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
     raise ProbeFailed(f"port {port!r} is not a number and no container port has that name")
 
 
+# -> the argv prefix and environment that run a command in the container, or None
+ExecEntry = Callable[[], tuple[list[str], dict[str, str]] | None]
+
+
 async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: str,
-                    pod_netns: str | None, session: aiohttp.ClientSession) -> None:
-    """Returns on success; raises ProbeFailed with the reason a kubelet would give."""
+                    enter: ExecEntry, session: aiohttp.ClientSession) -> None:
+    """Returns on success; raises ProbeFailed with the reason a kubelet would give.
+    An exec probe runs inside the container (its root, namespaces and environment)."""
     timeout = float(probe.get("timeoutSeconds", 1))
     if "httpGet" in probe:
         spec = probe["httpGet"]
@@ -56,10 +60,16 @@ async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: st
             raise ProbeFailed(f"dial tcp {host}:{port}: {exc or 'timeout'}") from None
     elif "exec" in probe:
         argv = list(probe["exec"].get("command") or ())
-        if pod_netns:
-            argv = netns.exec_argv(pod_netns, argv)
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
+        entry = enter()
+        if entry is None:
+            raise ProbeFailed("container is not running")
+        prefix, env = entry
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *prefix, *argv, stdin=asyncio.subprocess.DEVNULL, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        except OSError as exc:
+            raise ProbeFailed(f"exec {argv[:1]}: {exc}") from None
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:

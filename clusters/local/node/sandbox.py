@@ -1,4 +1,4 @@
-"""A pod's network sandbox: its namespace, address, routed link and DNS settings.
+"""A pod's network sandbox: its namespace, address and routed link; its DNS files.
 
 The node keeps the gateway address (the first of its /24) on every pod link, so a
 pod's default route points at its node without a bridge; the node routes each pod
@@ -63,9 +63,8 @@ def hosts_file(ip: str, pod_name: str) -> str:
             f"{ip}\t{pod_name}\n")
 
 
-async def create(uid: str, ipam: IPAM, namespace: str, pod_name: str, dns_ip: str | None,
-                 record: Callable[[str], None]) -> Sandbox:
-    """``dns_ip`` None: the pod keeps the node's resolver (dnsPolicy Default)."""
+async def create(uid: str, ipam: IPAM, record: Callable[[str], None]) -> Sandbox:
+    """The namespace ``/run/netns/pod-<uid>`` with ``lo`` and a routed ``eth0``."""
     name = pod_netns(uid)
     link = "v" + uid.replace("-", "")[:12]
     ip = ipam.allocate()
@@ -85,10 +84,6 @@ async def create(uid: str, ipam: IPAM, namespace: str, pod_name: str, dns_ip: st
             f"route add {ipam.gateway} dev eth0 scope link",
             f"route add default via {ipam.gateway} dev eth0",
         ]) + "\n")
-        files = {"hosts": hosts_file(ip, pod_name)}
-        if dns_ip:
-            files["resolv.conf"] = resolv_conf(namespace, dns_ip)
-        netns.write_etc(name, files)
     except Exception:
         await destroy(Sandbox(uid, name, ip, link), ipam)
         raise
@@ -96,7 +91,7 @@ async def create(uid: str, ipam: IPAM, namespace: str, pod_name: str, dns_ip: st
 
 
 async def destroy(sandbox: Sandbox, ipam: IPAM) -> None:
-    """Remove the namespace (its veth goes with it), the route and the /etc files."""
+    """Remove the namespace (its veth goes with it) and the route."""
     if netns.exists(sandbox.netns):
         netns.kill_processes_in(sandbox.netns)
         try:
@@ -104,5 +99,5 @@ async def destroy(sandbox: Sandbox, ipam: IPAM) -> None:
         except netns.NetworkError:
             if netns.exists(sandbox.netns):
                 raise
-    netns.delete(sandbox.netns)  # /etc/netns leftovers
+    netns.delete(sandbox.netns)
     ipam.release(sandbox.ip)

@@ -1,0 +1,86 @@
+"""Where a node agent keeps a pod's files, and how others enter its containers.
+
+``<state>/nodes/<node>/pods/<uid>/`` holds a pod's logs, volumes, ``/etc`` files
+and, per container, the pid of its running process and its scratch folder.  The
+API server (``kubectl exec``), the provider's ``exec`` and exec probes enter a
+container through that pid: its mount, UTS and network namespaces and its
+working directory, with its environment, as a runtime's exec does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def pod_dir(node_state: Path, uid: str) -> Path:
+    """``node_state``: the node agent's folder, ``<state>/nodes/<node>``."""
+    return node_state / "pods" / uid
+
+
+def container_dir(pod: Path, container: str) -> Path:
+    return pod / "containers" / container
+
+
+def pid_file(pod: Path, container: str) -> Path:
+    return container_dir(pod, container) / "pid"
+
+
+def write_pid(pod: Path, container: str, pid: int) -> None:
+    path = pid_file(pod, container)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(path)
+
+
+def clear_pid(pod: Path, container: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        pid_file(pod, container).unlink()
+
+
+def running_pid(pod: Path, container: str) -> int | None:
+    """The pid of the container's process, if it runs (and is the one recorded)."""
+    try:
+        pid = int(pid_file(pod, container).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.exists(f"/proc/{pid}") else None
+
+
+def enter_argv(pid: int) -> list[str]:
+    """The argv prefix that runs a command in the namespaces, root and working
+    directory of process ``pid`` (the command is looked up in the PATH of the
+    environment it is given, inside that root)."""
+    return [shutil.which("nsenter") or "nsenter", "-t", str(pid), "-m", "-u", "-n", "-w", "--"]
+
+
+# The node agent's own marker in a container's environment (perf/ finds a pod's
+# processes by it); a command exec'd into the container does not carry it.
+AGENT_MARKER = "AH_POD_NAME"
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment of process ``pid`` (a container's), for commands run in it."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {k: v for k, _, v in pairs if k != AGENT_MARKER}
+
+
+def exec_entry(cluster_state: Path, pod: dict[str, Any], container: str
+               ) -> tuple[list[str], dict[str, str]] | None:
+    """The argv prefix and environment that run a command in ``container`` of
+    ``pod`` (None if it is not running on a node of this cluster)."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return None
+    folder = pod_dir(cluster_state / "nodes" / node, pod["metadata"]["uid"])
+    pid = running_pid(folder, container)
+    if pid is None:
+        return None
+    return enter_argv(pid), environ(pid)
