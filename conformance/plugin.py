@@ -19,7 +19,9 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from reports.model import RunInfo, TestRecord
 from . import features as F
 from .adapters import AdapterError, AdapterUnavailable, MeshAdapter, load_adapter
 from .adapters.base import FLAVOUR_2022, FLAVOUR_TODAY
+from .canary_memory import CanaryMemory
 from .waiting import set_default_timeout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +102,7 @@ class Suite:
     setup_error: str | None = None
     cluster_info: dict[str, Any] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
+    canaries: CanaryMemory = field(default_factory=CanaryMemory)
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -160,6 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
     set_default_timeout(config.option.convergence_timeout)
     if suite.is_worker:
         return
+    # Shared with the workers, removed in pytest_unconfigure.
+    suite.canaries = CanaryMemory(Path(tempfile.mkdtemp(prefix="ambient-canaries-")))
     suite.report_dir.mkdir(parents=True, exist_ok=True)
     if not config.option.xmlpath:
         config.option.xmlpath = str(suite.report_dir / "junit.xml")
@@ -180,7 +186,8 @@ class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["ambient_suite"] = json.dumps({
             "cluster": self.suite.cluster_info, "unavailable": self.suite.unavailable,
-            "setup_error": self.suite.setup_error})
+            "setup_error": self.suite.setup_error,
+            "canaries": str(self.suite.canaries.folder)})
 
 
 # -- bring-up (controller) and attach (workers) --------------------------------------------
@@ -202,6 +209,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         shared = json.loads(config.workerinput["ambient_suite"])  # type: ignore[attr-defined]
         suite.unavailable, suite.setup_error = shared["unavailable"], shared["setup_error"]
         suite.cluster_info = shared["cluster"]
+        suite.canaries = CanaryMemory(Path(shared["canaries"]))
         if suite.cluster_info:
             suite.cluster = _attach(suite.cluster_info)
         return
@@ -276,7 +284,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Take down what the run made: its own cluster, or, on an existing cluster that
     outlives the run, the implementation it installed there."""
     suite = config.stash.get(SUITE_KEY, None)
-    if suite is None or suite.is_worker or suite.cluster is None:
+    if suite is None or suite.is_worker:
+        return
+    if suite.canaries.folder is not None:
+        shutil.rmtree(suite.canaries.folder, ignore_errors=True)
+    if suite.cluster is None:
         return
     if config.option.keep_cluster:
         _write(config, f"cluster kept: KUBECONFIG={suite.cluster.kubeconfig}")
