@@ -23,7 +23,9 @@ from reports.conformance import all_failed_tests
 
 from .broken import VARIANTS, image
 
-pytestmark = pytest.mark.slow
+# A run brings up its own cluster and mesh: longer than the default per-test limit, and
+# longer than run_suite's own subprocess timeout, so that one reports with the output.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +40,7 @@ def run_suite(tmp_path: Path, *args: str, images: dict[str, str] | None = None,
         config.write_text(yaml.safe_dump({"images": images}))
         cmd += ["--adapter-config", str(config)]
     env = {**os.environ, "AMBIENT_HARNESS_IMAGE_PLUGINS": "conformance.tests.broken:register"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     report = report_dir / "conformance-report.yaml"
     assert report.is_file(), f"no conformance report; the run printed:\n{proc.stdout[-3000:]}"
     return proc, yaml.safe_load(report.read_text())
