@@ -9,9 +9,12 @@ tests relying on a canary at that point fail at once, giving it as their reason.
 
 The memory must be shared by every process of the run: xdist workers are separate
 processes, and the first timeout may happen in any of them.  So it is a folder the
-controlling process makes (and removes at the end of the run) and hands to the
-workers, holding one file per enforcement point.  Without a folder (an
-``AppNamespace`` made outside the suite's plugin) it lives in this process only.
+controlling process names (``for_run``) and hands to the workers, holding one file per
+enforcement point.  The folder is made only when something is remembered, removed at
+the end of the run (``discard``), and, should a run be killed before that, removed by
+the next run, which sweeps the folders of controllers no longer running.  Without a
+folder (an ``AppNamespace`` made outside the suite's plugin) the memory lives in this
+process only.
 """
 
 from __future__ import annotations
@@ -19,12 +22,26 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 __all__ = ["CanaryMemory"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+PREFIX = "ambient-canaries-"
+_OWNED = re.compile(rf"^{PREFIX}(\d+)-[0-9a-f]+$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 class CanaryMemory:
@@ -33,6 +50,23 @@ class CanaryMemory:
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
         self._local: dict[str, str] = {}
+
+    @classmethod
+    def for_run(cls, parent: Path | None = None) -> CanaryMemory:
+        """A memory for a new run, in a folder of its own under ``parent`` (the
+        system's temporary folder by default), named after this process; the
+        folders left by runs whose process is gone are removed first."""
+        parent = parent or Path(tempfile.gettempdir())
+        for left in parent.glob(f"{PREFIX}*"):
+            owner = _OWNED.match(left.name)
+            if owner and not _running(int(owner.group(1))):
+                shutil.rmtree(left, ignore_errors=True)
+        return cls(parent / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    def discard(self) -> None:
+        """Remove the run's folder (the end of the run)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _file(self, point: str) -> Path:
         assert self.folder is not None
@@ -56,6 +90,7 @@ class CanaryMemory:
         if self.folder is None:
             self._local.setdefault(point, reason)
             return
+        self.folder.mkdir(mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".writing-")
         try:
             with os.fdopen(fd, "w") as f:

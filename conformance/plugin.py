@@ -19,9 +19,7 @@ import datetime
 import json
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
     set_default_timeout(config.option.convergence_timeout)
     if suite.is_worker:
         return
-    # Shared with the workers, removed in pytest_unconfigure.
-    suite.canaries = CanaryMemory(Path(tempfile.mkdtemp(prefix="ambient-canaries-")))
+    suite.canaries = CanaryMemory.for_run()  # shared with the workers; see pytest_unconfigure
     suite.report_dir.mkdir(parents=True, exist_ok=True)
     if not config.option.xmlpath:
         config.option.xmlpath = str(suite.report_dir / "junit.xml")
@@ -286,8 +283,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(SUITE_KEY, None)
     if suite is None or suite.is_worker:
         return
-    if suite.canaries.folder is not None:
-        shutil.rmtree(suite.canaries.folder, ignore_errors=True)
+    suite.canaries.discard()
     if suite.cluster is None:
         return
     if config.option.keep_cluster:

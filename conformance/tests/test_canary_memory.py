@@ -3,6 +3,7 @@ enforcement point fail at once with that reason, in any process of the run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,24 @@ def test_a_failure_recorded_in_one_process_is_seen_by_another(tmp_path):
     memory.remember("ztunnel", "a later reason")
     assert memory.failed("ztunnel") == "never enforced: x"  # the first reason stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ztunnel.reason"]
+
+
+def test_a_run_makes_its_folder_only_to_remember_and_sweeps_those_of_dead_runs(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left_by_a_killed_run = tmp_path / f"ambient-canaries-{dead}-0123abcd"
+    left_by_a_killed_run.mkdir()
+    (left_by_a_killed_run / "ztunnel.reason").write_text("old")
+    still_running = tmp_path / f"ambient-canaries-{os.getpid()}-4567cdef"
+    still_running.mkdir()
+    memory = CanaryMemory.for_run(tmp_path)
+    assert not left_by_a_killed_run.exists() and still_running.is_dir()
+    assert memory.folder is not None and not memory.folder.exists()  # nothing to remember
+    assert memory.failed("ztunnel") is None  # the killed run's reason is not inherited
+    memory.remember("ztunnel", "now")
+    assert memory.failed("ztunnel") == "now"
+    memory.discard()
+    assert not memory.folder.exists()
 
 
 def test_without_a_folder_the_memory_is_this_process_only():
