@@ -22,7 +22,10 @@ from clusters.provider import ClusterError, ClusterProvider
 
 from . import curl
 from .adapters.base import MeshAdapter, WaypointInfo
-from .waiting import eventually
+from .canary_memory import CanaryMemory
+from .metrics import Sample, total
+from .metrics import parse as parse_exposition
+from .waiting import NotConverged, eventually
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 BOOKINFO = MANIFESTS / "bookinfo.yaml"
@@ -45,6 +48,21 @@ REVIEWS_VERSION = re.compile(r"reviews-(v\d+)-")
 # applied in order, so once the canary is denied the change is in force too, whether
 # or not the change itself has a visible effect.
 CANARY = "canary"
+
+
+class CanaryNeverEnforced(AssertionError):
+    """An earlier test's canary at the same enforcement point never converged: this
+    test could not know when its change is in force, and fails at once."""
+
+
+def enforcement_point(canary: dict[str, Any]) -> str:
+    """Where a canary policy is enforced: at a waypoint when it names its target with
+    ``targetRefs`` (Istio attaches those to waypoints only and never sends them to
+    ztunnel: istio/istio pilot/pkg/model/policyattachment.go,
+    pilot/pkg/serviceregistry/ambient/authorization.go), else at the destination's
+    ztunnel."""
+    spec = canary.get("spec") or {}
+    return "waypoint" if spec.get("targetRefs") else "ztunnel"
 
 
 def canary_client() -> list[dict[str, Any]]:
@@ -75,6 +93,7 @@ class AppNamespace:
     name: str
     enrolled: bool = False
     waypoints: list[WaypointInfo] = field(default_factory=list)
+    canaries: CanaryMemory = field(default_factory=CanaryMemory)
 
     # -- creation ----------------------------------------------------------------------
 
@@ -82,11 +101,12 @@ class AppNamespace:
     def create(cls, cluster: ClusterProvider, adapter: MeshAdapter, prefix: str, *,
                bookinfo: bool = True, clients: bool = True, ingress: bool = False,
                extra: list[dict[str, Any]] | None = None,
+               canaries: CanaryMemory | None = None,
                timeout: float = 120) -> AppNamespace:
         name = f"{prefix}-{uuid.uuid4().hex[:5]}"
         cluster.apply([{"apiVersion": "v1", "kind": "Namespace",
                         "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}])
-        ns = cls(cluster, adapter, name)
+        ns = cls(cluster, adapter, name, canaries=canaries or CanaryMemory())
         if bookinfo:
             cluster.apply(BOOKINFO, namespace=name)
         if clients:
@@ -192,18 +212,42 @@ class AppNamespace:
                        denied: Callable[[curl.Response], bool]) -> None:
         """Apply ``objects``, then ``canary`` (a policy denying the canary client at the
         same enforcement point), and return once the canary client's request to ``url``
-        is ``denied``."""
+        is ``denied``.
+
+        Fails at once, applying nothing, when a canary at the same enforcement point
+        never converged earlier in the run; and when this one never does, says so to
+        the rest of the run (``canary_memory.py``)."""
+        point = self._canary_usable(canary)
         self.cluster.apply([*objects, canary])
-        eventually(lambda: self.request(CANARY, url), denied,
-                   what="the canary policy applied after the change is in force")
+        self._await_canary(point, lambda: self.request(CANARY, url), denied,
+                           "the canary policy applied after the change is in force",
+                           "never enforced")
 
     def delete_in_force(self, objects: list[dict[str, Any]], canary: dict[str, Any], url: str,
                         allowed: Callable[[curl.Response], bool]) -> None:
         """Delete ``objects`` and then ``canary``; return once the canary client's
-        request to ``url`` is ``allowed`` again."""
+        request to ``url`` is ``allowed`` again.  A canary never lifted is remembered
+        too: a later canary at that point could otherwise look enforced at once."""
         self.cluster.delete([*objects, canary])
-        eventually(lambda: self.request(CANARY, url), allowed,
-                   what="the change and the canary are gone")
+        self._await_canary(enforcement_point(canary), lambda: self.request(CANARY, url),
+                           allowed, "the change and the canary are gone", "never lifted")
+
+    def _canary_usable(self, canary: dict[str, Any]) -> str:
+        point = enforcement_point(canary)
+        reason = self.canaries.failed(point)
+        if reason is not None:
+            raise CanaryNeverEnforced(
+                f"not run: a canary policy at the {point} did not converge earlier in this "
+                f"run, so no change there can be known to be in force: {reason}")
+        return point
+
+    def _await_canary(self, point: str, observe: Callable[[], curl.Response],
+                      holds: Callable[[curl.Response], bool], what: str, failure: str) -> None:
+        try:
+            eventually(observe, holds, what=what)
+        except NotConverged as exc:
+            self.canaries.remember(point, f"{failure} (namespace {self.name}): {exc}"[:1000])
+            raise
 
     # -- traffic -------------------------------------------------------------------------
 
@@ -258,6 +302,37 @@ class AppNamespace:
             raise AssertionError(f"metrics of {namespace}/{target} at :{location} not readable: "
                                  f"curl exit {r.exit_code}: {r.stderr.strip()}")
         return r.stdout
+
+    def ztunnel_metrics(self, node: str) -> list[Sample]:
+        """The samples of the ztunnel on ``node`` (a pod labelled ``app=ztunnel`` in
+        istio-system, as Istio's DaemonSet labels it), at the adapter's location."""
+        pods = [p for p in self.pods("app=ztunnel", namespace="istio-system")
+                if p["spec"].get("nodeName") == node]
+        if not pods:
+            raise AssertionError(f"no ztunnel pod on node {node}")
+        text = self.metrics("istio-system", pods[0]["metadata"]["name"],
+                            self.adapter.metrics_locations()["ztunnel"])
+        return parse_exposition(text)
+
+    def inbound_connections(self, app: str, **labels: str) -> float:
+        """How many connections to this namespace's ``app`` pod the ztunnel on its node
+        counted as their destination (``istio_tcp_connections_opened_total`` with
+        ``reporter="destination"``, istio/ztunnel src/proxy/metrics.rs), among those
+        whose labels also match ``labels``."""
+        pod = self.pod(app)
+        return total(self.ztunnel_metrics(pod["spec"]["nodeName"]),
+                     "istio_tcp_connections_opened_total", reporter="destination",
+                     destination_workload_namespace=self.name,
+                     destination_workload=_workload_name(pod), **labels)
+
+
+def _workload_name(pod: dict[str, Any]) -> str:
+    """The ``destination_workload`` ztunnel reports for a pod of a Deployment: the
+    Deployment's name, i.e. the pod's ReplicaSet owner minus its pod-template hash."""
+    for owner in pod["metadata"].get("ownerReferences") or ():
+        if owner.get("kind") == "ReplicaSet":
+            return owner["name"].rsplit("-", 1)[0]
+    return pod["metadata"]["name"]
 
 
 def _is_waypoint_pod(pod: dict[str, Any]) -> bool:

@@ -49,7 +49,7 @@ def namespaces(cluster: ClusterProvider, adapter: MeshAdapter,
     made: list[AppNamespace] = []
 
     def create(prefix: str, *, enroll: bool = True, **kw: Any) -> AppNamespace:
-        ns = AppNamespace.create(cluster, adapter, prefix, **kw)
+        ns = AppNamespace.create(cluster, adapter, prefix, canaries=suite.canaries, **kw)
         made.append(ns)
         if enroll:
             ns.enroll()

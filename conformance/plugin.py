@@ -33,6 +33,7 @@ from reports.model import RunInfo, TestRecord
 from . import features as F
 from .adapters import AdapterError, AdapterUnavailable, MeshAdapter, load_adapter
 from .adapters.base import FLAVOUR_2022, FLAVOUR_TODAY
+from .canary_memory import CanaryMemory
 from .waiting import set_default_timeout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,7 @@ class Suite:
     setup_error: str | None = None
     cluster_info: dict[str, Any] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
+    canaries: CanaryMemory = field(default_factory=CanaryMemory)
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -164,6 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
     set_default_timeout(config.option.convergence_timeout)
     if suite.is_worker:
         return
+    suite.canaries = CanaryMemory.for_run()  # shared with the workers; see pytest_unconfigure
     suite.report_dir.mkdir(parents=True, exist_ok=True)
     if not config.option.xmlpath:
         config.option.xmlpath = str(suite.report_dir / "junit.xml")
@@ -184,7 +187,8 @@ class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["ambient_suite"] = json.dumps({
             "cluster": self.suite.cluster_info, "unavailable": self.suite.unavailable,
-            "setup_error": self.suite.setup_error})
+            "setup_error": self.suite.setup_error,
+            "canaries": str(self.suite.canaries.folder)})
 
 
 # -- bring-up (controller) and attach (workers) --------------------------------------------
@@ -206,6 +210,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         shared = json.loads(config.workerinput["ambient_suite"])  # type: ignore[attr-defined]
         suite.unavailable, suite.setup_error = shared["unavailable"], shared["setup_error"]
         suite.cluster_info = shared["cluster"]
+        suite.canaries = CanaryMemory(Path(shared["canaries"]))
         if suite.cluster_info:
             suite.cluster = _attach(suite.cluster_info)
         return
@@ -281,7 +286,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Take down what the run made: its own cluster, or, on an existing cluster that
     outlives the run, the implementation it installed there."""
     suite = config.stash.get(SUITE_KEY, None)
-    if suite is None or suite.is_worker or suite.cluster is None:
+    if suite is None or suite.is_worker:
+        return
+    suite.canaries.discard()
+    if suite.cluster is None:
         return
     if config.option.keep_cluster:
         _write(config, f"cluster kept: KUBECONFIG={suite.cluster.kubeconfig}")

@@ -1,16 +1,24 @@
-"""Enrollment changes: leaving and re-joining the mesh, and a waypoint that is missing."""
+"""Enrollment changes: leaving and re-joining the mesh, a waypoint that is missing, and a
+waypoint that has no ready pod."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from conformance import features as F
-from conformance.apps import principal
+from conformance.apps import AppNamespace, principal
 from conformance.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("enrollment")
 
 URL = "http://productpage:9080/"
+PRODUCTPAGE = "http://productpage:9080/productpage"
+DETAILS = "http://details:9080/details/0"
+USE_WAYPOINT = "istio.io/use-waypoint"
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+RBAC_DENIED = "RBAC: access denied"
 
 
 def deny_notsleep(ns: str) -> dict:
@@ -19,6 +27,19 @@ def deny_notsleep(ns: str) -> dict:
             "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
                      "rules": [{"from": [{"source": {"principals": [
                          principal(ns, "notsleep")]}}]}]}}
+
+
+def deny_path_at_waypoint(ns: str, service: str, path: str) -> dict[str, Any]:
+    """A DENY of one path for ``service``: L7, so only its waypoint can enforce it
+    (``targetRefs`` policies go to waypoints only)."""
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": f"deny-{service}-path", "namespace": ns},
+            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": service}],
+                     "action": "DENY", "rules": [{"to": [{"operation": {"paths": [path]}}]}]}}
+
+
+def denied_by_waypoint(r) -> bool:
+    return r.status == 403 and r.body.strip() == RBAC_DENIED
 
 
 @pytest.mark.feature(F.CAPTURE, F.L4_POLICY)
@@ -37,16 +58,66 @@ def test_unenroll_and_reenroll(bookinfo):
     assert bookinfo.request("sleep", URL).status == 200
 
 
-@pytest.mark.feature(F.WAYPOINT, F.L4_POLICY)
+def _bind_details_as_canary(ns: AppNamespace, waypoint, clients: tuple[str, ...]) -> None:
+    """Bind details to ``waypoint`` (where an L7 policy denies its path) and return once
+    each client's requests to details are denied there: each client's ztunnel has then
+    applied this binding, and so every change made before it (configuration is applied
+    in order).  The binding is decided at the client's ztunnel, the enforcement point
+    of the changes these tests make before it."""
+    ns.use_waypoint("service", "details", waypoint)
+    for client in clients:
+        eventually(lambda c=client: ns.request(c, DETAILS), denied_by_waypoint,
+                   what=f"{client}'s requests to details go through the waypoint bound last")
+
+
+@pytest.mark.feature(F.WAYPOINT, F.L4_POLICY, F.L7_POLICY)
 def test_use_waypoint_naming_a_missing_waypoint_keeps_l4_working(bookinfo, waypoint_flavour):
-    bookinfo.cluster.kubectl("label", "service", "productpage", "-n", bookinfo.name,
-                             "istio.io/use-waypoint=no-such-waypoint", "--overwrite")
-    # Only an L7 policy could tell whether traffic is sent to a (missing) waypoint;
-    # with none there the request must simply keep working at L4.
+    """A Service naming a waypoint that does not exist is not bound to one (istiod reports
+    ``WaypointIsNotReady`` and sends no waypoint: istio/istio
+    pilot/pkg/serviceregistry/ambient/waypoints.go, status.go), so its traffic stays at
+    L4 (istio/istio tests/integration/ambient/baseline_test.go TestBogusUseWaypoint)."""
+    ns = bookinfo
+    wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
+    ns.cluster.apply([deny_path_at_waypoint(ns.name, "details", "/details/0")])
+    ns.cluster.kubectl("label", "service", "productpage", "-n", ns.name,
+                       f"{USE_WAYPOINT}=no-such-waypoint", "--overwrite")
+    _bind_details_as_canary(ns, wp, ("sleep", "notsleep"))
+    # The dangling label is in force at both clients' ztunnels: traffic still flows.
     for client in ("sleep", "notsleep"):
-        r = bookinfo.request(client, URL)
+        r = ns.request(client, URL)
         assert r.status == 200, (client, r)
-    bookinfo.cluster.apply([deny_notsleep(bookinfo.name)])
-    eventually(lambda: bookinfo.request("notsleep", URL), lambda r: r.exit_code == 56,
+    ns.cluster.apply([deny_notsleep(ns.name)])
+    eventually(lambda: ns.request("notsleep", URL), lambda r: r.exit_code == 56,
                what="L4 policy still enforced by ztunnel with the dangling use-waypoint")
-    assert bookinfo.request("sleep", URL).status == 200
+    assert ns.request("sleep", URL).status == 200
+
+
+@pytest.mark.feature(F.WAYPOINT, F.L7_POLICY)
+def test_a_service_whose_waypoint_has_no_ready_pod_is_not_reached_around_it(
+        bookinfo, waypoint_flavour):
+    """Fail closed: with its waypoint scaled to zero, a Service's traffic fails rather
+    than reach the destination without the L7 policy.  The binding stays (istiod keeps
+    a waypoint's address once it was ready: istio/istio
+    pilot/pkg/serviceregistry/ambient/waypoints.go), and a ztunnel finding no ready
+    waypoint endpoint refuses the connection (``Error::UnknownWaypoint``: istio/ztunnel
+    src/state.rs fetch_waypoint, src/proxy/outbound.rs build_request)."""
+    ns = bookinfo
+    wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
+    ns.cluster.apply([deny_path_at_waypoint(ns.name, "productpage", "/productpage")])
+    for service in ("productpage", "details"):
+        ns.use_waypoint("service", service, wp)
+    eventually(lambda: ns.request("sleep", PRODUCTPAGE), denied_by_waypoint,
+               what="the waypoint denies sleep's GET /productpage (the L7 policy in force)")
+    ns.cluster.kubectl("scale", "deployment", wp.deployment, "-n", ns.name, "--replicas=0")
+    selector = f"{GATEWAY_NAME_LABEL}={wp.name}"
+    eventually(lambda: ns.cluster.kubectl("get", "pods", "-n", ns.name, "-l", selector,
+                                          "-o", "name").stdout.split(),
+               lambda names: not names, what="the waypoint has no pod left")
+    # Known at sleep's ztunnel once a change made after it is: details leaves the
+    # waypoint, and sleep reaches it directly.
+    ns.cluster.kubectl("label", "service", "details", "-n", ns.name, f"{USE_WAYPOINT}-")
+    eventually(lambda: ns.request("sleep", DETAILS), lambda r: r.status == 200,
+               what="details, no longer bound to the waypoint, answers sleep")
+    r = ns.request("sleep", PRODUCTPAGE)
+    assert r.status is None or r.status >= 500, \
+        f"productpage answered with its waypoint scaled to zero (L7 policy bypassed): {r}"

@@ -1,6 +1,7 @@
 """Identity, encryption and telemetry, observed on the wire and in metrics.
 
-Between enrolled pods on different nodes, traffic crosses the nodes' uplink as TLS
+Between enrolled pods on different nodes (a client and a server pinned to two nodes, so
+the test runs on any cluster of two or more), traffic crosses the nodes' uplink as TLS
 toward the HBONE port 15008 and never in plaintext; the destination knows the
 client's principal (a policy naming it lets it in, its metrics say so).  A client
 outside the mesh sends plaintext and has no principal.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from clusters.provider import CaptureUnsupported
 from conformance import features as F
@@ -36,34 +38,94 @@ def outside(namespaces) -> AppNamespace:
     return namespaces("ido", enroll=False, bookinfo=False)
 
 
-def _cross_node_target(ns: AppNamespace, client_node: str) -> dict[str, Any]:
-    for app in ("ratings", "details", "reviews", "productpage"):
-        for pod in ns.pods(f"app={app}"):
-            if pod["spec"]["nodeName"] != client_node:
-                return pod
-    pytest.skip("every Bookinfo pod runs on the client's node: nothing crosses nodes")
+# -- on the wire: a client and a server pinned to different nodes --------------------------
+
+WIRE_CLIENT, WIRE_SERVER = "wire-client", "wire-server"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
-def _captured_request(cluster, client_ns: AppNamespace, node: str, url: str):
+@pytest.fixture(scope="module")
+def two_nodes(cluster) -> tuple[str, str]:
+    """The ``kubernetes.io/hostname`` of two Ready, schedulable nodes: the client's
+    and the server's.  A cluster of one node has nothing to cross, and says so."""
+    nodes = yaml.safe_load(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    usable = sorted(n["metadata"]["labels"][HOSTNAME_LABEL] for n in nodes
+                    if not n["spec"].get("unschedulable")
+                    and HOSTNAME_LABEL in (n["metadata"].get("labels") or {})
+                    and any(c["type"] == "Ready" and c["status"] == "True"
+                            for c in n["status"].get("conditions") or ()))
+    if len(usable) < 2:
+        pytest.skip(f"{len(usable)} schedulable node(s): no traffic crosses between nodes")
+    return usable[0], usable[1]
+
+
+def pinned(app: str, hostname: str, image: str, command: list[str] | None = None,
+           ) -> list[dict[str, Any]]:
+    """A ServiceAccount and a one-pod Deployment of ``image`` on the node ``hostname``."""
+    container: dict[str, Any] = {"name": app, "image": image}
+    if command:
+        container["command"] = command
+    labels = {"app": app}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": app}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "serviceAccountName": app, "terminationGracePeriodSeconds": 0,
+                      "nodeSelector": {HOSTNAME_LABEL: hostname},
+                      "containers": [container]}}}},
+    ]
+
+
+def wire_client(hostname: str) -> list[dict[str, Any]]:
+    return pinned(WIRE_CLIENT, hostname, "curlimages/curl", ["/bin/sleep", "3650d"])
+
+
+@pytest.fixture(scope="module")
+def wire(namespaces, two_nodes) -> AppNamespace:
+    """Enrolled: a curl client on one node, Bookinfo's details as a server on the other."""
+    client_node, server_node = two_nodes
+    return namespaces("idw", bookinfo=False, clients=False, extra=[
+        *wire_client(client_node),
+        *pinned(WIRE_SERVER, server_node, "docker.io/istio/examples-bookinfo-details-v1:1.20.2")])
+
+
+@pytest.fixture(scope="module")
+def wire_outside(namespaces, two_nodes) -> AppNamespace:
+    """Not enrolled: a curl client on the enrolled client's node."""
+    return namespaces("idwo", enroll=False, bookinfo=False, clients=False,
+                      extra=wire_client(two_nodes[0]))
+
+
+def _captured_request(cluster, client_ns: AppNamespace, url: str):
+    """The client's request to ``url``, and what its node's uplink carried meanwhile."""
+    node = client_ns.pod(WIRE_CLIENT)["spec"]["nodeName"]
     try:
         capture = cluster.capture_node_traffic(node)
     except CaptureUnsupported as exc:
         pytest.skip(str(exc))
     with capture:
         key, _, value = MARKER.partition(": ")
-        r = client_ns.request("sleep", url, headers={key: value})
+        r = client_ns.request(WIRE_CLIENT, url, headers={key: value})
     return r, capture.stop()
 
 
+def _server_url(wire: AppNamespace) -> tuple[str, str]:
+    server = wire.pod(WIRE_SERVER)
+    client = wire.pod(WIRE_CLIENT)
+    assert server["spec"]["nodeName"] != client["spec"]["nodeName"], \
+        "the pinned client and server share a node"
+    ip = server["status"]["podIP"]
+    return ip, f"http://{ip}:9080/health"
+
+
 @pytest.mark.feature(F.MTLS)
-def test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire(cluster, meshed):
-    client_node = meshed.pod("sleep")["spec"]["nodeName"]
-    target = _cross_node_target(meshed, client_node)
-    url = f"http://{target['status']['podIP']}:9080/health"
-    r, segments = _captured_request(cluster, meshed, client_node, url)
+def test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire(cluster, wire):
+    server_ip, url = _server_url(wire)
+    r, segments = _captured_request(cluster, wire, url)
     assert r.status == 200, r
-    to_hbone = [s.payload for s in segments if s.dport == 15008]
-    assert to_hbone, "no traffic toward port 15008 (HBONE) on the client node's uplink"
+    to_hbone = [s.payload for s in segments if s.dst == server_ip and s.dport == 15008]
+    assert to_hbone, f"no traffic toward {server_ip}:15008 (HBONE) on the client node's uplink"
     assert any(p[:3] in TLS_HANDSHAKE for p in to_hbone), "no TLS handshake toward 15008"
     assert any(p[:3] == TLS_DATA for p in to_hbone), "no TLS application data toward 15008"
     marker = MARKER.split(": ")[1].encode()
@@ -71,11 +133,9 @@ def test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire(cluster, meshed
 
 
 @pytest.mark.feature(F.CAPTURE)
-def test_a_client_outside_the_mesh_sends_plaintext(cluster, meshed, outside):
-    client_node = outside.pod("sleep")["spec"]["nodeName"]
-    target = _cross_node_target(meshed, client_node)
-    url = f"http://{target['status']['podIP']}:9080/health"
-    r, segments = _captured_request(cluster, outside, client_node, url)
+def test_a_client_outside_the_mesh_sends_plaintext(cluster, wire, wire_outside):
+    _, url = _server_url(wire)
+    r, segments = _captured_request(cluster, wire_outside, url)
     assert r.status == 200, r
     marker = MARKER.split(": ")[1].encode()
     assert any(marker in s.payload for s in segments), \
@@ -103,17 +163,8 @@ def test_the_destination_knows_the_client_principal_and_not_an_outsiders(meshed,
         meshed.cluster.delete([only])
 
 
-def _ztunnel_metrics(meshed: AppNamespace, adapter, node: str) -> list[metrics.Sample]:
-    pods = [p for p in meshed.pods("app=ztunnel", namespace="istio-system")
-            if p["spec"]["nodeName"] == node]
-    assert pods, f"no ztunnel pod on {node}"
-    text = meshed.metrics("istio-system", pods[0]["metadata"]["name"],
-                          adapter.metrics_locations()["ztunnel"])
-    return metrics.parse(text)
-
-
 @pytest.mark.feature(F.TCP_TELEMETRY, F.MTLS)
-def test_ztunnel_tcp_metrics_name_both_principals(meshed, adapter):
+def test_ztunnel_tcp_metrics_name_both_principals(meshed):
     target = meshed.pod("details")
     url = f"http://{target['status']['podIP']}:9080/details/0"
     assert meshed.request("sleep", url).status == 200
@@ -122,7 +173,7 @@ def test_ztunnel_tcp_metrics_name_both_principals(meshed, adapter):
             "source_principal": f"spiffe://{principal(meshed.name, 'sleep')}",
             "destination_principal": f"spiffe://{principal(meshed.name, 'bookinfo-details')}",
             "connection_security_policy": "mutual_tls"}
-    samples = eventually(lambda: _ztunnel_metrics(meshed, adapter, node),
+    samples = eventually(lambda: meshed.ztunnel_metrics(node),
                          lambda s: bool(metrics.select(s, "istio_tcp_connections_opened_total",
                                                        **want)),
                          what="the destination ztunnel counts sleep's connection", timeout=30)

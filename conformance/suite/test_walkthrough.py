@@ -28,6 +28,7 @@ from conformance.waiting import eventually
 
 TITLE = "<title>Simple Bookstore App</title>"
 RBAC_DENIED = "RBAC: access denied"
+PRODUCTPAGE_SA = "bookinfo-productpage"
 REVIEWS_API = "/api/v1/products/0/reviews"
 SPLIT = {"reviews-v1": 0.9, "reviews-v2": 0.1}
 
@@ -118,15 +119,40 @@ class _Walkthrough:
         assert r.status == 200 and TITLE in r.body, r
 
     def test_step5_enroll_the_namespace(self, walk):
-        walk.ns.enroll()  # waits until every pod is marked as captured
+        """Enrolled means captured: productpage's connections now reach it through the
+        ztunnel on its node, which counts them (a ztunnel counts every inbound
+        connection, reporter="destination": istio/ztunnel src/proxy/metrics.rs).  The
+        pods' redirection annotation alone is the implementation's word for it."""
+        ns = walk.ns
+        ns.enroll()  # waits until every pod is marked as captured
+        eventually(lambda: (ns.request("sleep", "http://productpage:9080/"),
+                            ns.inbound_connections("productpage")),
+                   lambda seen: seen[1] > 0,
+                   what="the ztunnel on productpage's node counts a connection to it "
+                        "(istio_tcp_connections_opened_total{reporter=\"destination\"})")
 
     def test_step6_send_traffic(self, walk):
+        """Traffic flows, and through the mesh: the destination's ztunnel knows each
+        client by its SPIFFE identity over mutual TLS, as Istio's own L4 telemetry
+        check expects (istio/istio tests/integration/ambient/baseline_test.go
+        buildL4Query); a client that bypassed its ztunnel would have no identity."""
         ns = walk.ns
         via_ingress = ns.ingress("/productpage")
         assert via_ingress.status == 200 and TITLE in via_ingress.body, via_ingress
         for client in ("sleep", "notsleep"):
             r = ns.request(client, "http://productpage:9080/")
             assert r.status == 200, (client, r)
+        sources = {client: f"spiffe://{principal(ns.name, client)}"
+                   for client in ("sleep", "notsleep")}
+        sources["ingress"] = f"spiffe://{principal(*INGRESS_SA.split('/sa/'))}"
+        destination = f"spiffe://{principal(ns.name, PRODUCTPAGE_SA)}"
+        for client, source in sources.items():
+            eventually(lambda s=source: ns.inbound_connections(
+                           "productpage", source_principal=s, destination_principal=destination,
+                           connection_security_policy="mutual_tls"),
+                       lambda count: count > 0,
+                       what=f"productpage's ztunnel counts a mutual-TLS connection from "
+                            f"{client} ({source})")
 
     def test_step7_l4_authorization(self, walk):
         ns = walk.ns

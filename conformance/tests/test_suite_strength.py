@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -21,7 +23,9 @@ from reports.conformance import all_failed_tests
 
 from .broken import VARIANTS, image
 
-pytestmark = pytest.mark.slow
+# A run brings up its own cluster and mesh: longer than the default per-test limit, and
+# longer than run_suite's own subprocess timeout, so that one reports with the output.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,42 +40,106 @@ def run_suite(tmp_path: Path, *args: str, images: dict[str, str] | None = None,
         config.write_text(yaml.safe_dump({"images": images}))
         cmd += ["--adapter-config", str(config)]
     env = {**os.environ, "AMBIENT_HARNESS_IMAGE_PLUGINS": "conformance.tests.broken:register"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     report = report_dir / "conformance-report.yaml"
     assert report.is_file(), f"no conformance report; the run printed:\n{proc.stdout[-3000:]}"
     return proc, yaml.safe_load(report.read_text())
 
 
-# variant -> the tests that must fail it (a -k expression and the names expected failed)
+def junit_outcomes(report_dir: Path) -> dict[str, tuple[str, str]]:
+    """``Class::test[param]`` (or ``test[param]``) -> (outcome, message) from junit.xml."""
+    root = ElementTree.parse(report_dir / "junit.xml").getroot()
+    outcomes: dict[str, tuple[str, str]] = {}
+    for case in root.iter("testcase"):
+        owner = case.get("classname", "").rsplit(".", 1)[-1]
+        name = f"{owner}::{case.get('name')}" if owner[:1].isupper() else str(case.get("name"))
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome, message = child.tag, child.get("message", "")
+                break
+        outcomes[name] = outcome, message
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Caught:
+    """How the suite catches one broken variant: running the tests ``expression``
+    selects, ``fail`` must fail, each by its own check; ``passes`` must pass (showing
+    which step of a scenario is the one that catches it); ``fail_fast`` must fail at
+    once, because a canary they rely on was never enforced earlier in the run."""
+
+    expression: str
+    fail: tuple[str, ...]
+    passes: tuple[str, ...] = ()
+    fail_fast: tuple[str, ...] = ()
+
+
 CAUGHT_BY = {
-    "ztunnel-ignores-deny": ("test_l4_policy_matrix and deny-principal",
-                             ["test_l4_policy_matrix[deny-principal]"]),
-    "waypoint-swaps-weights": ("test_virtual_service_weights_with_subsets",
-                               ["test_virtual_service_weights_with_subsets"]),
-    "waypoint-allows-all": ("TestWalkthroughToday",
-                            ["TestWalkthroughToday::test_step8_waypoint_and_l7_authorization"]),
+    "ztunnel-ignores-deny": Caught(
+        "test_l4_policy_matrix and (deny-principal or deny-port)",
+        ("test_l4_policy_matrix[deny-principal]",),
+        fail_fast=("test_l4_policy_matrix[deny-port]",)),
+    "ztunnel-enrols-nothing": Caught(
+        "TestWalkthroughToday or test_traffic_between_enrolled_pods or test_unenroll "
+        "or test_use_waypoint_naming",
+        ("TestWalkthroughToday::test_step5_enroll_the_namespace",
+         "test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire",
+         "test_unenroll_and_reenroll",
+         "test_use_waypoint_naming_a_missing_waypoint_keeps_l4_working"),
+        ("TestWalkthroughToday::test_step4_deploy_bookinfo_and_clients",)),
+    "ztunnel-bypassed": Caught(
+        "TestWalkthroughToday or test_traffic_between_enrolled_pods",
+        ("TestWalkthroughToday::test_step6_send_traffic",
+         "test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire"),
+        ("TestWalkthroughToday::test_step5_enroll_the_namespace",)),
+    "ztunnel-falls-through": Caught(
+        "test_a_service_whose_waypoint_has_no_ready_pod",
+        ("test_a_service_whose_waypoint_has_no_ready_pod_is_not_reached_around_it",)),
+    "waypoint-swaps-weights": Caught("test_virtual_service_weights_with_subsets",
+                                     ("test_virtual_service_weights_with_subsets",)),
+    "waypoint-allows-all": Caught(
+        "TestWalkthroughToday",
+        ("TestWalkthroughToday::test_step8_waypoint_and_l7_authorization",),
+        ("TestWalkthroughToday::test_step7_l4_authorization",)),
 }
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_suite_fails_a_broken_implementation(tmp_path, variant):
     component, _ = VARIANTS[variant]
-    expression, must_fail = CAUGHT_BY[variant]
-    proc, doc = run_suite(tmp_path, "-k", expression, images={component: image(variant)})
+    caught = CAUGHT_BY[variant]
+    proc, doc = run_suite(tmp_path, "-k", caught.expression,
+                          images={component: image(variant)})
     failed = all_failed_tests(doc)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert doc["result"] == "failure", doc["result"]
-    for name in must_fail:
+    outcomes = junit_outcomes(tmp_path / "reports")
+    for name in (*caught.fail, *caught.fail_fast):
         assert any(name in f for f in failed), (name, failed, proc.stdout[-3000:])
+    for name in caught.fail:  # each by its own check, not stopped by an earlier one
+        assert "not run:" not in outcomes[name][1], (name, outcomes[name])
+    for name in caught.passes:
+        assert outcomes.get(name, ("absent",))[0] == "passed", (name, outcomes)
+    for name in caught.fail_fast:
+        # the reason names the canary that timed out (after the self-test's 10 s)
+        reason = outcomes[name][1]
+        assert "did not converge earlier in this run" in reason, (name, reason)
+        assert "never enforced" in reason and "timed out after 10s" in reason, (name, reason)
 
 
 def test_the_unbroken_reference_passes_the_same_selection(tmp_path):
     """The control: the selections above pass against the shipped implementation, so
-    the failures are the broken builds' doing, not the selection's."""
-    expression = " or ".join(f"({e})" for e, _ in CAUGHT_BY.values())
+    the failures are the broken builds' doing, not the selection's; on this cluster of
+    two nodes nothing is skipped (the wire tests pin their pods to different nodes)."""
+    expression = " or ".join(f"({c.expression})" for c in CAUGHT_BY.values())
     proc, doc = run_suite(tmp_path, "-k", expression)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert all_failed_tests(doc) == []
+    outcomes = junit_outcomes(tmp_path / "reports")
+    assert "test_traffic_between_enrolled_pods_is_mutual_tls_on_the_wire" in outcomes, outcomes
+    skipped = {n: m for n, (o, m) in outcomes.items() if o != "passed"}
+    assert skipped == {}, skipped
 
 
 def test_an_exempt_feature_is_reported_unsupported_and_partial(tmp_path):

@@ -14,6 +14,9 @@ from typing import Any
 IMAGE_PREFIX = "ambient-harness-selftest"
 VARIANTS = {
     "ztunnel-ignores-deny": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_deny"),
+    "ztunnel-enrols-nothing": ("ztunnel", "conformance.tests.broken.ztunnel_enrols_nothing"),
+    "ztunnel-bypassed": ("ztunnel", "conformance.tests.broken.ztunnel_bypassed"),
+    "ztunnel-falls-through": ("ztunnel", "conformance.tests.broken.ztunnel_falls_through"),
     "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
     "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
 }

@@ -39,7 +39,7 @@ from ..policy.convert import convert_for_xds
 from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
-from ..xds.waypoints import Waypoint, bind, find_waypoints, waypoint_manifests
+from ..xds.waypoints import Waypoint, bind, find_waypoints, has_addresses, waypoint_manifests
 
 log = logging.getLogger("pilot")
 
@@ -106,10 +106,10 @@ class ControlPlane:
         service_use, workload_use = bind(self.waypoints, namespaces, services, pods)
         for (ns, name), wp in service_use.items():
             svc = svcs.get(f"{ns}/{name}.{ns}.svc.cluster.local")
-            if svc is not None and self._waypoint_serving(wp):
+            if svc is not None and self._waypoint_bindable(wp):
                 svc.waypoint = self._ref(wp)
         for uid, wp in workload_use.items():
-            if uid in workloads and self._waypoint_serving(wp):
+            if uid in workloads and self._waypoint_bindable(wp):
                 workloads[uid].waypoint = self._ref(wp)
         authorizations, self._statuses = policy_resources(
             self.policies.items.values(),
@@ -128,10 +128,18 @@ class ControlPlane:
                                         f"{wp.deployment}"}
 
     def _waypoint_serving(self, wp: Waypoint) -> bool:
-        """A binding takes effect once the waypoint runs: until then traffic stays L4,
-        rather than going to a proxy that is not there."""
         dep = self.waypoint_deployments.items.get(wp.key)
         return bool(dep) and (dep.get("status") or {}).get("readyReplicas", 0) >= 1
+
+    def _waypoint_bindable(self, wp: Waypoint) -> bool:
+        """A binding takes effect once the waypoint has run, and then stays: until it
+        first serves, traffic stays L4; once it served, its Gateway keeps its address
+        and its users stay bound even with no ready pod, so their traffic fails rather
+        than skip the waypoint's policies (as istiod, which binds a Gateway with status
+        addresses, set once ready and never removed: istio/istio
+        pilot/pkg/serviceregistry/ambient/waypoints.go)."""
+        gateway = self.gateways.items.get((wp.namespace, wp.gateway)) or {}
+        return self._waypoint_serving(wp) or has_addresses(gateway)
 
     async def deploy_waypoints(self) -> None:
         """A Deployment, Service and account per waypoint Gateway (owned by it, so they
@@ -175,7 +183,7 @@ class ControlPlane:
             cond("Programmed", programmed, "Programmed" if programmed else "Pending",
                  f"waypoint {wp.deployment} is ready" if programmed
                  else f"waypoint {wp.deployment} is not ready yet")]}
-        if address:
+        if address and (programmed or has_addresses(gateway)):
             status["addresses"] = [{"type": "IPAddress", "value": address}]
         if gateway.get("status") == status:
             return

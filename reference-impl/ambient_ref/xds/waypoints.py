@@ -63,6 +63,13 @@ def _meta(obj: KubeObject) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
+def has_addresses(gateway: KubeObject) -> bool:
+    """Whether a waypoint's Gateway has an address in its status: set once the waypoint
+    first had a ready pod and kept from then on, what binding to it depends on (istio/istio
+    pilot/pkg/serviceregistry/ambient/waypoints.go reads ``gateway.Status.Addresses``)."""
+    return bool((gateway.get("status") or {}).get("addresses"))
+
+
 def find_waypoints(gateways: Iterable[KubeObject]) -> dict[tuple[str, str], Waypoint]:
     """Waypoints of both flavours, keyed (namespace, gateway name)."""
     out: dict[tuple[str, str], Waypoint] = {}

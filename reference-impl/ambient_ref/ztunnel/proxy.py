@@ -2,9 +2,10 @@
 (15006) and inbound HBONE (15008), all listening inside the pod's namespace.
 
 Outbound: the original destination is read from the socket; a VIP becomes one of
-its Service's healthy endpoints; a destination in the mesh is reached over HBONE
-(``CONNECT podIP:port`` to ``podIP:15008``, mutual TLS with the source workload's
-certificate, the destination's identity verified), anything else by plain TCP.
+its Service's healthy endpoints; ``route.py`` decides the hop: a waypoint in the way
+or a destination in the mesh is reached over HBONE (``CONNECT`` to its 15008, mutual
+TLS with the source workload's certificate, the server's identity verified), anything
+else by plain TCP; a waypoint with no ready endpoint refuses the connection.
 Sockets toward the destination are opened from inside the source pod's namespace,
 so the source address stays the pod's.
 
@@ -40,6 +41,7 @@ from ..policy.evaluate import Connection
 from ..xds.types import Workload
 from . import capture
 from .metrics import UNKNOWN, ConnectionLabels, Peer, TcpMetrics
+from .route import outbound_route
 from .state import MeshState
 
 log = logging.getLogger("ztunnel.proxy")
@@ -130,28 +132,19 @@ class PodProxy:
             service_name=svc.name if svc else UNKNOWN,
             mtls=dest.workload is not None and dest.workload.protocol == "HBONE")
         metrics = self.shared.metrics
-        # A waypoint in the way (the Service's, else the workload's): HBONE to it, naming
-        # what the application dialled; it applies L7 and forwards to the destination.
-        waypoint, authority = None, f"{dest.ip}:{dest.port}"
-        if svc is not None and svc.waypoint:
-            waypoint, authority = svc.waypoint, f"{orig_ip}:{orig_port}"
-        elif dest.workload is not None and dest.workload.waypoint:
-            waypoint = dest.workload.waypoint
-        if waypoint is not None:
-            address = self.shared.state.waypoint_address(waypoint)
-            if address is not None:
-                await self._via_hbone(reader, writer, labels, address, authority,
-                                      waypoint["identity"], svc, src_ip, src_port)
-                return
-        if dest.workload is not None and dest.workload.protocol == "HBONE":
-            await self._via_hbone(reader, writer, labels, dest.ip, authority,
-                                  dest.workload.identity, svc, src_ip, src_port)
+        route = outbound_route(self.shared.state, dest, orig_ip, orig_port)
+        if route.kind == "refused":
+            # As ztunnel does on a failed request build: logged, not counted, dropped.
+            log.warning("connection failed: %s (outbound %s:%d -> %s:%d)", route.reason,
+                        src_ip, src_port, orig_ip, orig_port)
+            await _reset_after_first_bytes(reader, writer)
             return
-        # Not in the mesh: plain TCP from inside the pod, to the address it dialled
-        # (the node's service proxy still balances a VIP).
-        target = (orig_ip, orig_port) if dest.workload is None else (dest.ip, dest.port)
+        if route.kind == "hbone":
+            await self._via_hbone(reader, writer, labels, route.address, route.authority,
+                                  route.identity, svc, src_ip, src_port)
+            return
         try:
-            upstream = await capture.connect_from(self.netns, target)
+            upstream = await capture.connect_from(self.netns, (route.address, route.port))
         except OSError:
             reset_transport(writer)
             return
