@@ -11,14 +11,18 @@ from typing import Any
 
 from .resources import Registry, ResourceType
 
+# The Kubernetes version the API answers as: the one whose client-go real components of
+# today build on (istio/istio go.mod: k8s.io/client-go v0.36.1), inside the version skew
+# of the pinned kubectl and newer than Istio's minimum (1.32, istioctl precheck).
+GIT_VERSION = "v1.36.0-ambient-harness"
 KUBERNETES_VERSION = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-ambient-harness",
+    "minor": "36",
+    "gitVersion": GIT_VERSION,
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.22",
+    "goVersion": "go1.26",
     "compiler": "python",
     "platform": "linux/amd64",
 }

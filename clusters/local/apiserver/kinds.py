@@ -728,6 +728,11 @@ def _pod_spec_mutable_view(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fold_string_data(obj: dict[str, Any]) -> None:
+    # A Go client's nil []byte arrives as JSON null (istiod's self-signed CA secret has
+    # such keys: security/pkg/pki/ca/ca.go); the real server decodes it as empty bytes.
+    for key, value in (obj.get("data") or {}).items():
+        if value is None:
+            obj["data"][key] = ""
     string_data = obj.pop("stringData", None)
     if string_data:
         data = obj.setdefault("data", {})

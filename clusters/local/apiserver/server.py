@@ -23,6 +23,7 @@ from ..controllers.workloads import (
     ReplicaSetController,
 )
 from ..pki import Pem, make_ca, make_serving_cert
+from . import discovery
 from .api import Api
 from .handlers import Handlers
 from .kinds import KindHooks
@@ -209,7 +210,7 @@ def _node(name: str, pod_cidr: str) -> dict[str, Any]:
                            "not started",
                 "lastHeartbeatTime": ts, "lastTransitionTime": ts}],
             "addresses": [{"type": "Hostname", "address": name}],
-            "nodeInfo": {"kubeletVersion": "v1.31.0-ambient-harness", "operatingSystem": "linux",
+            "nodeInfo": {"kubeletVersion": discovery.GIT_VERSION, "operatingSystem": "linux",
                          "architecture": "amd64", "containerRuntimeVersion": "local://0.1.0",
                          "kernelVersion": "", "osImage": "ambient-harness local node",
                          "kubeProxyVersion": "", "machineID": "", "systemUUID": "",

@@ -40,7 +40,7 @@ async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: st
         scheme = (spec.get("scheme") or "HTTP").lower()
         url = f"{scheme}://{host}:{port}{spec.get('path') or '/'}"
         headers = {h["name"]: h["value"] for h in spec.get("httpHeaders") or ()}
-        headers.setdefault("User-Agent", "kube-probe/1.31")
+        headers.setdefault("User-Agent", "kube-probe/1.36")
         try:
             async with session.get(url, headers=headers, ssl=False, allow_redirects=False,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
