@@ -14,6 +14,8 @@ from typing import Any
 IMAGE_PREFIX = "ambient-harness-selftest"
 VARIANTS = {
     "ztunnel-ignores-deny": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_deny"),
+    "ztunnel-exact-as-prefix": ("ztunnel", "conformance.tests.broken.ztunnel_exact_as_prefix"),
+    "ztunnel-ignores-selectors": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_selectors"),
     "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
     "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
 }
