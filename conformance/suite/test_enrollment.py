@@ -27,7 +27,6 @@ from conformance.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("enrollment")
 
-URL = "http://productpage:9080/"
 REFUSED = (52, 56)
 """Reset (56), or closed before a reply (52): how a refused connection looks."""
 
@@ -109,20 +108,23 @@ def test_a_pod_started_in_an_enrolled_namespace_joins_the_mesh(sides):
 
 
 @pytest.mark.feature(F.WAYPOINT, F.L4_POLICY)
-def test_use_waypoint_naming_a_missing_waypoint_keeps_l4_working(bookinfo, waypoint_flavour):
-    bookinfo.cluster.kubectl("label", "service", "productpage", "-n", bookinfo.name,
-                             "istio.io/use-waypoint=no-such-waypoint", "--overwrite")
-    # Only an L7 policy could tell whether traffic is sent to a (missing) waypoint;
-    # with none there the request must simply keep working at L4.
-    for client in ("sleep", "notsleep"):
-        r = bookinfo.request(client, URL)
-        assert r.status == 200, (client, r)
-    bookinfo.cluster.apply([{
-        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-        "metadata": {"name": "deny-notsleep", "namespace": bookinfo.name},
-        "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
-                 "rules": [{"from": [{"source": {"principals": [
-                     principal(bookinfo.name, "notsleep")]}}]}]}}])
-    eventually(lambda: bookinfo.request("notsleep", URL), lambda r: r.exit_code == 56,
-               what="L4 policy still enforced by ztunnel with the dangling use-waypoint")
-    assert bookinfo.request("sleep", URL).status == 200
+def test_use_waypoint_naming_a_missing_waypoint_keeps_l4_working(sides, waypoint_flavour):
+    """A bogus ``istio.io/use-waypoint`` leaves traffic working at L4 (istio/istio
+    tests/integration/ambient/baseline_test.go ``TestBogusUseWaypoint``), and the
+    destination's ztunnel still enforces L4 policy."""
+    dest, clients = sides.dest, sides.clients
+    dest.cluster.kubectl("label", "service", "productpage", "-n", dest.name,
+                         "istio.io/use-waypoint=no-such-waypoint", "--overwrite")
+    try:
+        # A policy change made after the label, seen at L4, shows the label was taken.
+        dest.cluster.apply([allow_only(dest.name, [principal(clients.name, c)
+                                                   for c in ("sleep", "notsleep", "latecomer")])])
+        sides.until({"sleep": True, "notsleep": True},
+                    "the widened allow-list is in force at L4 with the dangling use-waypoint")
+        dest.cluster.apply([allow_only(dest.name, [principal(clients.name, "sleep"),
+                                                   principal(clients.name, "latecomer")])])
+        sides.until({"sleep": True, "notsleep": False},
+                    "the allow-list refuses notsleep again, still at L4")
+    finally:
+        dest.cluster.kubectl("label", "service", "productpage", "-n", dest.name,
+                             "istio.io/use-waypoint-")

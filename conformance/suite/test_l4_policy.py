@@ -152,6 +152,12 @@ def world(namespaces, adapter, cluster) -> World:
     for v in ("v1", "v2", "v3"):
         [pod] = a.pods(f"app=reviews,version={v}")
         w.ip[f"reviews-{v}"] = pod["status"]["podIP"]
+    # The canary must be answered before the first round, or a refusal for another
+    # reason (a mesh still starting up) could pass for the first round's canary.
+    urls = [u for d in (*A_SLOTS, "b-details") for u in w.canary_urls(d)]
+    eventually(lambda: a.request_each(CANARY, urls),
+               lambda seen: all(o.answered and o.status == 200 for o in seen),
+               what="the canary reaches every workload before any policy")
     return w
 
 
