@@ -69,6 +69,9 @@ def test_the_suite_fails_a_broken_implementation(tmp_path, variant):
         assert any(name in f for f in failed), (name, failed, proc.stdout[-3000:])
 
 
+# One suite run holding every variant's selection (a walkthrough, a traffic split and
+# two L4 rounds), so it may take as long as the subprocess is allowed to.
+@pytest.mark.timeout(600)
 def test_the_unbroken_reference_passes_the_same_selection(tmp_path):
     """The control: the selections above pass against the shipped implementation, so
     the failures are the broken builds' doing, not the selection's."""
