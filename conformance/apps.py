@@ -79,6 +79,37 @@ def canary_client() -> list[dict[str, Any]]:
     ]
 
 
+def client_workload(name: str, *, node: str | None = None) -> list[dict[str, Any]]:
+    """A curl client with a service account of its own name (like ``sleep``), optionally
+    pinned to ``node``: policy cases use clients whose names and namespaces tell
+    Istio's matching rules apart, and co-located ones, whose identities only their
+    certificates tell apart."""
+    labels = {"app": name}
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": name, "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "curl", "image": "curlimages/curl",
+                        "command": ["/bin/sleep", "3650d"]}]}
+    if node:
+        pod_spec["nodeName"] = node
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": pod_spec}}},
+    ]
+
+
+def bookinfo_objects(*names: str) -> list[dict[str, Any]]:
+    """The objects of the Bookinfo manifest with these names (e.g. details' Service,
+    ServiceAccount and Deployment), for a namespace that needs only part of it."""
+    docs = [d for d in yaml.safe_load_all(BOOKINFO.read_text()) if d]
+    picked = [d for d in docs if d["metadata"]["name"] in names]
+    missing = set(names) - {d["metadata"]["name"] for d in picked}
+    if missing:
+        raise ValueError(f"not in {BOOKINFO.name}: {', '.join(sorted(missing))}")
+    return picked
+
+
 def principal(namespace: str, service_account: str) -> str:
     """An Istio principal as written in AuthorizationPolicy (no ``spiffe://``)."""
     return f"cluster.local/ns/{namespace}/sa/{service_account}"
@@ -258,6 +289,19 @@ class AppNamespace:
         argv = curl.curl_argv(url, method=method, headers=headers, data=data, timeout=timeout)
         r = self.cluster.exec(self.name, f"deploy/{from_client}", argv, timeout=timeout + 30)
         return curl.parse(r.exit_code, r.stdout, r.stderr)
+
+    def request_each(self, from_client: str, urls: list[str], *,
+                     timeout: float = 10) -> list[curl.Outcome]:
+        """One GET to each of ``urls`` from ``deploy/<from_client>``, each on its own
+        connection, with one curl (``curl.each_argv``); outcomes in URL order."""
+        argv = curl.each_argv(urls, timeout=timeout)
+        r = self.cluster.exec(self.name, f"deploy/{from_client}", argv,
+                              timeout=30 + timeout * len(urls))
+        try:
+            return curl.parse_each(r.stdout, len(urls))
+        except ValueError as exc:
+            raise AssertionError(f"{self.name}/{from_client}: {exc} (curl exit {r.exit_code}: "
+                                 f"{r.stderr.strip()[:300]})") from None
 
     def ingress(self, path: str, *, from_client: str = "sleep", method: str = "GET",
                 headers: dict[str, str] | None = None) -> curl.Response:

@@ -19,6 +19,12 @@ One request (:func:`curl_argv` / :func:`parse`) writes everything to one stdout:
 Many requests (:func:`batch_argv` / :func:`parse_batch`) are one curl with the URL
 repeated: curl runs the transfers in order over a reused connection and writes each
 body followed by the same write-out, so thousands of responses cost one exec.
+
+One request to each of several URLs (:func:`each_argv` / :func:`parse_each`) is one
+curl too, each transfer on a connection of its own and reported with its own exit
+code (``%{exitcode}``, curl >= 7.75), so "reset by a policy" is told apart from
+"answered" per URL: a policy matrix observes a client's view of many destinations
+with one exec.
 """
 
 from __future__ import annotations
@@ -32,17 +38,23 @@ __all__ = [
     "CURL_EXIT_RECV_ERROR",
     "CURL_EXIT_TIMEOUT",
     "MARKER",
+    "Outcome",
     "Response",
     "batch_argv",
     "curl_argv",
+    "each_argv",
     "parse",
     "parse_batch",
+    "parse_each",
 ]
 
 MARKER = "~~conformance-curl-4b7e1d~~"
 """Ends each body in stdout; a body containing this exact string is not supported."""
 _WRITE_OUT = f"\\n{MARKER}%{{http_code}}\\n"
 """The ``-w`` format: curl expands ``\\n`` and ``%{http_code}`` itself."""
+_EACH_WRITE_OUT = f"{MARKER}%{{http_code}} %{{exitcode}}\\n"
+""":func:`each_argv`'s ``-w``: bodies go to /dev/null, so stdout is only these lines."""
+_EACH_LINE = re.compile(re.escape(MARKER) + r"(\d{3}) (\d+)")
 _TAIL = re.compile("\n" + re.escape(MARKER) + r"(\d{3})\n\Z")
 _STATUS_LINE = re.compile(r"HTTP/(\d(?:\.\d)?) +(\d{3})(?: .*)?")
 
@@ -199,6 +211,23 @@ def batch_argv(
     return argv
 
 
+def each_argv(urls: list[str], *, timeout: float = 10) -> list[str]:
+    """argv for one GET to each of ``urls``, in order; read with :func:`parse_each`.
+
+    Each transfer asks the server to close (``Connection: close``), so no two share a
+    connection: a connection-level decision (an L4 policy) is taken for every URL.
+    Bodies are discarded; ``timeout`` applies to each transfer.
+    """
+    if not urls:
+        raise ValueError("each_argv needs at least one URL")
+    argv = [*_BASE, "-H", "Connection: close", "--max-time", _seconds("timeout", timeout),
+            "-w", _EACH_WRITE_OUT]
+    for url in urls:
+        _check_url(url)
+        argv += ["-o", "/dev/null", "--url", url]
+    return argv
+
+
 # -- parsing ---------------------------------------------------------------------------------
 
 
@@ -297,3 +326,34 @@ def parse_batch(stdout: str) -> list[tuple[int, str]]:
         results.append((int(code), body))
         body = rest
     return results
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One transfer of :func:`each_argv`'s curl: the status (0 when no response came)
+    and curl's exit code for that transfer alone."""
+
+    status: int
+    exit_code: int
+
+    @property
+    def answered(self) -> bool:
+        return self.exit_code == 0 and self.status != 0
+
+
+def parse_each(stdout: str, count: int) -> list[Outcome]:
+    """The ``count`` outcomes of :func:`each_argv`'s curl, in URL order.
+
+    Raises ``ValueError`` when stdout holds anything else or fewer lines (curl stopped
+    early, the exec was cut short): a missing outcome must not read as a refusal.
+    """
+    lines = [line for line in stdout.split("\n") if line]
+    outcomes = []
+    for line in lines:
+        match = _EACH_LINE.fullmatch(line)
+        if not match:
+            raise ValueError(f"not each_argv's write-out: {line[:80]!r}")
+        outcomes.append(Outcome(int(match.group(1)), int(match.group(2))))
+    if len(outcomes) != count:
+        raise ValueError(f"{count} transfers asked for, {len(outcomes)} reported: {stdout[:300]!r}")
+    return outcomes

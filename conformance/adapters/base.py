@@ -65,6 +65,10 @@ GATEWAY_API_VERSION = {
     FLAVOUR_2022: f"{GATEWAY_API_GROUP}/v1alpha2",
 }
 
+ROOT_NAMESPACE = "istio-system"
+"""Istio's default ``meshConfig.rootNamespace`` (istio/istio pkg/config/mesh/mesh.go,
+``DefaultMeshConfig``): AuthorizationPolicies there apply to the whole mesh."""
+
 DEFAULT_METRICS: Mapping[str, str] = {
     "ztunnel": "15020/stats/prometheus",
     "waypoint": "15020/stats/prometheus",
@@ -204,6 +208,11 @@ class MeshAdapter(ABC):
     def metrics_locations(self) -> dict[str, str]:
         """Where each component serves Prometheus metrics, as ``"<port>/<path>"``."""
         return dict(DEFAULT_METRICS)
+
+    def root_namespace(self) -> str:
+        """The mesh's root namespace: a policy there without a selector applies to every
+        workload, and one with a selector to matching workloads of every namespace."""
+        return ROOT_NAMESPACE
 
     def configure(self, options: Mapping[str, Any]) -> None:
         """Adapter options from ``--adapter-config``; an adapter that takes none refuses

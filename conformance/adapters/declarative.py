@@ -25,6 +25,7 @@ in waypoint manifests and in command arguments)::
       deployment: "{name}"               # where the proxy runs (default "{name}")
       ready: {condition: Programmed}     # waited for on each Gateway in the manifest
     metrics: {ztunnel: 15020/stats/prometheus, waypoint: 15020/stats/prometheus}
+    root_namespace: istio-system         # meshConfig.rootNamespace (the default)
     features: [capture, mtls, l4-policy]
 
 Commands run with ``KUBECONFIG`` set to the cluster's.  Bad input raises
@@ -50,6 +51,7 @@ from .base import (
     AMBIENT_LABEL,
     DEFAULT_METRICS,
     FLAVOUR_TODAY,
+    ROOT_NAMESPACE,
     AdapterConfigError,
     AdapterError,
     Flavour,
@@ -68,6 +70,7 @@ TOP_LEVEL = frozenset(
         "enroll",
         "waypoint",
         "metrics",
+        "root_namespace",
         "features",
     }
 )
@@ -105,6 +108,7 @@ class DeclarativeConfig:
     waypoint: WaypointRecipe | None = None
     metrics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
     features: frozenset[str] = frozenset()
+    root_namespace: str = ROOT_NAMESPACE
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -233,6 +237,7 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
         )
 
     metrics = {**DEFAULT_METRICS, **c.str_map(top.get("metrics", {}), "metrics")}
+    root_namespace = c.string(top.get("root_namespace", ROOT_NAMESPACE), "root_namespace")
     features = frozenset(c.strings(top.get("features", []), "features"))
     for f in sorted(features - ALL_FEATURES):
         raise c.fail("features", f"unknown feature {f!r}; known: {', '.join(sorted(ALL_FEATURES))}")
@@ -247,6 +252,7 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
         waypoint,
         metrics,
         features,
+        root_namespace,
     )
 
 
@@ -306,6 +312,9 @@ class DeclarativeAdapter(MeshAdapter):
 
     def enroll_labels(self) -> Mapping[str, str]:
         return self.config.enroll_label
+
+    def root_namespace(self) -> str:
+        return self.config.root_namespace
 
     def check_available(self, cluster: ClusterProvider) -> str | None:
         steps = [self.config.install, *([self.config.uninstall] if self.config.uninstall else [])]

@@ -278,6 +278,7 @@ GOOD = {
         "deployment": "{name}-proxy",
     },
     "metrics": {"waypoint": "9090/metrics"},
+    "root_namespace": "acme-system",
     "features": ["capture", "mtls"],
 }
 
@@ -298,6 +299,7 @@ def test_declarative_round_trip(tmp_path: Path) -> None:
     assert adapter.api_flavours() == {FLAVOUR_TODAY}
     assert adapter.metrics_locations() == {
         "ztunnel": "15020/stats/prometheus", "waypoint": "9090/metrics"}  # fmt: skip
+    assert adapter.root_namespace() == "acme-system"
     cluster = FakeCluster()
     assert adapter.check_available(cluster) is None
     adapter.install(cluster)
@@ -332,6 +334,7 @@ def test_declarative_defaults(tmp_path: Path) -> None:
     assert adapter.enroll_labels() == {"istio.io/dataplane-mode": "ambient"}
     assert adapter.features() == frozenset() and adapter.api_flavours() == frozenset()
     assert adapter.version() == "unknown"
+    assert adapter.root_namespace() == "istio-system"  # Istio's meshConfig default
 
 
 @pytest.mark.parametrize(
@@ -351,6 +354,7 @@ def test_declarative_defaults(tmp_path: Path) -> None:
         ({"name": "x", "waypoint": {"flavours": ["istio-mesh"]}}, "needs `manifest` or `commands`"),
         ({"name": "x", "waypoint": {"flavours": ["x"], "commands": [["a"]]}}, "unknown flavour"),
         ({"name": "x", "enroll": {"label": []}}, "field `enroll.label`: expected dict"),
+        ({"name": "x", "root_namespace": ""}, "field `root_namespace`: must not be empty"),
         (["name"], "must be a YAML mapping"),
         ("name: [unclosed", "not valid YAML"),
     ],

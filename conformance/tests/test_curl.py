@@ -15,11 +15,14 @@ import pytest
 
 from conformance.curl import (
     MARKER,
+    Outcome,
     Response,
     batch_argv,
     curl_argv,
+    each_argv,
     parse,
     parse_batch,
+    parse_each,
 )
 
 TAIL = f"\n{MARKER}"
@@ -248,6 +251,31 @@ def test_parse_batch_rejects_foreign_output() -> None:
         parse_batch("x" + TAIL + "2xx\n")
 
 
+def test_each_argv_one_transfer_per_url_bodies_discarded() -> None:
+    argv = each_argv(["http://a:9080/health", "http://b.ns:9080/health"], timeout=3)
+    assert argv[argv.index("-H") + 1] == "Connection: close"
+    assert argv[argv.index("--max-time") + 1] == "3"
+    assert argv[-8:] == ["-o", "/dev/null", "--url", "http://a:9080/health",
+                         "-o", "/dev/null", "--url", "http://b.ns:9080/health"]
+    with pytest.raises(ValueError):
+        each_argv([])
+    with pytest.raises(ValueError):
+        each_argv(["http://a/ b"])
+
+
+def test_parse_each_canned() -> None:
+    stdout = f"{MARKER}200 0\n{MARKER}000 56\n{MARKER}000 7\n"
+    assert parse_each(stdout, 3) == [Outcome(200, 0), Outcome(0, 56), Outcome(0, 7)]
+    assert [o.answered for o in parse_each(stdout, 3)] == [True, False, False]
+
+
+def test_parse_each_refuses_missing_or_foreign_lines() -> None:
+    with pytest.raises(ValueError, match="2 transfers asked for, 1 reported"):
+        parse_each(f"{MARKER}200 0\n", 2)
+    with pytest.raises(ValueError, match="write-out"):
+        parse_each(f"<html>{MARKER}200 0\n", 1)
+
+
 # -- the real curl against a local server ----------------------------------------------------
 
 
@@ -350,3 +378,11 @@ def test_real_curl_agrees_with_parse(server: str, tmp_path: Path) -> None:
     ]
     # One connection for all five: curl reused it.
     assert len({port for _, port in _Handler.served}) == 1
+
+    _Handler.served = []
+    urls = [f"{server}/hello", f"http://127.0.0.1:{port}/", f"{server}/nope", f"{server}/hello"]
+    code, stdout, _ = _run(each_argv(urls, timeout=5), tmp_path)
+    assert parse_each(stdout, 4) == [Outcome(200, 0), Outcome(0, 7), Outcome(404, 0),
+                                     Outcome(200, 0)]
+    # A connection each, even for the same server: nothing was reused.
+    assert len({port for _, port in _Handler.served}) == 3

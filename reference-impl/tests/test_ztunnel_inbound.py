@@ -66,3 +66,50 @@ def test_policy_denial_is_401_and_counted_with_the_deny_flag():
     assert allowed.status == 200
     text = proxy.shared.metrics.exposition().decode()
     assert 'response_flags="DENY"' in text and "sa/notsleep" in text
+
+
+def test_denied_plaintext_is_dropped_after_the_connect_completes(monkeypatch):
+    """An out-of-mesh client denied by policy sees its connection end after connecting,
+    never a failed connect: real ztunnel accepts, checks RBAC, then drops the stream
+    (istio/ztunnel src/proxy/inbound_passthrough.rs).  A reset sent at once races the
+    client's connect, which curl then reports as exit 7 instead of 56."""
+    import socket
+
+    from ambient_ref.ztunnel import capture
+
+    nothing = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+               "metadata": {"name": "nothing", "namespace": "default"},
+               "spec": {"selector": {"matchLabels": {"app": "productpage"}}}}
+    proxy = _proxy([nothing])
+    monkeypatch.setattr(capture, "original_destination", lambda sock: (POD_IP, 9080))
+
+    async def body() -> tuple[str, str]:
+        server = await asyncio.start_server(proxy._inbound_plaintext, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.socket()
+        client.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(client, ("127.0.0.1", port))
+            await asyncio.sleep(0.3)  # the decision is taken by now; nothing sent yet
+            try:
+                client.recv(1, socket.MSG_PEEK)
+                before = "data or end"
+            except BlockingIOError:
+                before = "open"
+            except ConnectionResetError:
+                before = "reset"
+            client.send(b"GET / HTTP/1.1\r\nHost: productpage\r\n\r\n")
+            try:
+                await asyncio.wait_for(
+                    asyncio.get_running_loop().sock_recv(client, 1024), 5)
+                after = "answered"
+            except ConnectionResetError:
+                after = "reset"
+            return before, after
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(body()) == ("open", "reset")
+    assert 'response_flags="DENY"' in proxy.shared.metrics.exposition().decode()

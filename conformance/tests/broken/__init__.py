@@ -17,6 +17,8 @@ VARIANTS = {
     "ztunnel-enrols-nothing": ("ztunnel", "conformance.tests.broken.ztunnel_enrols_nothing"),
     "ztunnel-bypassed": ("ztunnel", "conformance.tests.broken.ztunnel_bypassed"),
     "ztunnel-falls-through": ("ztunnel", "conformance.tests.broken.ztunnel_falls_through"),
+    "ztunnel-exact-as-prefix": ("ztunnel", "conformance.tests.broken.ztunnel_exact_as_prefix"),
+    "ztunnel-ignores-selectors": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_selectors"),
     "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
     "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
 }

@@ -254,7 +254,10 @@ class PodProxy:
         self.shared.metrics.open(labels)
         if not decision.allowed:
             self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
-            reset_transport(writer)
+            # Real ztunnel drops the accepted connection after its RBAC check
+            # (src/proxy/inbound_passthrough.rs), so the client's connect has succeeded
+            # and it sees the connection end, never a failed connect.
+            await _reset_after_first_bytes(reader, writer)
             return
         try:
             upstream = await capture.connect_from(self.netns, (orig_ip, orig_port),
