@@ -20,6 +20,8 @@ KUBECONFIG = "kubeconfig"
 LOG_FILE = "apiserver.log"
 # Written last by the daemon, once the API answers: the folder is a live cluster.
 READY_FILE = "ready"
+# The node agents' cgroup roots, each written before it is made.
+CGROUP_REGISTRY = "cgroups"
 
 
 def runtime_root() -> Path:
@@ -76,11 +78,14 @@ class ClusterDir:
         return True
 
     def remove(self) -> None:
-        """Everything the cluster made: recorded namespaces (and the links and
-        processes in them), mount-point directories, then its folder."""
+        """Everything the cluster made: recorded cgroups (and the processes in them),
+        namespaces (and the links and processes in them), mount-point directories,
+        then its folder."""
         from .network.topology import destroy_recorded
+        from .node.cgroups import remove_recorded
         from .nodes import remove_made_dirs
 
+        remove_recorded(self.path / CGROUP_REGISTRY)
         if (self.path / "netns").exists():
             destroy_recorded(self.path / "netns")
         remove_made_dirs(self.path)

@@ -1,11 +1,13 @@
 """The node agent (the kubelet role): runs the pods bound to one node.
 
 ``python -m clusters.local.node.agent`` runs inside the node's network namespace.
-For each pod it builds a sandbox (namespace, address, routes, DNS), starts each
-container as a process inside that namespace, probes it, restarts it per
-``restartPolicy`` with back-off, keeps its logs, and writes the pod's status.  On
-deletion it stops the containers (SIGTERM, SIGKILL after the grace period),
-removes the sandbox and confirms the deletion.  It also plays kube-proxy for its
+For each pod it makes the pod's cgroup (``cgroups.py``) and a sandbox (namespace,
+address, routes, DNS, then the node's CNI chain: ``podnetwork.py``, ``cni.py``),
+starts each container as a process inside that namespace and in a cgroup of its
+own, probes it, restarts it per ``restartPolicy`` with back-off, keeps its logs,
+and writes the pod's status.  On deletion it stops the containers (SIGTERM,
+SIGKILL after the grace period), removes the sandbox (CNI DEL first) and the
+cgroups, and confirms the deletion.  It also plays kube-proxy for its
 node (``network/proxy.py``).
 """
 
@@ -18,8 +20,11 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
+import secrets
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -38,7 +43,10 @@ from ..images.catalog import (
 from ..kubeclient import Informer, KubeClient, KubeError
 from ..network import netns
 from ..network.proxy import ServiceProxy
+from . import cni
 from . import sandbox as sandboxes
+from .cgroups import CgroupError, CgroupTree
+from .podnetwork import PodNetwork, SandboxFailed
 from .probes import ProbeFailed, run_probe
 from .status import ContainerView, pod_status
 
@@ -46,6 +54,9 @@ log = logging.getLogger("node")
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
+# kubelet's pod worker retries a failed sync (e.g. sandbox creation) after its
+# backOffPeriod, 10 s, with jitter 0.5 (pkg/kubelet/pod_workers.go, kubelet.go).
+SANDBOX_BACKOFF = 10.0
 DNS_IP = "198.19.0.10"
 API_VIP = "198.19.0.1"
 
@@ -76,6 +87,7 @@ class Container:
         if self.startup_ok:
             self.startup_done.set()
         self.exited = asyncio.Event()
+        self.cgroup: str | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -99,22 +111,27 @@ class Container:
                                            "message": str(exc)}}
             self.pod.changed()
             return False
+        container_id = secrets.token_hex(32)  # as long as containerd's; the cgroup leaf
         log_file = open(self.log_path(self.view.restart_count), "ab")  # noqa: SIM115
         try:
+            self.cgroup, preexec = self.pod.container_cgroup(container_id)
             self.process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT, env=env, cwd="/",
-                preexec_fn=_set_pdeathsig, start_new_session=True)
-        except OSError as exc:
+                preexec_fn=preexec, start_new_session=True)
+        except (OSError, CgroupError, subprocess.SubprocessError) as exc:
+            where = f"joining cgroup {self.cgroup}" if isinstance(
+                exc, subprocess.SubprocessError) else argv[0]
             self.view.state = {"waiting": {"reason": "CreateContainerError",
-                                           "message": f"{argv[0]}: {exc}"}}
+                                           "message": f"{where}: {exc}"}}
             self.pod.changed()
+            await self.pod.remove_cgroup(self.cgroup)
             return False
         finally:
             log_file.close()
         self.exited.clear()
         started_at = now()
-        self.view.container_id = f"local://{self.pod.uid}/{self.name}/{self.view.restart_count}"
+        self.view.container_id = f"local://{container_id}"
         if self.program and self.program.listens and self.pod.sandbox:
             # The image is "created" once its program serves (see images/catalog.py).
             await self._await_listening(self.program.listens)
@@ -158,6 +175,9 @@ class Container:
             self.start_probes()
             assert self.process is not None
             code = await self.process.wait()
+            # What the container started goes with it (runc deletes the container's
+            # cgroup, killing what is left in it).
+            await self.pod.remove_cgroup(self.cgroup)
             self.stop_probes()
             self.exited.set()
             finished = now()
@@ -290,7 +310,8 @@ class PodWorker:
         self.spec: dict[str, Any] = pod.get("spec") or {}
         self.host_network = bool(self.spec.get("hostNetwork"))
         self.dir = agent.state_dir / "pods" / self.uid
-        self.sandbox: sandboxes.Sandbox | None = None
+        self.net: PodNetwork | None = None
+        self.cgroup: str | None = None
         self.init = [Container(self, c, True) for c in self.spec.get("initContainers") or ()]
         self.main = [Container(self, c, False) for c in self.spec.get("containers") or ()]
         self.terminating = asyncio.Event()
@@ -306,7 +327,11 @@ class PodWorker:
     def ip(self) -> str | None:
         if self.host_network:
             return self.agent.node_ip
-        return self.sandbox.ip if self.sandbox else None
+        return self.net.ip if self.net else None
+
+    @property
+    def sandbox(self) -> sandboxes.Sandbox | None:
+        return self.net.sandbox if self.net and self.net.ready else None
 
     @property
     def netns_name(self) -> str | None:
@@ -352,12 +377,13 @@ class PodWorker:
             self.changed()
             await self.terminating.wait()
             return
-        # 2. the network sandbox
+        # 2. the pod's cgroup, then its sandbox, CNI included, before any container
         self.dir.mkdir(parents=True, exist_ok=True)
-        if not self.host_network:
-            dns = None if self.spec.get("dnsPolicy") == "Default" else DNS_IP
-            self.sandbox = await sandboxes.create(self.uid, self.agent.ipam, self.namespace,
-                                                  self.name, dns, self.agent.record_netns)
+        if self.agent.cgroups is not None:
+            qos = (self.pod.get("status") or {}).get("qosClass", "BestEffort")
+            self.cgroup = self.agent.cgroups.make_pod(self.uid, qos)
+        if not self.host_network and not await self._run_sandbox():
+            return  # deleted before its sandbox could be made
         await self._prepare_volumes()
         self.changed()
         # 3. init containers in order, each to completion
@@ -385,13 +411,59 @@ class PodWorker:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self.sandbox is not None:
-            await sandboxes.destroy(self.sandbox, self.agent.ipam)
-            self.sandbox = None
+        if self.net is not None:
+            try:
+                await self.net.teardown()
+            except cni.CniError as exc:
+                self.event("FailedKillPod", f"error killing pod: {exc}", "Warning")
+        await self.remove_cgroup(self.cgroup)
         if self.status_task is not None:
             self.status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.status_task
+
+    # -- sandbox and cgroups ---------------------------------------------------------
+
+    async def _run_sandbox(self) -> bool:
+        """Make the sandbox; on failure a FailedCreatePodSandBox event, its teardown
+        and another try after kubelet's back-off.  False once the pod is deleted."""
+        dns_ip = None if self.spec.get("dnsPolicy") == "Default" else DNS_IP
+        while not self.terminating.is_set():
+            self.net = PodNetwork(self.agent.cni, self.agent.ipam, self.pod, dns_ip,
+                                  self.dir / "cni", self.cgroup, self.agent.record_netns)
+            try:
+                await self.net.setup()
+                return True
+            except SandboxFailed as exc:
+                self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}",
+                           "Warning")
+            try:
+                await self.net.teardown()
+            except cni.CniError as exc:
+                log.warning("%s/%s: %s", self.namespace, self.name, exc)
+            delay = self.agent.sandbox_backoff * (1 + 0.5 * random.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), delay)
+        return False
+
+    def container_cgroup(self, container_id: str) -> tuple[str | None, Any]:
+        """The container's cgroup (made now) and what the child runs before exec:
+        joining it, so all the container starts is in it, and dying with the agent."""
+        tree = self.agent.cgroups
+        if tree is None or self.cgroup is None:
+            return None, _set_pdeathsig
+        path = tree.make_container(self.cgroup, container_id)
+        join = tree.joiner(path)
+
+        def preexec() -> None:
+            join()
+            _set_pdeathsig()
+
+        return path, preexec
+
+    async def remove_cgroup(self, path: str | None) -> None:
+        if path is not None and self.agent.cgroups is not None:
+            await asyncio.to_thread(self.agent.cgroups.remove, path)
 
     # -- environment, volumes, command --------------------------------------------
 
@@ -653,9 +725,17 @@ def _expand(text: str, env: dict[str, str]) -> str:
 
 class NodeAgent:
     def __init__(self, node: str, node_ip: str, pod_cidr: str, client: KubeClient,
-                 state_dir: Path, ca_pem: bytes, registry: Path) -> None:
+                 state_dir: Path, ca_pem: bytes, registry: Path, *,
+                 host_paths: cni.NodePaths | None = None,
+                 cgroups: CgroupTree | None = None) -> None:
         self.node = node
         self.node_ip = node_ip
+        self.pod_cidr = pod_cidr
+        # The node's own /etc/cni/net.d and /opt/cni/bin (see cni.NodePaths).
+        self.cni = cni.Runtime(host_paths or cni.NodePaths(state_dir / "root"))
+        self.cgroups = cgroups
+        self.sandbox_backoff = float(os.environ.get("AMBIENT_HARNESS_SANDBOX_BACKOFF",
+                                                    SANDBOX_BACKOFF))
         self.client = client
         self.state_dir = state_dir
         self.ca_pem = ca_pem
@@ -777,6 +857,9 @@ class NodeAgent:
             inf.start()
         self.proxy.start()
         await self.proxy.synced.wait()
+        # Ready once the network configuration is in place (kubelet waits for the
+        # runtime's NetworkReady).
+        self.cni.install_primary(self.pod_cidr)
         await self.register()
         log.info("node %s ready at %s", self.node, self.node_ip)
         await stop.wait()
@@ -787,6 +870,8 @@ class NodeAgent:
         await asyncio.gather(*(w.stop(2) for w in list(self.workers.values())),
                              return_exceptions=True)
         self.workers.clear()
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.remove_all)
         await self.proxy.stop()
         for inf in (self.services, self.slices):
             await inf.stop()
@@ -817,8 +902,10 @@ async def amain(args: argparse.Namespace) -> int:
     client = KubeClient.from_kubeconfig(args.kubeconfig, server=args.server)
     ca = base64.b64decode(__import__("yaml").safe_load(Path(args.kubeconfig).read_text())
                           ["clusters"][0]["cluster"]["certificate-authority-data"])
+    cgroups = (CgroupTree.find(args.cgroup_root, Path(args.cgroup_registry))
+               if args.cgroup_root and args.cgroup_registry else None)
     agent = NodeAgent(args.node, args.node_ip, args.pod_cidr, client, Path(args.state_dir),
-                      ca, Path(args.registry))
+                      ca, Path(args.registry), cgroups=cgroups)
     await agent.run(stop)
     return 0
 
@@ -832,6 +919,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--registry", required=True)
+    parser.add_argument("--cgroup-root", help="the node's cgroup root, e.g. "
+                        "/ambient-harness/<cluster>/<node>; without it pods get no cgroups")
+    parser.add_argument("--cgroup-registry", help="the file recording the node's cgroup "
+                        "root before it is made, for cleanup")
     args = parser.parse_args(argv)
     _set_pdeathsig_term()
     logging.basicConfig(level=os.environ.get("AMBIENT_HARNESS_LOG", "INFO"),
