@@ -4,11 +4,20 @@ and container, also beside a hybrid machine's v1 lines."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from clusters.local.node.cgroups import cgroup2_mount, node_root, pod_path
+from clusters.local.node.cgroups import (
+    CgroupTree,
+    cgroup2_mount,
+    node_root,
+    pod_path,
+    remove_recorded,
+)
 
 from . import istio_cgroups
 
@@ -88,3 +97,31 @@ def test_our_path_beside_hybrid_v1_lines_parses_to_pod_and_container():
     assert istio_cgroups.pod_uid_and_container_id(text) == (UID, CID)
     # and on a cgroup2-only machine, the single line
     assert istio_cgroups.pod_uid_and_container_id(f"0::{ours}\n") == (UID, CID)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or cgroup2_mount(Path("/proc/self/mountinfo")
+                                                         .read_text()) is None,
+                    reason="needs root and a cgroup2 hierarchy")
+def test_a_joined_process_and_its_children_are_found_and_killed_by_cleanup(tmp_path):
+    registry = tmp_path / "cgroups"
+    tree = CgroupTree.find(node_root(f"unit-{os.getpid()}", "node-1"), registry)
+    assert tree is not None
+    assert registry.read_text().split() == [str(tree.base)]  # recorded once made
+    pod = tree.make_pod(UID, "Burstable")
+    leaf = tree.make_container(pod, CID)
+    proc = subprocess.Popen(["sh", "-c", "sleep 100 & exec sleep 100"],
+                            preexec_fn=tree.joiner(leaf))
+    try:
+        procs = (tree.dir(leaf) / "cgroup.procs").read_text().split()
+        assert str(proc.pid) in procs and len(procs) == 2  # the child inherited it
+        text = Path(f"/proc/{proc.pid}/cgroup").read_text()
+        assert istio_cgroups.pod_uid_and_container_id(text) == (UID, CID)
+        # what `cleanup` does after a SIGKILL of the agent: kill, then remove
+        assert remove_recorded(registry) == [tree.base]
+        assert proc.wait(10) == -signal.SIGKILL
+        assert not tree.base.exists() and not tree.base.parent.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        remove_recorded(registry)

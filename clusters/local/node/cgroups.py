@@ -101,7 +101,13 @@ class CgroupTree:
             log.warning("the cgroup2 hierarchy at %s is not writable: pods get no cgroups",
                         mount)
             return None
-        return cls(mount, root, registry)
+        tree = cls(mount, root, registry)
+        try:
+            tree._make(root)  # the node's root now: a machine that refuses it says so here
+        except CgroupError as exc:
+            log.warning("%s: pods get no cgroups", exc)
+            return None
+        return tree
 
     def dir(self, cgroup_path: str) -> Path:
         return self.mount / cgroup_path.lstrip("/")
