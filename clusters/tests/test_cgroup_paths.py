@@ -109,9 +109,10 @@ def test_a_joined_process_and_its_children_are_found_and_killed_by_cleanup(tmp_p
     assert registry.read_text().split() == [str(tree.base)]  # recorded once made
     pod = tree.make_pod(UID, "Burstable")
     leaf = tree.make_container(pod, CID)
-    proc = subprocess.Popen(["sh", "-c", "sleep 100 & exec sleep 100"],
-                            preexec_fn=tree.joiner(leaf))
+    proc = subprocess.Popen(["sh", "-c", "sleep 100 & echo forked; exec sleep 100"],
+                            stdout=subprocess.PIPE, text=True, preexec_fn=tree.joiner(leaf))
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == "forked\n"
         procs = (tree.dir(leaf) / "cgroup.procs").read_text().split()
         assert str(proc.pid) in procs and len(procs) == 2  # the child inherited it
         text = Path(f"/proc/{proc.pid}/cgroup").read_text()
