@@ -25,8 +25,9 @@ import yaml
 from .apiserver.server import ApiServer, PortInUse, ServerConfig
 from .network import netns
 from .network.topology import API_IP, API_PORT, ClusterNetwork
+from .node.cgroups import remove_recorded
 from .nodes import ClusterNotReady, NodeAgents, release_node_roots, wait_until_ready
-from .state import KUBECONFIG, PID_FILE, READY_FILE
+from .state import CGROUP_REGISTRY, KUBECONFIG, PID_FILE, READY_FILE
 
 PR_SET_PDEATHSIG = 1
 
@@ -112,6 +113,8 @@ async def _shutdown(server: ApiServer, agents: NodeAgents | None,
                     network: ClusterNetwork | None, state: Path) -> None:
     if agents is not None:
         await agents.stop()
+    # What an agent killed before it could clean up left behind.
+    await asyncio.to_thread(remove_recorded, state / CGROUP_REGISTRY)
     await server.stop()
     release_node_roots(state)  # before the namespaces: a bind there keeps one alive
     if network is not None:

@@ -14,12 +14,20 @@ from .apiserver.server import ApiServer
 from .images.catalog import PROJECT_ROOT
 from .network import netns
 from .network.topology import API_IP, API_PORT, ClusterNetwork
+from .node.cgroups import node_root
 from .node.hostpaths import unmount_under
-from .state import KUBECONFIG
+from .state import CGROUP_REGISTRY, KUBECONFIG
 
 
 class ClusterNotReady(Exception):
     pass
+
+
+def node_host_root(state: Path, node: str) -> Path:
+    """The folder standing for a node's ``/`` (the agent's ``<state-dir>/root``): its
+    own etc/cni/net.d, opt/cni/bin, so what a node-level component installs there
+    stays inside the cluster."""
+    return state / "nodes" / node / "root"
 
 
 class NodeAgents:
@@ -51,6 +59,8 @@ class NodeAgents:
                     "--server", f"https://{API_IP}:{API_PORT}",
                     "--state-dir", str(self.state / "nodes" / node.name),
                     "--registry", str(self.network.registry), *extra,
+                    "--cgroup-root", node_root(self.network.cluster, node.name),
+                    "--cgroup-registry", str(self.state / CGROUP_REGISTRY),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env)
             finally:
                 log.close()

@@ -136,8 +136,8 @@ class LocalCluster(ClusterProvider):
 
     def exec(self, namespace: str, target: str, argv: list[str],
              timeout: float = 60) -> ExecResult:
-        """Run ``argv`` inside the pod's (first, or default) container: its root,
-        network and UTS namespaces and environment, as ``kubectl exec`` does."""
+        """Run ``argv`` inside the pod's (first, or default) container: its cgroup,
+        root, network and UTS namespaces and environment, as ``kubectl exec`` does."""
         if not self.run_pods:
             raise ClusterError("this local cluster runs no pods (run_pods=False): nothing to "
                                "exec into")

@@ -20,6 +20,8 @@ KUBECONFIG = "kubeconfig"
 LOG_FILE = "apiserver.log"
 # Written last by the daemon, once the API answers: the folder is a live cluster.
 READY_FILE = "ready"
+# The node agents' cgroup roots, each written before it is made.
+CGROUP_REGISTRY = "cgroups"
 
 
 def runtime_root() -> Path:
@@ -76,11 +78,14 @@ class ClusterDir:
         return True
 
     def remove(self) -> None:
-        """Everything the cluster made: the mounts in its nodes' folders, recorded
-        namespaces (and the links and processes in them), then its folder."""
+        """Everything the cluster made: recorded cgroups (and the processes in them),
+        the mounts in its nodes' folders, recorded namespaces (and the links and
+        processes in them), then its folder."""
         from .network.topology import destroy_recorded
+        from .node.cgroups import remove_recorded
         from .nodes import release_node_roots
 
+        remove_recorded(self.path / CGROUP_REGISTRY)
         release_node_roots(self.path)
         if (self.path / "netns").exists():
             destroy_recorded(self.path / "netns")

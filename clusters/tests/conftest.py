@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
@@ -51,10 +52,19 @@ def apps(api_client: client.ApiClient) -> client.AppsV1Api:
     return client.AppsV1Api(api_client)
 
 
+@contextmanager
+def fresh_namespace(core: client.CoreV1Api, prefix: str = "t") -> Iterator[str]:
+    """A namespace of a new name, deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
 @pytest.fixture
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(core) as name:
+        yield name

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clusters.local.node.cgroups import cgroup2_mount
 from clusters.local.provider import LocalCluster
 from clusters.local.state import ClusterDir, wait_gone
 from clusters.provider import ClusterError
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
 # Namespace names are machine-wide: the pid keeps concurrent test runs apart.
 TAG = str(os.getpid())
+HAS_CGROUP2 = cgroup2_mount(Path("/proc/self/mountinfo").read_text()) is not None
 
 
 def _processes_mentioning(marker: str) -> list[int]:
@@ -63,6 +65,15 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _pod_cgroups(cluster_dir: Path) -> list[Path]:
+    """The pod cgroup directories under the node roots the cluster recorded."""
+    try:
+        roots = [Path(line) for line in (cluster_dir / "cgroups").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return sorted(d for root in roots for d in root.glob("kubepods/*/pod*"))
+
+
 def _run_a_pod(kubeconfig: Path, name: str = "idle",
                container: str = "image: curlimages/curl\n    command: [/bin/sleep, 3650d]"
                ) -> None:
@@ -89,8 +100,11 @@ def test_up_and_down_leave_no_process_namespace_or_file(tmp_path):
     assert len(_netns_of(f"lifecycle-{TAG}", recorded)) == 5  # wire, 2 nodes, DNS pod, our pod
     assert _processes_mentioning(str(c.dir.path))
     assert _mounts_under(c.dir.path)  # each node's netns folder, the pod's netns in it
+    cgroups = _pod_cgroups(c.dir.path)
+    assert len(cgroups) == (2 if HAS_CGROUP2 else 0)  # the DNS pod's and ours
     c.teardown()
     assert _mounts_under(c.dir.path) == []
+    assert not any(d.exists() for d in cgroups)
     assert not c.dir.path.exists()
     assert _processes_mentioning(str(c.dir.path)) == []
     assert _processes_mentioning("/bin/sleep 3650d") == []
@@ -144,7 +158,9 @@ def test_cleanup_after_sigkill(tmp_path):
         for p in everyone:
             assert wait_gone(p, 10)
         recorded = (d.path / "netns").read_text().split()
-        assert _netns_of(f"killed-{TAG}", recorded)  # a killed run leaves namespaces...
+        cgroups = _pod_cgroups(d.path)
+        assert len(cgroups) == (3 if HAS_CGROUP2 else 0)  # a killed run leaves cgroups...
+        assert _netns_of(f"killed-{TAG}", recorded)  # ...namespaces...
         assert _mounts_under(d.path)  # ...the nodes' mounts...
         assert d.path.exists()  # ...and its folder...
         out = subprocess.run([sys.executable, "-m", "clusters.local", "cleanup"],
@@ -155,6 +171,7 @@ def test_cleanup_after_sigkill(tmp_path):
         assert _processes_mentioning(str(d.path)) == []
         assert _processes_mentioning("/usr/local/bin/sleep\x003650d") == []
         assert _netns_of(f"killed-{TAG}", recorded) == []
+        assert not any(c.exists() for c in cgroups)
     finally:
         # A failure above must not leave the cluster behind either, alive or killed.
         for command in (["down", "--name", f"killed-{TAG}"], ["cleanup"]):

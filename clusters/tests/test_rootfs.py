@@ -4,6 +4,7 @@ and nothing remains once the program exits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from clusters.local.node import rootfs
+from clusters.local.node.cgroups import TOP, cgroup2_mount
 from clusters.local.node.hostpaths import unmount_under
 
 pytestmark = pytest.mark.slow
@@ -92,3 +94,35 @@ def test_mounts_made_later_on_the_machine_reach_a_running_container(tmp_path, sc
         assert asyncio.run(scenario()) == "propagated\n"
     finally:
         unmount_under(shared)
+
+
+CGROUP2 = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+
+
+@pytest.mark.skipif(CGROUP2 is None, reason="no cgroup2 hierarchy on this machine")
+def test_the_process_joins_its_cgroup_before_the_root_hides_the_machines(tmp_path,
+                                                                         scratch):
+    """A container's cgroup is joined first, at the machine's cgroupfs path: the
+    program (and what it starts) is in it, although its root hides the machine's
+    /sys/fs/cgroup behind an empty folder."""
+    assert CGROUP2 is not None
+    name = f"/{TOP}/unit-rootfs-{os.getpid()}"
+    group = CGROUP2 / name.lstrip("/")
+    group.mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    try:
+        spec = rootfs.RootSpec(scratch=scratch, cgroup=str(group),
+                               binds=(rootfs.Bind(str(tmp_path / "empty"), "/sys/fs/cgroup"),))
+        r = rootfs.run(spec, ["sh", "-c", "ls -A /sys/fs/cgroup; sh -c 'cat /proc/self/cgroup'"],
+                       env=ENV, timeout=30)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.decode().splitlines()
+        assert f"0::{name}" in lines  # the grandchild's
+        assert not any(line.startswith("cgroup.") for line in lines)  # hidden in the root
+        missing = rootfs.RootSpec(scratch=scratch, cgroup=str(group / "no-such"))
+        with pytest.raises(rootfs.RootError, match=f"joining cgroup {group}/no-such: No such"):
+            rootfs.run(missing, ["true"], env=ENV)
+    finally:
+        group.rmdir()
+        with contextlib.suppress(OSError):
+            group.parent.rmdir()  # the top folder, unless another cluster uses it

@@ -1,14 +1,18 @@
 """The node agent (the kubelet role): runs the pods bound to one node.
 
 ``python -m clusters.local.node.agent`` runs inside the node's network namespace.
-For each pod it builds a sandbox (namespace, address, routes, DNS), makes its
-volumes (``volumes.py``), starts each container as a process in a root of its own
-inside that namespace (``launch.py``, ``rootfs.py``), probes it, restarts it per
+For each pod it makes the pod's cgroup (``cgroups.py``) and a sandbox (namespace,
+address, routes, its bind in the node's ``/var/run/netns``, then the node's CNI
+chain: ``podnetwork.py``, ``cni.py``, plugins running in the node's view), writes
+the pod's IP to its status, makes its volumes (``volumes.py``), starts each
+container as a process in a root of its own inside that namespace and in a
+cgroup of its own (``launch.py``, ``rootfs.py``), probes it, restarts it per
 ``restartPolicy`` with back-off, keeps its logs, and writes the pod's status.  On
 deletion it stops the containers (SIGTERM, SIGKILL after the grace period),
-removes the sandbox and the pod's folder, and confirms the deletion.  hostPath
-volumes live in the node's own root (``hostpaths.py``).  It also plays kube-proxy
-for its node (``network/proxy.py``).
+removes the sandbox (CNI DEL, the node's bind, the namespace), the cgroups and
+the pod's folder, and confirms the deletion.  hostPath volumes live in the node's
+own root (``hostpaths.py``).  It also plays kube-proxy for its node
+(``network/proxy.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
+import random
+import secrets
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +43,12 @@ from ..images.catalog import ImageCatalog, Program, UnknownImage, default_catalo
 from ..images.executables import ImageExecutable
 from ..kubeclient import Informer, KubeClient, KubeError
 from ..network.proxy import ServiceProxy
-from . import launch, podfiles, rootfs
+from . import cni, launch, podfiles, rootfs
 from . import sandbox as sandboxes
+from .cgroups import CgroupError, CgroupTree
 from .hostpaths import NodeRoot
 from .podenv import ConfigError, PodFacts, container_env, references
+from .podnetwork import PodNetwork, SandboxFailed
 from .probes import ProbeFailed, run_probe
 from .status import ContainerView, pod_status
 from .volumes import PodVolumes, Volume, VolumeError
@@ -49,6 +59,9 @@ BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 # Waiting for a missing ConfigMap, Secret or service account (kubelet re-syncs a
 # pod periodically and on changes): first retry after 1 s, then at most every 10 s.
 RESYNC_START, RESYNC_MAX = 1.0, 10.0
+# kubelet's pod worker retries a failed sync (e.g. sandbox creation) after its
+# backOffPeriod, 10 s, with jitter 0.5 (pkg/kubelet/pod_workers.go, kubelet.go).
+SANDBOX_BACKOFF = 10.0
 DNS_IP = "198.19.0.10"
 API_VIP = "198.19.0.1"
 SERVICE_ENV = {"KUBERNETES_SERVICE_HOST": API_VIP, "KUBERNETES_SERVICE_PORT": "443",
@@ -79,6 +92,7 @@ class Container:
         if self.startup_ok:
             self.startup_done.set()
         self.exited = asyncio.Event()
+        self.cgroup: str | None = None  # of the current run (a restart gets a new one)
 
     @property
     def log_dir(self) -> Path:
@@ -113,24 +127,34 @@ class Container:
         except launch.LaunchError as exc:
             self._waiting("CreateContainerError", str(exc))
             return False
+        container_id = secrets.token_hex(32)  # as long as containerd's; the cgroup leaf
+        try:
+            self.cgroup, cgroup_dir = self.pod.container_cgroup(container_id)
+        except CgroupError as exc:
+            self._waiting("CreateContainerError", str(exc))
+            return False
         log_file = open(self.log_path(self.view.restart_count), "ab")  # noqa: SIM115
         try:
-            self.process = await rootfs.spawn(root, argv, env=env, stdout=log_file,
+            # the child joins the cgroup first, then sets its root up (rootfs.enter)
+            self.process = await rootfs.spawn(dataclasses.replace(root, cgroup=cgroup_dir),
+                                              argv, env=env, stdout=log_file,
                                               stderr=asyncio.subprocess.STDOUT)
         except rootfs.RootError as exc:
             self._waiting("CreateContainerError", f"container root: {exc}")
+            await self.pod.remove_cgroup(self.cgroup)
             return False
         except OSError as exc:
             self._waiting("CreateContainerError",
                           f'exec: "{argv[0]}": {exc.strerror or exc} (looked up in PATH='
                           f'{env.get("PATH", "")} inside the container)')
+            await self.pod.remove_cgroup(self.cgroup)
             return False
         finally:
             log_file.close()
         podfiles.write_pid(self.pod.dir, self.name, self.process.pid)
         self.exited.clear()
         started_at = now()
-        self.view.container_id = f"local://{self.pod.uid}/{self.name}/{self.view.restart_count}"
+        self.view.container_id = f"local://{container_id}"
         if isinstance(self.image, Program) and self.image.listens and self.pod.sandbox:
             # The image is "created" once its program serves (see images/catalog.py).
             await self._await_listening(self.image.listens)
@@ -195,6 +219,9 @@ class Container:
             assert self.process is not None
             code = await self.process.wait()
             podfiles.clear_pid(self.pod.dir, self.name)
+            # What the container started goes with it (runc deletes the container's
+            # cgroup, killing what is left in it).
+            await self.pod.remove_cgroup(self.cgroup)
             self.stop_probes()
             self.exited.set()
             finished = now()
@@ -336,7 +363,8 @@ class PodWorker:
         self.spec: dict[str, Any] = pod.get("spec") or {}
         self.host_network = bool(self.spec.get("hostNetwork"))
         self.dir = podfiles.pod_dir(agent.state_dir, self.uid)
-        self.sandbox: sandboxes.Sandbox | None = None
+        self.net: PodNetwork | None = None
+        self.cgroup: str | None = None
         self.init = [Container(self, c, True) for c in self.spec.get("initContainers") or ()]
         self.main = [Container(self, c, False) for c in self.spec.get("containers") or ()]
         self.terminating = asyncio.Event()
@@ -352,7 +380,12 @@ class PodWorker:
     def ip(self) -> str | None:
         if self.host_network:
             return self.agent.node_ip
-        return self.sandbox.ip if self.sandbox else None
+        return self.net.ip if self.net else None
+
+    @property
+    def sandbox(self) -> sandboxes.Sandbox | None:
+        """The pod's network sandbox once it is complete (CNI ADD included)."""
+        return self.net.sandbox if self.net and self.net.ready else None
 
     @property
     def facts(self) -> PodFacts:
@@ -399,12 +432,16 @@ class PodWorker:
             self.changed()
             await self.terminating.wait()
             return
-        # 2. the network sandbox, the pod's /etc files
+        # 2. the pod's cgroup, then its sandbox (namespace and veth, the node's bind,
+        #    the CNI chain), then its IP in the status and its /etc files
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.agent.cgroups is not None:
+            qos = (self.pod.get("status") or {}).get("qosClass", "BestEffort")
+            self.cgroup = self.agent.cgroups.make_pod(self.uid, qos)
         if not self.host_network:
-            self.sandbox = await sandboxes.create(self.uid, self.agent.ipam,
-                                                  self.agent.record_netns)
-            self.agent.node_root.add_pod_netns(self.sandbox.netns, self.sandbox.path)
+            if not await self._run_sandbox():
+                return  # deleted before its sandbox could be made
+            self.changed()
         self.files = self._write_etc()
         # 3. the volumes; one that cannot be made yet is retried, as kubelet does
         if not await self._prepare_volumes():
@@ -435,30 +472,74 @@ class PodWorker:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self.sandbox is not None:
-            self.agent.node_root.remove_pod_netns(self.sandbox.netns)
-            await sandboxes.destroy(self.sandbox, self.agent.ipam)
-            self.sandbox = None
+        if self.net is not None:  # CNI DEL, the node's bind, the namespace
+            try:
+                await self.net.teardown()
+            except cni.CniError as exc:
+                self.event("FailedKillPod", f"error killing pod: {exc}", "Warning")
+        await self.remove_cgroup(self.cgroup)
         if self.status_task is not None:
             self.status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.status_task
 
+    # -- sandbox and cgroups ---------------------------------------------------------
+
+    async def _run_sandbox(self) -> bool:
+        """Make the sandbox; on failure a FailedCreatePodSandBox event, its teardown
+        and another try after kubelet's back-off.  False once the pod is deleted."""
+        dns_ip = DNS_IP if self._cluster_dns() else None
+        while not self.terminating.is_set():
+            self.net = PodNetwork(self.agent.cni, self.agent.node_root, self.agent.ipam,
+                                  self.pod, dns_ip, self.dir / "cni", self.cgroup,
+                                  self.agent.record_netns)
+            try:
+                await self.net.setup()
+                return True
+            except SandboxFailed as exc:
+                self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}",
+                           "Warning")
+            try:
+                await self.net.teardown()
+            except cni.CniError as exc:
+                log.warning("%s/%s: %s", self.namespace, self.name, exc)
+            delay = self.agent.sandbox_backoff * (1 + 0.5 * random.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), delay)
+        return False
+
+    def container_cgroup(self, container_id: str) -> tuple[str | None, str | None]:
+        """The container's cgroup, made now: its cgroup path and its directory on
+        this machine (for ``rootfs.RootSpec.cgroup``); (None, None) without cgroups."""
+        tree = self.agent.cgroups
+        if tree is None or self.cgroup is None:
+            return None, None
+        path = tree.make_container(self.cgroup, container_id)
+        return path, str(tree.dir(path))
+
+    async def remove_cgroup(self, path: str | None) -> None:
+        """Kill what is left in the cgroup ``path`` and remove it (and those below)."""
+        if path is not None and self.agent.cgroups is not None:
+            await asyncio.to_thread(self.agent.cgroups.remove, path)
+
     # -- files, volumes, environment, command ---------------------------------------
 
+    def _cluster_dns(self) -> bool:
+        """Whether the pod resolves through cluster DNS (dnsPolicy; a host-network pod
+        keeps the node's resolver unless ClusterFirstWithHostNet)."""
+        policy = self.spec.get("dnsPolicy") or "ClusterFirst"
+        return policy == "ClusterFirstWithHostNet" or (
+            policy == "ClusterFirst" and not self.host_network)
+
     def _write_etc(self) -> launch.PodFiles:
-        """The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf (per dnsPolicy:
-        a host-network pod keeps the node's resolver unless ClusterFirstWithHostNet)."""
+        """The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf (per dnsPolicy)."""
         etc = self.dir / "etc"
         etc.mkdir(parents=True, exist_ok=True)
         hostname = self.agent.node if self.host_network else self.name
         (etc / "hosts").write_text(sandboxes.hosts_file(self.ip or "", hostname))
         (etc / "hostname").write_text(hostname + "\n")
-        policy = self.spec.get("dnsPolicy") or "ClusterFirst"
-        cluster_dns = policy == "ClusterFirstWithHostNet" or (
-            policy == "ClusterFirst" and not self.host_network)
         resolv = None
-        if cluster_dns:
+        if self._cluster_dns():
             resolv = etc / "resolv.conf"
             resolv.write_text(sandboxes.resolv_conf(self.namespace, DNS_IP))
         return launch.PodFiles(str(etc / "hosts"), str(etc / "hostname"),
@@ -545,9 +626,14 @@ class PodWorker:
 class NodeAgent:
     def __init__(self, node: str, node_ip: str, pod_cidr: str, client: KubeClient,
                  state_dir: Path, ca_pem: bytes, registry: Path,
-                 image_executables: list[ImageExecutable] | None = None) -> None:
+                 image_executables: list[ImageExecutable] | None = None, *,
+                 cgroups: CgroupTree | None = None) -> None:
         self.node = node
         self.node_ip = node_ip
+        self.pod_cidr = pod_cidr
+        self.cgroups = cgroups
+        self.sandbox_backoff = float(os.environ.get("AMBIENT_HARNESS_SANDBOX_BACKOFF",
+                                                    SANDBOX_BACKOFF))
         self.client = client
         self.state_dir = state_dir
         self.ca_pem = ca_pem
@@ -555,6 +641,10 @@ class NodeAgent:
         self.ipam = sandboxes.IPAM(pod_cidr)
         self.catalog: ImageCatalog = default_catalog(image_executables)
         self.node_root = NodeRoot(state_dir / "root")
+        # The node's own /etc/cni/net.d and /opt/cni/bin; plugins run in the node's
+        # view, so they are told, and find, the host paths a real runtime gives.
+        self.cni = cni.Runtime(cni.NodePaths(self.node_root.path, launch=self._in_node_view,
+                                             in_view=True))
         self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": _memory(),
                             "ephemeral-storage": _disk(state_dir)}
         self.workers: dict[str, PodWorker] = {}
@@ -566,6 +656,11 @@ class NodeAgent:
                                self._on_network)
         self.proxy = ServiceProxy(self.services, self.slices)
         self._event_tasks: set[asyncio.Task[None]] = set()
+
+    async def _in_node_view(self, argv: Sequence[str], **kwargs: Any) -> rootfs.Process:
+        """Start a program of the node's own (a CNI plugin) in the node's view, made
+        afresh: it shows the host paths hostPath volumes used since the last one."""
+        return await rootfs.spawn(self.node_root.view(), argv, **kwargs)
 
     def record_netns(self, name: str) -> None:
         with open(self.registry, "a") as f:
@@ -658,6 +753,9 @@ class NodeAgent:
             inf.start()
         self.proxy.start()
         await self.proxy.synced.wait()
+        # Ready once the network configuration is in place (kubelet waits for the
+        # runtime's NetworkReady).
+        self.cni.install_primary(self.pod_cidr)
         await self.register()
         log.info("node %s ready at %s", self.node, self.node_ip)
         await stop.wait()
@@ -668,6 +766,8 @@ class NodeAgent:
         await asyncio.gather(*(w.stop(2) for w in list(self.workers.values())),
                              return_exceptions=True)
         self.workers.clear()
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.remove_all)
         await self.proxy.stop()
         for inf in (self.services, self.slices):
             await inf.stop()
@@ -702,8 +802,10 @@ async def amain(args: argparse.Namespace) -> int:
     ca = base64.b64decode(__import__("yaml").safe_load(Path(args.kubeconfig).read_text())
                           ["clusters"][0]["cluster"]["certificate-authority-data"])
     mapped = executables.load(Path(args.image_executables)) if args.image_executables else []
+    cgroups = (CgroupTree.find(args.cgroup_root, Path(args.cgroup_registry))
+               if args.cgroup_root and args.cgroup_registry else None)
     agent = NodeAgent(args.node, args.node_ip, args.pod_cidr, client, Path(args.state_dir),
-                      ca, Path(args.registry), mapped)
+                      ca, Path(args.registry), mapped, cgroups=cgroups)
     await agent.run(stop)
     return 0
 
@@ -719,6 +821,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", required=True)
     parser.add_argument("--image-executables", default=None,
                         help="JSON file of images mapped to executables (images/executables.py)")
+    parser.add_argument("--cgroup-root", help="the node's cgroup root, e.g. "
+                        "/ambient-harness/<cluster>/<node>; without it pods get no cgroups")
+    parser.add_argument("--cgroup-registry", help="the file recording the node's cgroup "
+                        "root before it is made, for cleanup")
     args = parser.parse_args(argv)
     _set_pdeathsig_term()
     logging.basicConfig(level=os.environ.get("AMBIENT_HARNESS_LOG", "INFO"),

@@ -42,8 +42,11 @@ KERNEL_VIEWS = {"/proc": ("/proc", False), "/sys": ("/sys", False), "/dev": ("/d
 NETNS = "/run/netns"
 SKELETON = ("etc", "opt", "run", "tmp", "var/lib", "var/log", "usr/local")
 # Folders every node view shows from the node's root, hostPath volume or not: where
-# a container runtime looks for CNI configuration, plugins and their state.
-NODE_PATHS = ("/etc/cni/net.d", "/opt/cni/bin", "/var/lib/cni")
+# a container runtime looks for CNI configuration, plugins and their state, and
+# the node's /run (/var/run): what a program on the node leaves there (a socket, a
+# record) is the node's, found by later programs and hostPath pods of that node
+# whether or not a volume used the path before.
+NODE_PATHS = ("/etc/cni/net.d", "/opt/cni/bin", "/var/lib/cni", "/run")
 TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
          "CharDevice", "BlockDevice")
 
@@ -195,11 +198,11 @@ class NodeRoot:
     def view(self, extra: tuple[str, ...] = (), *, scratch: str | None = None,
              netns: str | None = None, hostname: str | None = None) -> rootfs.RootSpec:
         """A root where this node's paths appear at their host paths: the folders
-        of ``NODE_PATHS``, every path a hostPath volume of this node used, and
-        ``extra`` (created in the node's root if missing), over this machine's
-        root; ``/run/netns`` is the node's (its pods only).  Writes there land in
-        the node's folders; elsewhere they stay in the view (gone when its
-        processes exit).  ``scratch``: see ``rootfs.RootSpec`` (default: the
+        of ``NODE_PATHS`` (``/run`` included), every path a hostPath volume of
+        this node used, and ``extra`` (created in the node's root if missing),
+        over this machine's root; ``/run/netns`` is the node's (its pods only).
+        Writes there land in the node's folders; elsewhere they stay in the view
+        (gone when its processes exit).  ``scratch``: see ``rootfs.RootSpec`` (default: the
         node's own, usable by any number of views at once); ``netns`` and
         ``hostname`` as there (default: the caller's network, the node's
         namespace when called from its agent)."""

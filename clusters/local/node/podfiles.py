@@ -3,7 +3,7 @@
 ``<state>/nodes/<node>/pods/<uid>/`` holds a pod's logs, volumes, ``/etc`` files
 and, per container, the pid of its running process and its scratch folder.  The
 API server (``kubectl exec``), the provider's ``exec`` and exec probes enter a
-container through that pid: its mount, UTS and network namespaces and its
+container through that pid: its cgroup, mount, UTS and network namespaces and its
 working directory, with its environment, as a runtime's exec does.
 """
 
@@ -14,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from . import cgroups
 
 
 def pod_dir(node_state: Path, uid: str) -> Path:
@@ -50,11 +52,23 @@ def running_pid(pod: Path, container: str) -> int | None:
     return pid if os.path.exists(f"/proc/{pid}") else None
 
 
+# Joins the cgroup directory given as $0, then execs the rest (nsenter ...): the
+# shell's own builtin echo writes, so the shell moves and what it execs stays.
+_JOIN_THEN_EXEC = 'echo 0 > "$0/cgroup.procs" && exec "$@"'
+
+
 def enter_argv(pid: int) -> list[str]:
     """The argv prefix that runs a command in the namespaces, root and working
     directory of process ``pid`` (the command is looked up in the PATH of the
-    environment it is given, inside that root)."""
-    return [shutil.which("nsenter") or "nsenter", "-t", str(pid), "-m", "-u", "-n", "-w", "--"]
+    environment it is given, inside that root) and, if ``pid`` is in a container's
+    cgroup, in that cgroup too (kubelet's exec runs there; it ends with the
+    container).  nsenter cannot join a cgroup, so a shell of this machine does it
+    first."""
+    argv = [shutil.which("nsenter") or "nsenter", "-t", str(pid), "-m", "-u", "-n", "-w", "--"]
+    cgroup = cgroups.container_of(pid)
+    if cgroup is None:
+        return argv
+    return [shutil.which("sh") or "/bin/sh", "-c", _JOIN_THEN_EXEC, str(cgroup), *argv]
 
 
 # The node agent's own marker in a container's environment (perf/ finds a pod's

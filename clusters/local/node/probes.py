@@ -31,7 +31,8 @@ ExecEntry = Callable[[], tuple[list[str], dict[str, str]] | None]
 async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: str,
                     enter: ExecEntry, session: aiohttp.ClientSession) -> None:
     """Returns on success; raises ProbeFailed with the reason a kubelet would give.
-    An exec probe runs inside the container (its root, namespaces and environment)."""
+    An exec probe runs inside the container (its cgroup, root, namespaces and
+    environment)."""
     timeout = float(probe.get("timeoutSeconds", 1))
     if "httpGet" in probe:
         spec = probe["httpGet"]

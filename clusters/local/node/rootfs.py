@@ -13,6 +13,11 @@ process exits: there is nothing to clean up.
 The whole setup is a handful of system calls made in the child between fork and
 exec (``preexec_fn``), so a container costs no helper process:
 
+0. join the container's cgroup, if the spec names one: first, while the machine's
+   cgroup file system is reachable at its own path and before anything the
+   runtime does for the container, so all of it, and all the program starts,
+   is accounted there (runc too moves its init process into the container's
+   cgroup before it sets the container up);
 1. ``unshare`` a mount namespace (and a UTS one for a hostname); make every mount
    a slave, so mounts made later on the machine (a new pod's ``/run/netns/pod-*``)
    still propagate in, and none made here leak out;
@@ -110,6 +115,7 @@ class RootSpec:
     netns: str | None = None     # a network namespace file to join; None: the caller's
     hostname: str | None = None  # own UTS namespace with this name; None: the caller's
     workdir: str = "/"
+    cgroup: str | None = None    # a cgroup2 directory of this machine to join; None: stay
 
 
 def _check(result: int, what: str) -> None:
@@ -210,10 +216,25 @@ def _base_layout() -> None:
     _tmpfs("/tmp", 0o1777)
 
 
+def join_cgroup(directory: str) -> None:
+    """Move the calling process into the cgroup at ``directory`` (a cgroup2
+    directory of this machine): writing 0 to its cgroup.procs moves the writer."""
+    try:
+        fd = os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise RootError(f"joining cgroup {directory}: {exc.strerror}") from None
+
+
 def enter(spec: RootSpec) -> None:
-    """Put the calling process into the root ``spec`` describes (mount, UTS and
-    network namespaces).  Irreversible: call it in a child before exec (see
+    """Put the calling process into the root ``spec`` describes (its cgroup; mount,
+    UTS and network namespaces).  Irreversible: call it in a child before exec (see
     :func:`preexec`), never in a process that goes on doing other work."""
+    if spec.cgroup is not None:
+        join_cgroup(spec.cgroup)
     netns_fd = os.open(spec.netns, os.O_RDONLY) if spec.netns else None
     flags = CLONE_NEWNS | (CLONE_NEWUTS if spec.hostname is not None else 0)
     _check(_libc.unshare(flags), "unshare")

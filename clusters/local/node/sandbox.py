@@ -51,11 +51,35 @@ class Sandbox:
     def path(self) -> Path:
         return netns.NETNS_DIR / self.netns
 
+    @property
+    def mac(self) -> str:
+        return link_mac(self.ip, pod_side=True)
+
+    @property
+    def host_mac(self) -> str:
+        return link_mac(self.ip, pod_side=False)
+
+
+def link_mac(ip: str, pod_side: bool) -> str:
+    """Fixed, locally administered addresses for the two ends of a pod's veth (so the
+    sandbox's CNI result can name them without asking the kernel)."""
+    octets = ipaddress.ip_address(ip).packed
+    return ":".join(f"{b:02x}" for b in (0x0A if pod_side else 0x0E, 0x58, *octets))
+
+
+def dns_config(namespace: str, dns_ip: str) -> dict[str, list[str]]:
+    """A ClusterFirst pod's resolver settings, as kubelet makes them."""
+    return {"nameservers": [dns_ip],
+            "search": [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}",
+                       CLUSTER_DOMAIN],
+            "options": ["ndots:5"]}
+
 
 def resolv_conf(namespace: str, dns_ip: str) -> str:
-    return (f"nameserver {dns_ip}\n"
-            f"search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n"
-            "options ndots:5\n")
+    dns = dns_config(namespace, dns_ip)
+    return (f"nameserver {dns['nameservers'][0]}\n"
+            f"search {' '.join(dns['search'])}\n"
+            f"options {' '.join(dns['options'])}\n")
 
 
 def hosts_file(ip: str, pod_name: str) -> str:
@@ -72,7 +96,8 @@ async def create(uid: str, ipam: IPAM, record: Callable[[str], None]) -> Sandbox
     try:
         await netns.arun(["ip", "netns", "add", name])
         await netns.arun(netns.batch_argv(None), "\n".join([
-            f"link add {link} type veth peer name eth0 netns {name}",
+            f"link add {link} address {link_mac(ip, False)} type veth "
+            f"peer name eth0 address {link_mac(ip, True)} netns {name}",
             f"addr add {ipam.gateway}/32 dev {link}",
             f"link set {link} up",
             f"route add {ip}/32 dev {link}",
