@@ -86,6 +86,12 @@ def test_nothing_missing_goes_straight_to_tox_without_apt(tmp_path):
     assert r.stderr == ""
 
 
+def test_a_leading_double_dash_is_not_passed_on_twice(tmp_path):
+    box = Sandbox(tmp_path)
+    assert box.run("conformance", "--", "-k", "walkthrough").returncode == 0
+    assert box.calls() == ["tox run -e conformance -- -k walkthrough"]
+
+
 def test_as_root_on_debian_it_installs_what_is_missing_and_says_so(tmp_path):
     box = Sandbox(tmp_path, hide=("nft", "iptables", "curl"))
     r = box.run("conformance")
