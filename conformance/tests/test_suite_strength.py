@@ -23,8 +23,11 @@ from reports.gate import EXIT_NO_TEST_RAN, EXIT_NOT_RUNNABLE
 
 from .broken import VARIANTS, image
 
-pytestmark = pytest.mark.slow
+# Each case runs a suite with a cluster of its own: about a minute on an idle machine,
+# over five with the load average near 30.  The bounds only stop a hang.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 1500
 
 
 def run_suite(tmp_path: Path, *args: str, images: dict[str, str] | None = None,
@@ -41,7 +44,8 @@ def run_suite(tmp_path: Path, *args: str, images: dict[str, str] | None = None,
         cmd += ["--adapter-config", str(config)]
     env = {**os.environ, "AMBIENT_HARNESS_IMAGE_PLUGINS": "conformance.tests.broken:register",
            **(env or {})}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
     report = report_dir / "conformance-report.yaml"
     assert report.is_file(), f"no conformance report; the run printed:\n{proc.stdout[-3000:]}"
     return proc, yaml.safe_load(report.read_text())

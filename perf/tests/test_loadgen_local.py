@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from perf import protocol
 from perf.histogram import LatencyHistogram
 from perf.plan import LoadPlan, Step
 
@@ -36,7 +37,7 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # only stops a hang: a start takes seconds at most
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the process exited before listening"
         try:
@@ -73,7 +74,8 @@ def run(agent_port: int, plan: LoadPlan) -> list[dict[str, Any]]:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 202
-    deadline = time.monotonic() + plan.expected_seconds() + 30
+    # as the runner's reader does: the schedule starts once the workers are ready
+    deadline = time.monotonic() + protocol.READY_TIMEOUT_S + plan.expected_seconds() + 30
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/runs/{plan.run_id}",
                                     timeout=10) as resp:
