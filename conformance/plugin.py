@@ -23,12 +23,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from clusters.provider import ClusterError, ClusterProvider
-from reports.model import RunInfo, TestRecord
+from reports.gate import Verdict, decide
+from reports.model import (
+    SKIP_EXEMPT,
+    SKIP_NAMED,
+    SKIP_NOT_SELECTED,
+    SKIP_OTHER,
+    SKIP_UNAVAILABLE,
+    SKIP_UNSUPPORTED,
+    RunInfo,
+    TestRecord,
+)
 
 from . import features as F
 from .adapters import AdapterError, AdapterUnavailable, MeshAdapter, load_adapter
@@ -255,6 +265,7 @@ def _bring_up(suite: Suite) -> None:
                              f"in {suite.timings['mesh_install']:.1f}s")
     except AdapterUnavailable as exc:
         suite.unavailable = str(exc)
+        _write(suite.config, suite.unavailable)
     except (ClusterError, AdapterError) as exc:
         suite.setup_error = f"setting up the cluster and mesh failed: {exc}"
         _write(suite.config, suite.setup_error)
@@ -316,9 +327,26 @@ def needed_features(item: pytest.Item) -> frozenset[str]:
     return frozenset(names)
 
 
-def _skip(item: pytest.Item, kind: str, reason: str) -> None:
-    item.user_properties.append(("skip_kind", kind))
-    pytest.skip(reason)
+class ClassifiedSkip(pytest.skip.Exception):  # type: ignore[misc,name-defined]
+    """A skip with its kind (one of :data:`reports.model.SKIP_KINDS`), for the reports and
+    the exit status: an unclaimed or exempted feature is a choice, an unavailable
+    environment is not.  A plain ``pytest.skip`` counts as ``other``, the environment's
+    doing, which fails the run (see :mod:`reports.gate`)."""
+
+    # Shown as pytest shows its own skips ("Skipped: reason"), not under this class's name.
+    __module__ = "builtins"
+    __qualname__ = "Skipped"
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def skip_as(kind: str, reason: str) -> NoReturn:
+    """Skip the current test as ``kind`` (e.g. ``unsupported``).  Usable in a fixture of
+    any scope: a cached fixture re-raises the same exception for every test using it,
+    and the kind is read from the exception when each test's report is made."""
+    raise ClassifiedSkip(kind, reason)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -327,20 +355,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     needed = needed_features(item)
     item.user_properties.append(("features", ",".join(sorted(needed))))
     if not any(p.covers(needed) for p in suite.profiles):
-        _skip(item, "not-selected", "not in the selected profiles "
-              f"({', '.join(p.name for p in suite.profiles)})")
+        skip_as(SKIP_NOT_SELECTED, "not in the selected profiles "
+                f"({', '.join(p.name for p in suite.profiles)})")
     exempt = needed & suite.exempt
     if exempt:
-        _skip(item, "exempt", f"exempted feature(s): {', '.join(sorted(exempt))}")
+        skip_as(SKIP_EXEMPT, f"exempted feature(s): {', '.join(sorted(exempt))}")
     unclaimed = needed - suite.claimed
     if unclaimed:
-        _skip(item, "unsupported", f"{suite.adapter.name} does not claim "
-              f"{', '.join(sorted(unclaimed))}")
+        skip_as(SKIP_UNSUPPORTED, f"{suite.adapter.name} does not claim "
+                f"{', '.join(sorted(unclaimed))}")
     short = item.name
     if any(short == t or short.startswith(t) for t in suite.skip_tests):
-        _skip(item, "other", "named in --skip-tests")
+        skip_as(SKIP_NAMED, "named in --skip-tests")
     if suite.unavailable:
-        _skip(item, "unavailable", suite.unavailable)
+        skip_as(SKIP_UNAVAILABLE, suite.unavailable)
     if suite.setup_error:
         pytest.fail(suite.setup_error, pytrace=False)
     failed = _scenario_failure(item)
@@ -390,6 +418,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """In a ``scenario`` class, the first failing step stops the rest."""
     outcome = yield
     report = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, ClassifiedSkip):
+        report.user_properties.append(("skip_kind", call.excinfo.value.kind))
     if report.failed and call.when in ("setup", "call"):
         _attach_diagnostics(item, report)
     if (report.failed and item.get_closest_marker("scenario") is not None
@@ -406,6 +436,7 @@ class _Recorder:
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.doc: dict[str, Any] | None = None
+        self.verdict: Verdict | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         suite = self.suite
@@ -420,7 +451,7 @@ class _Recorder:
         rec.properties.update(_statistics(report))
         if report.skipped and rec.outcome != "failed":
             rec.outcome = "skipped"
-            rec.skip_kind = str(props.get("skip_kind", "other"))
+            rec.skip_kind = str(props.get("skip_kind", SKIP_OTHER))
             longrepr = report.longrepr
             message = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
             rec.message = message.removeprefix("Skipped: ")
@@ -432,29 +463,51 @@ class _Recorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # tryfirst: pytest-html writes its file in its own sessionfinish and shows the
         # profile table, so the conformance report must exist before.
+        # The exit status is decided here too, from the same records, and set on the
+        # session: pytest exits with session.exitstatus as it stands after this hook.
         suite = self.suite
-        if session.config.option.collectonly or not suite.records:
+        if session.config.option.collectonly:
             return
         from reports.conformance import build_report, write_report
 
-        doc = build_report(run_info(suite), list(suite.records.values()))
+        records = list(suite.records.values())
+        doc = build_report(run_info(suite), records) if records else None
+        self.verdict = decide(records, pytest_status=int(session.exitstatus),
+                              not_runnable=suite.unavailable or suite.setup_error,
+                              result=doc["result"] if doc else None)
+        session.exitstatus = self.verdict.status
+        if doc is None:
+            return
         if suite.timings:
             doc["setupSeconds"] = {k: round(v, 2) for k, v in suite.timings.items()}
+        doc["exitStatus"] = self.verdict.status
+        doc["exitReason"] = self.verdict.headline
         write_report(doc, suite.report_dir / "conformance-report.yaml")
         self.doc = doc
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        if self.doc is None:
+        if self.verdict is None:
             return
         from reports.summary import summary_lines
 
         terminalreporter.section("ambient conformance")
-        for line in summary_lines(self.doc):
+        if self.doc is not None:
+            for line in summary_lines(self.doc):
+                terminalreporter.write_line(line)
+            files = [str(self.suite.report_dir / "conformance-report.yaml"),
+                     config.option.xmlpath]
+            if getattr(config.option, "htmlpath", None):
+                files.append(config.option.htmlpath)
+            terminalreporter.write_line(f"reports: {', '.join(files)}")
+        for line in self.verdict.lines():
             terminalreporter.write_line(line)
-        files = [str(self.suite.report_dir / "conformance-report.yaml"), config.option.xmlpath]
-        if getattr(config.option, "htmlpath", None):
-            files.append(config.option.htmlpath)
-        terminalreporter.write_line(f"reports: {', '.join(files)}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """The verdict again as the very last line, after pytest's own counts, so a CI
+        log's tail says why the job failed (or why a partial result still passed)."""
+        if self.verdict is not None:
+            _write(config, self.verdict.headline)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list) -> None:

@@ -50,8 +50,11 @@ class LoadgenPod:
     async def follow(self, plan: LoadPlan,
                      on_record: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
         """Every record of ``plan``'s run, calling ``on_record`` for each as it appears;
-        returns at ``done``, raises at ``error`` or when the run overstays its schedule."""
-        deadline = time.monotonic() + plan.expected_seconds() + FINISH_MARGIN_S
+        returns at ``done``, raises at ``error`` or when the run overstays its schedule
+        (which starts once the agent says its workers are ready)."""
+        budget = plan.expected_seconds() + FINISH_MARGIN_S
+        deadline = time.monotonic() + protocol.READY_TIMEOUT_S + budget
+        scheduled = False
         seen = 0
         last_text = ""
         while True:
@@ -61,6 +64,8 @@ class LoadgenPod:
                 last_text = last_text or f"(logs unavailable: {exc})"
             records = protocol.for_run(protocol.decode(last_text.splitlines()), plan.run_id)
             for record in records[seen:]:
+                if record["type"] == protocol.READY and not scheduled:
+                    scheduled, deadline = True, time.monotonic() + budget
                 on_record(record)
                 if record["type"] == protocol.ERROR:
                     raise LoadgenError(record.get("message") or "the load generator failed")
@@ -69,7 +74,8 @@ class LoadgenPod:
                 return records
             if time.monotonic() > deadline:
                 tail = "\n".join(last_text.splitlines()[-10:])
-                raise LoadgenError(f"run {plan.run_id} did not finish within "
-                                   f"{plan.expected_seconds() + FINISH_MARGIN_S:.0f}s; the load "
+                when = (f"within {budget:.0f}s of its start" if scheduled else
+                        f"its workers were not ready in {protocol.READY_TIMEOUT_S:.0f}s")
+                raise LoadgenError(f"run {plan.run_id} did not finish: {when}; the load "
                                    f"generator's log ends with:\n{tail}")
             await asyncio.sleep(POLL_S)

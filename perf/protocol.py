@@ -15,6 +15,12 @@ from typing import Any
 MARKER = "@@ambient-perf "
 
 HELLO = "hello"
+READY = "ready"
+"""A worker has imported Locust and waits for the start time on its stdin; from the
+agent, every worker is ready and the schedule starts at ``start_at``."""
+READY_TIMEOUT_S = 120.0
+"""How long workers may take to be ready (importing Locust on a busy machine) before
+the agent gives up on the run; a reader of the records allows for it too."""
 STEP = "step"
 ERROR = "error"
 DONE = "done"

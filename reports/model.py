@@ -24,9 +24,12 @@ SKIP_NOT_SELECTED = "not-selected"
 """The test lies outside the chosen profiles; it is left out of the report's profiles."""
 SKIP_UNAVAILABLE = "unavailable"
 """The environment cannot run the test (e.g. no ingress gateway on this cluster)."""
+SKIP_NAMED = "named"
+"""The user named the test in ``--skip-tests``: an exemption by name."""
 SKIP_OTHER = "other"
+"""Anything else: the test skipped itself (e.g. the provider cannot capture traffic)."""
 SKIP_KINDS: frozenset[str] = frozenset({
-    SKIP_UNSUPPORTED, SKIP_EXEMPT, SKIP_NOT_SELECTED, SKIP_UNAVAILABLE, SKIP_OTHER,
+    SKIP_UNSUPPORTED, SKIP_EXEMPT, SKIP_NOT_SELECTED, SKIP_UNAVAILABLE, SKIP_NAMED, SKIP_OTHER,
 })
 
 
@@ -45,7 +48,8 @@ class TestRecord:
     skip_kind: str | None = None   # for skipped: "unsupported" (feature not claimed by the
                                    # implementation), "exempt" (user exempted a feature),
                                    # "not-selected" (outside the chosen profiles), "unavailable"
-                                   # (environment cannot run it), "other"
+                                   # (environment cannot run it), "named" (--skip-tests),
+                                   # "other" (the test skipped itself)
     message: str = ""          # skip reason or the failure's first line
     duration: float = 0.0
     properties: dict[str, str] = field(default_factory=dict)  # e.g. traffic-split statistics

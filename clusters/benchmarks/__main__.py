@@ -247,6 +247,35 @@ def bench_pod_start(c: LocalCluster, count: int) -> None:
               f"{_percentiles(latencies)} ({len(ready)}/{count} Ready)")
 
 
+def bench_openapi(rounds: int) -> None:
+    """The OpenAPI v3 documents kubectl reads: the first build converts the client's
+    models (cached after), a rebuild (after every CRD change) reuses them."""
+    from clusters.local.apiserver import openapi
+    from clusters.local.apiserver.resources import Registry
+
+    registry = Registry()
+
+    def build_all() -> None:
+        docs = {(g, v): openapi.openapi_v3_document(g, v, [
+                    openapi.ResourceInfo.of(rt, v) for rt in registry.in_group_version(g, v)])
+                for g, versions in registry.group_versions().items() for v in versions}
+        hashes = {openapi.group_version_path(*gv): openapi.document_hash(d)
+                  for gv, d in docs.items()}
+        openapi.openapi_v3_root(hashes, hashes)
+
+    t0 = time.perf_counter()
+    build_all()
+    first = time.perf_counter() - t0
+    again = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        build_all()
+        again.append(time.perf_counter() - t0)
+    print(f"OpenAPI v3, every built-in group-version and the root: first build "
+          f"{first * 1000:.0f} ms, rebuild median {statistics.median(again) * 1000:.1f} ms "
+          f"({rounds} rounds)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m clusters.benchmarks")
     parser.add_argument("--pods", type=int, default=1000)
@@ -256,10 +285,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--start-pods", type=int, default=50)
-    parser.add_argument("--only", choices=["api", "nodes"], default=None)
+    parser.add_argument("--only", choices=["api", "openapi", "nodes"], default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ambient-bench-") as tmp:
         root = Path(tmp)
+        if args.only in (None, "openapi"):
+            bench_openapi(args.rounds)
         if args.only in (None, "api"):
             bench_up_down(root, args.rounds)
             with LocalCluster("bench", root=root, run_pods=False) as c:

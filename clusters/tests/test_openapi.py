@@ -12,7 +12,6 @@ import http.server
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,21 +409,23 @@ def test_openapi_v2_is_an_empty_swagger_document_in_json_and_protobuf():
 # -- cost -------------------------------------------------------------------------------
 
 
-def test_documents_are_json_and_cheap_to_rebuild():
-    start = time.perf_counter()
+def test_documents_are_plain_json_and_a_rebuild_converts_no_model_again():
+    """Documents are rebuilt whenever a CRD changes, so the costly part, converting the
+    client's models to schemas, must happen once per model: a rebuild of every document
+    (and the root) only hits the cache.  How long a build takes is a benchmark's
+    figure (``python -m clusters.benchmarks --only openapi``), never a test's."""
     docs = {gv: openapi_v3_document(*gv, res) for gv, res in BUILTIN.items()}
     docs[("security.istio.io", "v1")] = openapi_v3_document("security.istio.io", "v1", ISTIO)
-    first = time.perf_counter() - start
     for doc in docs.values():
-        json.loads(json.dumps(doc))  # plain JSON types only
-    start = time.perf_counter()
-    for _ in range(5):
-        rebuilt = {gv: openapi_v3_document(*gv, BUILTIN.get(gv, ISTIO)) for gv in docs}
-        hashes = {group_version_path(*gv): document_hash(doc) for gv, doc in rebuilt.items()}
-        openapi_v3_root(hashes, hashes)
-    again = (time.perf_counter() - start) / 5
-    assert first < 5.0, first  # first build converts the client's models (a few hundred ms)
-    assert again < 0.5, again  # then documents and the root take milliseconds
+        assert json.loads(json.dumps(doc)) == doc  # plain JSON types only
+    converted = openapi.model_component.cache_info()
+    rebuilt = {gv: openapi_v3_document(*gv, BUILTIN.get(gv, ISTIO)) for gv in docs}
+    hashes = {group_version_path(*gv): document_hash(doc) for gv, doc in rebuilt.items()}
+    openapi_v3_root(hashes, hashes)
+    again = openapi.model_component.cache_info()
+    assert again.misses == converted.misses, (converted, again)
+    assert again.hits > converted.hits
+    assert rebuilt == docs
 
 
 # -- the real kubectl ---------------------------------------------------------------------

@@ -33,9 +33,12 @@ def run_worker(args: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m perf.loadgen worker")
     parser.add_argument("--plan", required=True, help="the plan, as JSON")
-    parser.add_argument("--start-at", type=float, required=True, help="epoch seconds")
+    parser.add_argument("--start-at", type=float, default=None,
+                        help="epoch seconds; without it, say ready and read it from stdin")
     ns = parser.parse_args(args)
-    worker.run(LoadPlan.from_json(json.loads(ns.plan)), ns.start_at)
+    plan = LoadPlan.from_json(json.loads(ns.plan))
+    start_at = ns.start_at if ns.start_at is not None else worker.ready_then_start_at(plan)
+    worker.run(plan, start_at)
 
 
 if __name__ == "__main__":

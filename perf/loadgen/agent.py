@@ -95,11 +95,10 @@ class Agent:
             self.emit({"type": protocol.DONE, "run_id": plan.run_id})
 
     async def run_workers(self, plan: LoadPlan) -> None:
-        start_at = time.time() + plan.start_delay_s
         parts = split_plan(plan)
         procs = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "perf.loadgen", "worker", "--plan", json.dumps(p.to_json()),
-            "--start-at", repr(start_at), stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             for p in parts]
         pending: dict[int, list[dict[str, Any]]] = {}
@@ -124,26 +123,70 @@ class Agent:
                 tail.append(line)
                 del tail[:-20]
 
-        deadline = plan.expected_seconds() + RUN_MARGIN_S
-        readers = [asyncio.gather(read_stdout(p), read_stderr(p, t), p.wait())
-                   for p, t in zip(procs, stderr_tails, strict=True)]
+        stderr_readers = [asyncio.ensure_future(read_stderr(p, t))
+                          for p, t in zip(procs, stderr_tails, strict=True)]
         try:
-            await asyncio.wait_for(asyncio.gather(*readers), deadline)
-        except TimeoutError:
-            raise RuntimeError(f"workers still running {deadline:.0f}s after start; killed") \
-                from None
+            # The schedule starts once every worker has imported Locust (seconds on a busy
+            # machine): a fixed delay from spawning would let a slow import eat the first
+            # step's window, which would then count no request at all.
+            try:
+                await asyncio.wait_for(asyncio.gather(*(_ready(p) for p in procs)),
+                                       protocol.READY_TIMEOUT_S)
+            except TimeoutError:
+                raise RuntimeError(f"load generator workers not ready "
+                                   f"{protocol.READY_TIMEOUT_S:.0f}s after start; killed") from None
+            except NotReady as exc:
+                index = procs.index(exc.proc)
+                await stderr_readers[index]  # it exited: its stderr is at its end
+                raise RuntimeError(f"{exc}: " + " | ".join(stderr_tails[index][-5:])) \
+                    from None
+            start_at = time.time() + plan.start_delay_s
+            self.emit({"type": protocol.READY, "run_id": plan.run_id, "start_at": start_at})
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(f"{start_at!r}\n".encode())
+                await p.stdin.drain()
+                p.stdin.close()
+            deadline = plan.expected_seconds() + RUN_MARGIN_S
+            readers = [asyncio.gather(read_stdout(p), p.wait()) for p in procs]
+            try:
+                await asyncio.wait_for(asyncio.gather(*readers, *stderr_readers), deadline)
+            except TimeoutError:
+                raise RuntimeError(f"workers still running {deadline:.0f}s after start; "
+                                   "killed") from None
         finally:
             for p in procs:
                 if p.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         p.kill()
                     await p.wait()
+            for reader in stderr_readers:
+                reader.cancel()
         failed = [(p, t) for p, t in zip(procs, stderr_tails, strict=True) if p.returncode]
         if failed:
             proc, tail = failed[0]
             raise RuntimeError(f"worker exited with {proc.returncode}: " + " | ".join(tail[-5:]))
         if pending:
             raise RuntimeError(f"steps {sorted(pending)} were not reported by every worker")
+
+
+class NotReady(Exception):
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        super().__init__(f"load generator worker exited with {proc.returncode} before it "
+                         "was ready")
+        self.proc = proc
+
+
+async def _ready(proc: asyncio.subprocess.Process) -> None:
+    """Wait for a worker's ``ready`` record on its stdout; raise :class:`NotReady` if it
+    exits first."""
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        records = protocol.decode([raw.decode(errors="replace")])
+        if any(r.get("type") == protocol.READY for r in records):
+            return
+    await proc.wait()
+    raise NotReady(proc)
 
 
 async def preflight(plan: LoadPlan) -> str | None:

@@ -108,6 +108,21 @@ def run_step(plan: LoadPlan, index: int, step: Step, when: StepSchedule) -> dict
     }
 
 
+def ready_then_start_at(plan: LoadPlan, out: Any = sys.stdout, source: Any = sys.stdin,
+                        ) -> float:
+    """Say this process is ready (Locust imported, gevent patched) and wait for the
+    start time on ``source``: the agent sets the schedule once every worker is ready,
+    so a slow start on a busy machine never eats into a step's window."""
+    print(protocol.encode({"type": protocol.READY, "run_id": plan.run_id}), file=out,
+          flush=True)
+    line = source.readline()
+    try:
+        return float(line)
+    except ValueError:
+        raise SystemExit(f"expected a start time (epoch seconds) on stdin, got {line!r}") \
+            from None
+
+
 def run(plan: LoadPlan, start_at: float, out: Any = sys.stdout) -> None:
     """Every step of ``plan`` in order, one record per line on ``out``."""
     for index, (step, when) in enumerate(zip(plan.steps, schedule(plan, start_at), strict=True)):

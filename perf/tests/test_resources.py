@@ -47,31 +47,42 @@ def test_memory_quantities(text: str, size: int) -> None:
 
 def test_local_sampler_finds_a_pods_processes_by_netns_and_pod_name(tmp_path: Path) -> None:
     """A child process tagged AH_POD_NAME=busy in this network namespace stands in for a
-    container; ``pod-<uid>`` links to this namespace as /run/netns/pod-<uid> would."""
+    container; ``pod-<uid>`` links to this namespace as /run/netns/pod-<uid> would.
+
+    Nothing here depends on how fast this machine is: the children run until killed,
+    the test waits for the busy one's CPU to be seen growing (a condition), and its CPU
+    is checked against the wall time that passed, which one thread cannot exceed."""
     netns = tmp_path / "netns"
     netns.mkdir()
     (netns / "pod-u1").symlink_to(f"/proc/{os.getpid()}/ns/net")
-    env = {**os.environ, "AH_POD_NAME": "busy"}
-    code = "import time\nt=time.time()\nwhile time.time()-t<3: pass"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"],
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                            env={**os.environ, "AH_POD_NAME": "busy"})
+    other = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"],
                              env={**os.environ, "AH_POD_NAME": "someone-else"})
+    tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc counts CPU in clock ticks
     try:
         sampler = LocalProcSampler("test", netns_dir=netns)
         pods = {"busy": [PodRef("ns", "busy", "u1", "node-1")],
                 "gone": [PodRef("ns", "gone", "u2", "node-1")]}
+        started = time.monotonic()
         first = sampler.sample(pods, time.time())
-        time.sleep(1.0)
-        second = sampler.sample(pods, time.time())
+        second = first
+        while second["busy"].cpu_s < first["busy"].cpu_s + 10 * tick:
+            assert time.monotonic() - started < 120, "the busy loop got no CPU in 120 s"
+            time.sleep(0.05)
+            second = sampler.sample(pods, time.time())
+        wall = time.monotonic() - started
     finally:
         proc.kill()
         other.kill()
         proc.wait()
         other.wait()
     assert first["busy"].processes == 1 and first["busy"].pods == 1
+    assert second["busy"].processes == 1  # the other process has another pod's name
     assert first["busy"].rss_bytes > 1 << 20
-    # a busy loop for 1 s: some CPU (the machine may be shared), never more than the wall time
-    assert 0.02 < second["busy"].cpu_s - first["busy"].cpu_s < 1.5
+    # CPU seconds, not ticks or nanoseconds: one thread's CPU never exceeds the wall time
+    # (plus a tick of rounding at each end)
+    assert second["busy"].cpu_s - first["busy"].cpu_s <= wall + 2 * tick
     assert second["gone"].pods == 0 and second["gone"].cpu_s == 0
     third = sampler.sample(pods, time.time())
     assert third["busy"].processes == 0
