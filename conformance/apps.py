@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -26,6 +26,8 @@ from .canary_memory import CanaryMemory
 from .metrics import Sample, total
 from .metrics import parse as parse_exposition
 from .waiting import NotConverged, eventually
+
+T = TypeVar("T")
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 BOOKINFO = MANIFESTS / "bookinfo.yaml"
@@ -248,9 +250,9 @@ class AppNamespace:
         Fails at once, applying nothing, when a canary at the same enforcement point
         never converged earlier in the run; and when this one never does, says so to
         the rest of the run (``canary_memory.py``)."""
-        point = self._canary_usable(canary)
+        point = self.canary_usable(canary)
         self.cluster.apply([*objects, canary])
-        self._await_canary(point, lambda: self.request(CANARY, url), denied,
+        self.await_canary(point, lambda: self.request(CANARY, url), denied,
                            "the canary policy applied after the change is in force",
                            "never enforced")
 
@@ -260,10 +262,12 @@ class AppNamespace:
         request to ``url`` is ``allowed`` again.  A canary never lifted is remembered
         too: a later canary at that point could otherwise look enforced at once."""
         self.cluster.delete([*objects, canary])
-        self._await_canary(enforcement_point(canary), lambda: self.request(CANARY, url),
+        self.await_canary(enforcement_point(canary), lambda: self.request(CANARY, url),
                            allowed, "the change and the canary are gone", "never lifted")
 
-    def _canary_usable(self, canary: dict[str, Any]) -> str:
+    def canary_usable(self, canary: dict[str, Any]) -> str:
+        """The canary's enforcement point; raises ``CanaryNeverEnforced`` at once when a
+        canary there never converged earlier in the run."""
         point = enforcement_point(canary)
         reason = self.canaries.failed(point)
         if reason is not None:
@@ -272,8 +276,10 @@ class AppNamespace:
                 f"run, so no change there can be known to be in force: {reason}")
         return point
 
-    def _await_canary(self, point: str, observe: Callable[[], curl.Response],
-                      holds: Callable[[curl.Response], bool], what: str, failure: str) -> None:
+    def await_canary(self, point: str, observe: Callable[[], T],
+                     holds: Callable[[T], bool], what: str, failure: str) -> None:
+        """Wait until ``holds(observe())``; when it never does, remember it for the
+        rest of the run under ``point`` and raise."""
         try:
             eventually(observe, holds, what=what)
         except NotConverged as exc:

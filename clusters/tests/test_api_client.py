@@ -246,7 +246,8 @@ class ReadyMarker:
     def __init__(self, core, namespace):
         self.core, self.namespace = core, namespace
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._guarded, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -256,28 +257,44 @@ class ReadyMarker:
         self.stopped.set()
         self.thread.join(10)
         assert not self.thread.is_alive()
+        # A marker that died would leave the rollout waiting: say so, not only that
+        # the rollout did not finish.
+        assert self.error is None, f"the stand-in node agent stopped: {self.error!r}"
+
+    def _guarded(self):
+        try:
+            self._run()
+        except BaseException as exc:  # reported by __exit__
+            self.error = exc
 
     def _run(self):
         rv = None
         while not self.stopped.is_set():
             # Short watches, resumed from the last version, so a stop takes effect
-            # within a second.
+            # within a second; a version the server no longer has (410) means list
+            # again, as an informer does.
             w = watch.Watch()
-            for ev in w.stream(self.core.list_namespaced_pod, self.namespace,
-                               resource_version=rv, timeout_seconds=1):
-                pod = ev["object"]
-                rv = pod.metadata.resource_version
-                if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
-                    continue
-                if any(c.type == "Ready" for c in pod.status.conditions or ()):
-                    continue
-                try:
-                    self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {
-                        "status": {"phase": "Running", "podIP": "198.18.0.250",
-                                   "conditions": [{"type": "Ready", "status": "True"}]}})
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
+            try:
+                for ev in w.stream(self.core.list_namespaced_pod, self.namespace,
+                                   resource_version=rv, timeout_seconds=1):
+                    pod = ev["object"]
+                    rv = pod.metadata.resource_version
+                    if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
+                        continue
+                    if any(c.type == "Ready" for c in pod.status.conditions or ()):
+                        continue
+                    try:
+                        self.core.patch_namespaced_pod_status(
+                            pod.metadata.name, self.namespace, {"status": {
+                                "phase": "Running", "podIP": "198.18.0.250",
+                                "conditions": [{"type": "Ready", "status": "True"}]}})
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                rv = None
 
 
 def test_orphan_propagation_keeps_dependents(apps, namespace):

@@ -10,9 +10,10 @@ from kubernetes import watch
 
 
 def until(list_fn: Callable[..., Any], predicate: Callable[[list[Any]], bool],
-          timeout: float = 20, **kwargs: Any) -> list[Any]:
+          timeout: float = 60, **kwargs: Any) -> list[Any]:
     """Watch ``list_fn`` (a client list method) until ``predicate(items)`` holds for
-    the current set of items; returns them.  Fails with the last state on timeout."""
+    the current set of items; returns them.  Fails with the last state on timeout
+    (a hang guard, far beyond the seconds a controller takes on a loaded machine)."""
     deadline = time.monotonic() + timeout
     result = list_fn(**kwargs)
     items = {(i.metadata.namespace, i.metadata.name): i for i in result.items}

@@ -484,12 +484,15 @@ class Rounds:
         canaries = canary_policies(w, r.dests)
         canary_urls = [u for d in dict.fromkeys(r.dests) for u in w.canary_urls(d)]
         cluster = w.a.cluster
+        # Every canary here is enforced by ztunnels: once one never was, this round
+        # fails at once with that reason instead of waiting out its own timeout.
+        [point] = {w.a.canary_usable(c) for c in canaries}
         cluster.apply([*r.objects, *canaries])
         try:
-            eventually(lambda: w.a.request_each(CANARY, canary_urls),
-                       lambda seen: all(o.exit_code in REFUSED for o in seen),
-                       what=f"the canary is refused at {', '.join(dict.fromkeys(r.dests))}: "
-                            "the round's policies are in force")
+            w.a.await_canary(point, lambda: w.a.request_each(CANARY, canary_urls),
+                             lambda seen: all(o.exit_code in REFUSED for o in seen),
+                             f"the canary is refused at {', '.join(dict.fromkeys(r.dests))}: "
+                             "the round's policies are in force", "never enforced")
             urls = [w.url(d) for d in r.dests]
 
             def look(client: str) -> list[Outcome]:
@@ -501,9 +504,9 @@ class Rounds:
             return {(c, d): seen[c][i] for c in CLIENTS for i, d in enumerate(r.dests)}
         finally:
             cluster.delete([*r.objects, *canaries])
-            eventually(lambda: w.a.request_each(CANARY, canary_urls),
-                       lambda seen: all(o.answered and o.status == 200 for o in seen),
-                       what="the round's policies and the canary are gone")
+            w.a.await_canary(point, lambda: w.a.request_each(CANARY, canary_urls),
+                             lambda seen: all(o.answered and o.status == 200 for o in seen),
+                             "the round's policies and the canary are gone", "never lifted")
 
 
 @pytest.fixture(scope="module")
