@@ -22,6 +22,7 @@ from clusters.provider import ClusterError, ClusterProvider
 
 from . import curl
 from .adapters.base import MeshAdapter, WaypointInfo
+from .sequential import SequentialResult, SequentialSplit
 from .waiting import eventually
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
@@ -247,6 +248,18 @@ class AppNamespace:
             m = REVIEWS_VERSION.search(body)
             counts[f"reviews-{m.group(1)}" if m and status == 200 else f"status-{status}"] += 1
         return counts
+
+    def sample_split(self, from_client: str, url: str, weights: dict[str, float], *,
+                     headers: dict[str, str] | None = None) -> SequentialResult:
+        """Judge a weighted route to reviews: batches of requests, one per look of the
+        sequential test (conformance/sequential.py), until it decides.  Weights name
+        every version meant to get traffic; a version of weight 0, another name or an
+        error answer is unexpected and fails the split at once."""
+        run = SequentialSplit(weights)
+        while not run.done:
+            run.observe(self.reviews_versions(from_client, url, run.design.look_every,
+                                              headers=headers))
+        return run.result()
 
     def metrics(self, namespace: str, target: str, location: str) -> str:
         """Prometheus text from ``target`` (``deploy/x`` or a pod), read from inside it
