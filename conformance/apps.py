@@ -22,6 +22,7 @@ from clusters.provider import ClusterError, ClusterProvider
 
 from . import curl
 from .adapters.base import MeshAdapter, WaypointInfo
+from .rollout import wait_rolled_out
 from .sequential import SequentialResult, SequentialSplit
 from .waiting import eventually
 
@@ -85,17 +86,19 @@ class AppNamespace:
                extra: list[dict[str, Any]] | None = None,
                timeout: float = 120) -> AppNamespace:
         name = f"{prefix}-{uuid.uuid4().hex[:5]}"
-        cluster.apply([{"apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}])
         ns = cls(cluster, adapter, name)
-        if bookinfo:
-            cluster.apply(BOOKINFO, namespace=name)
-        if clients:
-            cluster.apply(CLIENTS, namespace=name)
+        # One kubectl apply for all of it (in order: the Namespace first), since every
+        # kubectl run costs its start-up and discovery again.
+        docs: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}]
+        for wanted, manifest in ((bookinfo, BOOKINFO), (clients, CLIENTS)):
+            if wanted:
+                docs += [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+        docs += extra or []
         if ingress:
-            cluster.apply(ns.ingress_manifests())
-        if extra:
-            cluster.apply(extra, namespace=name)
+            docs += ns.ingress_manifests()
+        cluster.apply(docs, namespace=name)
         ns.wait_ready(timeout)
         return ns
 
@@ -117,14 +120,9 @@ class AppNamespace:
         return f"{self.name}.bookinfo.test"
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Every Deployment rolled out and every pod Ready (rollout first: ``wait
-        --all`` alone passes before a Deployment made its pods)."""
-        out = self.cluster.kubectl("get", "deployments", "-n", self.name, "-o", "name").stdout
-        for dep in out.split():
-            self.cluster.kubectl("rollout", "status", dep, "-n", self.name,
-                                 f"--timeout={int(timeout)}s", timeout=timeout + 10)
-        self.cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", self.name,
-                             f"--timeout={int(timeout)}s", timeout=timeout + 10)
+        """Every Deployment rolled out and every pod Ready, as ``kubectl rollout
+        status`` and ``kubectl wait`` judge them (conformance/rollout.py)."""
+        wait_rolled_out(self.cluster, self.name, timeout)
 
     def delete(self) -> None:
         """Delete the namespace without waiting: its objects go in the background, and
