@@ -82,6 +82,8 @@ __all__ = [
     "SequentialSplit",
     "SplitDesign",
     "acceptance_probability",
+    "expected_requests",
+    "simulate",
     "split_design",
 ]
 
@@ -325,7 +327,8 @@ class SplitDesign:
     expected_n: float
     """Expected requests under the configured weights."""
     expected_n_alternatives: dict[str, float] = field(default_factory=dict)
-    """Expected requests at each boundary alternative (``"<backend> above"`` ...)."""
+    """Expected requests at each boundary alternative (``"<backend> above"`` ...), exact;
+    two backends only (see :func:`expected_requests` for more)."""
     expected_n_method: str = "exact"
 
     @property
@@ -448,15 +451,25 @@ def _two_backend_run(plus: OneSidedTest, minus: OneSidedTest,
 
 def _simulated_expectations(tests: tuple[OneSidedTest, ...], shares: dict[str, float],
                             shift: float) -> tuple[float, dict[str, float]]:
+    """Expected requests under the configured weights, simulated; the boundary
+    alternatives are left to :func:`expected_requests` (a suite run does not need them)."""
     names = list(shares)
     p = np.array([shares[name] for name in names])
     rng = np.random.default_rng(_SIMULATION_SEED)
-    null_n = float(simulate(tests, names, p, _SIMULATED_RUNS, rng)[1].mean())
-    alternatives = {}
-    for t in tests:
-        q = _boundary_alternative(p, names.index(t.backend), t)
-        alternatives[t.name] = float(simulate(tests, names, q, _SIMULATED_RUNS, rng)[1].mean())
-    return null_n, alternatives
+    return float(simulate(tests, names, p, _SIMULATED_RUNS, rng)[1].mean()), {}
+
+
+def expected_requests(design: SplitDesign, runs: int = _SIMULATED_RUNS,
+                      seed: int = _SIMULATION_SEED) -> dict[str, float]:
+    """Simulated expected requests at each test's boundary alternative (one backend
+    ``shift`` off, the others scaled to make up the rest), for any number of backends."""
+    names = list(design.shares)
+    p = np.array([design.shares[name] for name in names])
+    rng = np.random.default_rng(seed)
+    return {t.name: float(simulate(design.tests, names,
+                                   _boundary_alternative(p, names.index(t.backend), t),
+                                   runs, rng)[1].mean())
+            for t in design.tests}
 
 
 def _boundary_alternative(p: np.ndarray, j: int, test: OneSidedTest) -> np.ndarray:
