@@ -190,7 +190,7 @@ def _run(
 ) -> tuple[float, float, float]:
     """(P(reject), P(accept), E[requests]) of one test when each request adds 1 to the
     watched count with probability ``q``: the exact path distribution, look by look."""
-    pmf = stats.binom.pmf(np.arange(step + 1), step, q)
+    pmf = _pmf(q, step)
     lo, alive = 0, np.ones(1)
     rejected = accepted = expected = 0.0
     for r, t in zip(reject_from.tolist(), accept_to.tolist(), strict=True):
@@ -204,6 +204,14 @@ def _run(
             break
         alive, lo = alive[a:b], lo + a
     return rejected, accepted, expected
+
+
+@lru_cache(maxsize=64)
+def _pmf(q: float, step: int) -> np.ndarray:
+    """Binomial(step, q) probabilities: how the watched count grows over one look."""
+    pmf = stats.binom.pmf(np.arange(step + 1), step, q)
+    pmf.flags.writeable = False
+    return pmf
 
 
 def acceptance_probability(test: OneSidedTest, q: float) -> float:
@@ -263,18 +271,18 @@ def _tuned(q0: float, q1: float, alpha: float, beta: float, step: int,
            last: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
     looks = np.arange(1, last + 1) * step
 
-    def errors(upper: float, lower: float) -> tuple[float, float]:
-        reject_from, accept_to = _thresholds(q0, q1, upper, lower, looks)
-        size = _run(q0, step, reject_from, accept_to)[0]
-        miss = _run(q1, step, reject_from, accept_to)[1]
-        return size, miss
+    def size(upper: float, lower: float) -> float:
+        return _run(q0, step, *_thresholds(q0, q1, upper, lower, looks))[0]
+
+    def miss(upper: float, lower: float) -> float:
+        return _run(q1, step, *_thresholds(q0, q1, upper, lower, looks))[1]
 
     upper = lower = 0.0
     try:
         for _ in range(_ROUNDS):
-            lower = _least(lambda h, u=upper: errors(u, h)[1] <= beta * _MARGIN, lower)
-            upper = _least(lambda h, b=lower: errors(h, b)[0] <= alpha * _MARGIN, upper)
-            if errors(upper, lower)[1] <= beta * _MARGIN:
+            lower = _least(lambda h, u=upper: miss(u, h) <= beta * _MARGIN, lower)
+            upper = _least(lambda h, b=lower: size(h, b) <= alpha * _MARGIN, upper)
+            if miss(upper, lower) <= beta * _MARGIN:
                 break
         else:
             return None
@@ -410,7 +418,7 @@ def _two_backend_run(plus: OneSidedTest, minus: OneSidedTest,
     gets each request with probability ``p``: a dynamic programme over its count with
     the state of both tests (undecided / accepted)."""
     step = plus.looks[0]
-    pmf = stats.binom.pmf(np.arange(step + 1), step, p)
+    pmf = _pmf(p, step)
     # live[(plus accepted, minus accepted)] = distribution of the first backend's count
     live: dict[tuple[bool, bool], np.ndarray] = {(False, False): np.ones(1)}
     failed = passed = expected = 0.0

@@ -255,7 +255,6 @@ def _split_test(l7: AppNamespace, objects: list[dict[str, Any]], weights: dict[s
 
 
 @pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
-@pytest.mark.xdist_group("waypoint-split")  # the big samples, beside the other groups
 def test_virtual_service_weights_with_subsets(l7, record_property):
     objects = [destination_rule(l7.name),
                virtual_service(l7.name, [{"route": [to("v1", 90), to("v2", 10)]}])]
@@ -263,7 +262,6 @@ def test_virtual_service_weights_with_subsets(l7, record_property):
 
 
 @pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
-@pytest.mark.xdist_group("waypoint-split")
 def test_httproute_weights_three_ways(l7, record_property):
     route = {"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
              "metadata": {"name": "reviews", "namespace": l7.name},
