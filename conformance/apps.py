@@ -25,6 +25,8 @@ from .adapters.base import MeshAdapter, WaypointInfo
 from .canary_memory import CanaryMemory
 from .metrics import Sample, total
 from .metrics import parse as parse_exposition
+from .rollout import wait_rolled_out
+from .sequential import SequentialResult, SequentialSplit
 from .waiting import NotConverged, eventually
 
 T = TypeVar("T")
@@ -137,17 +139,19 @@ class AppNamespace:
                canaries: CanaryMemory | None = None,
                timeout: float = 120) -> AppNamespace:
         name = f"{prefix}-{uuid.uuid4().hex[:5]}"
-        cluster.apply([{"apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}])
         ns = cls(cluster, adapter, name, canaries=canaries or CanaryMemory())
-        if bookinfo:
-            cluster.apply(BOOKINFO, namespace=name)
-        if clients:
-            cluster.apply(CLIENTS, namespace=name)
+        # One kubectl apply for all of it (in order: the Namespace first), since every
+        # kubectl run costs its start-up and discovery again.
+        docs: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": name, "labels": {"ambient-harness/suite": "true"}}}]
+        for wanted, manifest in ((bookinfo, BOOKINFO), (clients, CLIENTS)):
+            if wanted:
+                docs += [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+        docs += extra or []
         if ingress:
-            cluster.apply(ns.ingress_manifests())
-        if extra:
-            cluster.apply(extra, namespace=name)
+            docs += ns.ingress_manifests()
+        cluster.apply(docs, namespace=name)
         ns.wait_ready(timeout)
         return ns
 
@@ -169,14 +173,9 @@ class AppNamespace:
         return f"{self.name}.bookinfo.test"
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Every Deployment rolled out and every pod Ready (rollout first: ``wait
-        --all`` alone passes before a Deployment made its pods)."""
-        out = self.cluster.kubectl("get", "deployments", "-n", self.name, "-o", "name").stdout
-        for dep in out.split():
-            self.cluster.kubectl("rollout", "status", dep, "-n", self.name,
-                                 f"--timeout={int(timeout)}s", timeout=timeout + 10)
-        self.cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", self.name,
-                             f"--timeout={int(timeout)}s", timeout=timeout + 10)
+        """Every Deployment rolled out and every pod Ready, as ``kubectl rollout
+        status`` and ``kubectl wait`` judge them (conformance/rollout.py)."""
+        wait_rolled_out(self.cluster, self.name, timeout)
 
     def delete(self) -> None:
         """Delete the namespace without waiting: its objects go in the background, and
@@ -341,6 +340,18 @@ class AppNamespace:
             m = REVIEWS_VERSION.search(body)
             counts[f"reviews-{m.group(1)}" if m and status == 200 else f"status-{status}"] += 1
         return counts
+
+    def sample_split(self, from_client: str, url: str, weights: dict[str, float], *,
+                     headers: dict[str, str] | None = None) -> SequentialResult:
+        """Judge a weighted route to reviews: batches of requests, one per look of the
+        sequential test (conformance/sequential.py), until it decides.  Weights name
+        every version meant to get traffic; a version of weight 0, another name or an
+        error answer is unexpected and fails the split at once."""
+        run = SequentialSplit(weights)
+        while not run.done:
+            run.observe(self.reviews_versions(from_client, url, run.design.look_every,
+                                              headers=headers))
+        return run.result()
 
     def metrics(self, namespace: str, target: str, location: str) -> str:
         """Prometheus text from ``target`` (``deploy/x`` or a pod), read from inside it

@@ -17,6 +17,7 @@ import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
 
+from ..rollout import wait_rolled_out
 from .base import (
     ALL_FEATURES,
     ALL_FLAVOURS,
@@ -111,38 +112,16 @@ class ReferenceAdapter(MeshAdapter):
     # -- life cycle --------------------------------------------------------------------
 
     def install(self, cluster: ClusterProvider) -> None:
-        """Apply CRDs then the install manifest, and wait until every component is ready.
-
-        Waiting per workload with ``rollout status`` first, then for pods, because
-        ``kubectl wait pods --all`` alone passes vacuously before a DaemonSet's pods
-        exist.
-        """
+        """Apply CRDs then the install manifest, and wait until every component is ready:
+        each Deployment and DaemonSet rolled out and every pod Ready, as ``kubectl
+        rollout status`` and ``kubectl wait`` judge them (conformance/rollout.py), in
+        one loop rather than a kubectl process per workload."""
         missing = self._missing_manifests()
         if missing:
             raise AdapterError(missing)
         cluster.apply(self.manifests[0])
         cluster.apply(self._install_docs())
-        timeout = f"--timeout={int(self.install_timeout)}s"
-        for kind, name in self._workloads():
-            cluster.kubectl(
-                "rollout",
-                "status",
-                f"{kind.lower()}/{name}",
-                "-n",
-                SYSTEM_NAMESPACE,
-                timeout,
-                timeout=self.install_timeout + 10,
-            )
-        cluster.kubectl(
-            "wait",
-            "--for=condition=Ready",
-            "pods",
-            "--all",
-            "-n",
-            SYSTEM_NAMESPACE,
-            timeout,
-            timeout=self.install_timeout + 10,
-        )
+        wait_rolled_out(cluster, SYSTEM_NAMESPACE, self.install_timeout)
 
     def uninstall(self, cluster: ClusterProvider) -> None:
         """Delete in reverse order: workloads before the types their objects use."""
@@ -169,17 +148,6 @@ class ReferenceAdapter(MeshAdapter):
                     c.setdefault("env", []).append(
                         {"name": "WAYPOINT_IMAGE", "value": self.images["waypoint"]})
         return docs
-
-    def _workloads(self) -> list[tuple[str, str]]:
-        """(kind, name) of the install's Deployments and DaemonSets in istio-system."""
-        docs: list[Any] = list(yaml.safe_load_all(self.manifests[1].read_text()))
-        return [
-            (doc["kind"], doc["metadata"]["name"])
-            for doc in docs
-            if isinstance(doc, dict)
-            and doc.get("kind") in ("Deployment", "DaemonSet")
-            and doc.get("metadata", {}).get("namespace", SYSTEM_NAMESPACE) == SYSTEM_NAMESPACE
-        ]
 
     # -- waypoints -----------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from conformance import features as F
 from conformance import metrics
 from conformance.adapters.base import FLAVOUR_2022, FLAVOUR_TODAY, WaypointInfo
 from conformance.apps import INGRESS_SA, AppNamespace, principal
-from conformance.stats import check_split, sample_size
 from conformance.waiting import eventually
 
 TITLE = "<title>Simple Bookstore App</title>"
@@ -214,9 +213,8 @@ class _Walkthrough:
         # The sample goes to reviews directly: the same waypoint splits it, and a
         # sample of thousands through productpage (which opens a connection per
         # upstream call) would cost minutes without testing anything more.
-        n = sample_size(SPLIT)
-        counts = ns.reviews_versions("sleep", "http://reviews:9080/reviews/0", n)
-        result = check_split(dict(counts), {**SPLIT, "reviews-v3": 0.0})
+        result = ns.sample_split("sleep", "http://reviews:9080/reviews/0",
+                                 {**SPLIT, "reviews-v3": 0.0})
         for key, value in result.properties().items():
             record_property(key, value)
         assert result.passed, result.explain()

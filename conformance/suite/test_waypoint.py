@@ -6,8 +6,9 @@ As in test_l4_policy, a canary policy applied after the case's objects (DENY the
 ``canary`` client at the waypoint) tells when a change is in force.  Traffic-split
 tests first wait until the new routing is demonstrably in effect (a backend given
 no weight receives nothing over a batch whose chance of that under the old routing
-is below 1e-8), then take one sample whose size gives error rates of at most 1e-4
-both ways (conformance/stats.py), and record the statistics in the report.
+is below 1e-8), then sample it in batches until a sequential test decides, with error
+rates of at most 1e-4 both ways (conformance/sequential.py), and record the statistics
+in the report.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 
 from conformance import features as F
 from conformance.apps import CANARY, AppNamespace, canary_client, principal
-from conformance.stats import check_split, sample_size
 from conformance.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("waypoint")
@@ -321,9 +321,7 @@ def _split_test(l7: AppNamespace, objects: list[dict[str, Any]], weights: dict[s
             eventually(lambda: l7.reviews_versions("sleep", REVIEWS, 50),
                        lambda c: not (set(c) - set(weights)),
                        what=f"no traffic reaches {sorted(zero)}")
-        n = sample_size(weights)
-        counts = l7.reviews_versions("sleep", REVIEWS, n)
-        result = check_split(dict(counts), {**{v: 0.0 for v in zero}, **weights})
+        result = l7.sample_split("sleep", REVIEWS, {**{v: 0.0 for v in zero}, **weights})
         for key, value in result.properties().items():
             record_property(key, value)
         assert result.passed, result.explain()
@@ -332,7 +330,6 @@ def _split_test(l7: AppNamespace, objects: list[dict[str, Any]], weights: dict[s
 
 
 @pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
-@pytest.mark.xdist_group("waypoint-split")  # the big samples, beside the other groups
 def test_virtual_service_weights_with_subsets(l7, record_property):
     objects = [destination_rule(l7.name),
                virtual_service(l7.name, [{"route": [to("v1", 90), to("v2", 10)]}])]
@@ -340,7 +337,6 @@ def test_virtual_service_weights_with_subsets(l7, record_property):
 
 
 @pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
-@pytest.mark.xdist_group("waypoint-split")
 def test_httproute_weights_three_ways(l7, record_property):
     route = {"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
              "metadata": {"name": "reviews", "namespace": l7.name},

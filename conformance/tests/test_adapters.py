@@ -73,19 +73,26 @@ class FakeCluster(ClusterProvider):
 # -- reference -------------------------------------------------------------------------
 
 
-def test_reference_installs_crds_then_install_and_waits() -> None:
+@pytest.fixture
+def rollout_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference adapter's wait for its rollout, recorded on the fake cluster."""
+    from conformance.adapters import reference
+
+    def record(cluster: FakeCluster, namespace: str, timeout: float) -> None:
+        cluster.calls.append(("wait_rolled_out", namespace))
+
+    monkeypatch.setattr(reference, "wait_rolled_out", record)
+
+
+def test_reference_installs_crds_then_install_and_waits(rollout_waits) -> None:
     cluster = FakeCluster()
     ReferenceAdapter().install(cluster)
     applied = [arg for kind, arg in cluster.calls if kind == "apply"]
     assert applied[0] == MANIFEST_DIR / "crds.yaml"
     shipped = [d for d in yaml.safe_load_all((MANIFEST_DIR / "install.yaml").read_text()) if d]
     assert applied[1] == shipped  # unchanged without image options
-    kubectl = [args for kind, args in cluster.calls if kind == "kubectl"]
-    assert any(a[:2] == ("rollout", "status") and "daemonset/ztunnel" in a for a in kubectl)
-    assert kubectl[-1][:5] == ("wait", "--for=condition=Ready", "pods", "--all", "-n")
-    assert "istio-system" in kubectl[-1]
-    # waits come after both applies
-    assert cluster.kinds().index("kubectl") > 1
+    # the wait (every workload rolled out, every pod Ready) comes after both applies
+    assert cluster.calls[2:] == [("wait_rolled_out", "istio-system")]
 
 
 def _images(docs: list[dict]) -> dict[str, list[str]]:
@@ -94,7 +101,7 @@ def _images(docs: list[dict]) -> dict[str, list[str]]:
             for d in docs if d.get("kind") in ("Deployment", "DaemonSet")}
 
 
-def test_reference_image_options_replace_components() -> None:
+def test_reference_image_options_replace_components(rollout_waits) -> None:
     adapter = ReferenceAdapter()
     adapter.configure({"images": {"ztunnel": "example/zt:broken", "waypoint": "example/wp:x"}})
     cluster = FakeCluster()
