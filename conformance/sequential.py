@@ -74,7 +74,7 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
-from .stats import _check_budgets, _normalise
+from .stats import _check_budgets, _normalise, tally_properties
 
 __all__ = [
     "OneSidedTest",
@@ -553,12 +553,7 @@ class SequentialResult:
             "split.shift": _fmt(d.shift),
             **d.properties(),
         }
-        for name, count in self.counts.items():
-            props[f"split.counts.{name}"] = str(count)
-        for name, share in d.expected.items():
-            props[f"split.expected.{name}"] = _fmt(share)
-        for name, count in self.unexpected.items():
-            props[f"split.unexpected.{name}"] = str(count)
+        props.update(tally_properties(self.counts, d.expected, self.unexpected))
         for name, (what, at, llr) in self.decisions.items():
             props[f"split.sprt.{name.replace(' ', '.')}"] = f"{what} at n={at}, llr {llr:.4g}"
         return props

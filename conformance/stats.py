@@ -484,12 +484,7 @@ class SplitResult:
             "split.shift": _fmt(self.shift),
             "split.power": _fmt(self.power),
         }
-        for name, count in self.counts.items():
-            props[f"split.counts.{name}"] = str(count)
-        for name, share in self.expected.items():
-            props[f"split.expected.{name}"] = _fmt(share)
-        for name, count in self.unexpected.items():
-            props[f"split.unexpected.{name}"] = str(count)
+        props.update(tally_properties(self.counts, self.expected, self.unexpected))
         return props
 
     def explain(self) -> str:
@@ -547,6 +542,16 @@ class SplitResult:
 
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
+
+
+def tally_properties(counts: Mapping[str, int], expected: Mapping[str, float],
+                     unexpected: Mapping[str, int]) -> dict[str, str]:
+    """A split's counts, configured shares and unexpected answers as report properties,
+    named alike by every split test so that reports compare."""
+    props = {f"split.counts.{name}": str(count) for name, count in counts.items()}
+    props.update({f"split.expected.{name}": _fmt(share) for name, share in expected.items()})
+    props.update({f"split.unexpected.{name}": str(n) for name, n in unexpected.items()})
+    return props
 
 
 def check_split(
