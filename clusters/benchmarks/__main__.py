@@ -285,7 +285,9 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--start-pods", type=int, default=50)
-    parser.add_argument("--only", choices=["api", "openapi", "nodes"], default=None)
+    parser.add_argument("--only", choices=["api", "openapi", "nodes", "updown"], default=None,
+                        help="one group of figures; updown: cluster up and down alone "
+                             "(API only, then with 2 nodes), to compare two commits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ambient-bench-") as tmp:
         root = Path(tmp)
@@ -298,6 +300,9 @@ def main() -> None:
                 bench_watch_latency(c, args.watchers, args.writes)
             with LocalCluster("bench-mem", root=root, run_pods=False) as c:
                 bench_memory(c, args.objects)
+        if args.only == "updown":
+            bench_up_down(root, args.rounds)
+            bench_nodes_up_down(root, args.rounds)
         if args.only in (None, "nodes"):
             bench_nodes_up_down(root, max(3, args.rounds // 2))
             with LocalCluster("bench-nodes", root=root) as c:
