@@ -46,6 +46,7 @@ from ..network.proxy import ServiceProxy
 from . import cni, launch, podfiles, rootfs
 from . import sandbox as sandboxes
 from .cgroups import CgroupError, CgroupTree
+from .events import EventRecorder
 from .hostpaths import NodeRoot
 from .podenv import ConfigError, PodFacts, container_env, references
 from .podnetwork import PodNetwork, SandboxFailed
@@ -656,6 +657,7 @@ class NodeAgent:
                                self._on_network)
         self.proxy = ServiceProxy(self.services, self.slices)
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self.events = EventRecorder(client, node)
 
     async def _in_node_view(self, argv: Sequence[str], **kwargs: Any) -> rootfs.Process:
         """Start a program of the node's own (a CNI plugin) in the node's view, made
@@ -701,6 +703,7 @@ class NodeAgent:
         worker.terminating.set()
         await worker.stop(grace)
         self.workers.pop(worker.uid, None)
+        self.events.forget(worker.uid)
         # The pod's folder (volumes, logs, container scratch) goes with the pod.
         await asyncio.to_thread(shutil.rmtree, worker.dir, True)
         if confirm:
@@ -718,20 +721,11 @@ class NodeAgent:
                 log.warning("deleting %s/%s: %s", meta["namespace"], meta["name"], exc)
 
     def event(self, pod: dict[str, Any], reason: str, message: str, kind: str) -> None:
-        meta = pod["metadata"]
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"]},
-            "reason": reason, "message": message, "type": kind,
-            "source": {"component": "kubelet", "host": self.node},
-            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-        }
-
+        """Record an Event in the background (a repeat counts up, as kubelet's do);
+        one that cannot be recorded is not worth stopping the pod's work for."""
         async def send() -> None:
             with contextlib.suppress(KubeError, aiohttp.ClientError, OSError):
-                await self.client.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+                await self.events.record(pod, reason, message, kind)
 
         self._spawn(send())
 
