@@ -1,4 +1,8 @@
-"""The Bookinfo getting-started walkthrough (../shared/WALKTHROUGH.md), step by step.
+"""The Bookinfo getting-started walkthrough of Istio ambient mode, step by step.
+
+As published at ambient's announcement (istio.io blog, "Get started with Istio
+ambient mesh", September 2022) and as istio.io's ambient getting-started gives it
+today.
 
 One ordered scenario per waypoint API flavour, each step a reported test: the 2022
 preview (``istio-mesh`` Gateways with ``istio.io/service-account``) and today's API
