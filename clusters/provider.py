@@ -32,13 +32,15 @@ class CaptureUnsupported(ClusterError):
 
 @dataclass(frozen=True)
 class Segment:
-    """One captured TCP segment with payload."""
+    """One captured TCP segment with payload; ``seq`` (its TCP sequence number) lets a
+    reader put a flow's bytes back in order and drop retransmissions."""
 
     src: str
     sport: int
     dst: str
     dport: int
     payload: bytes
+    seq: int = 0
 
 
 class NodeCapture(ABC):

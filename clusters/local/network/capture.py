@@ -29,12 +29,12 @@ def parse_frame(frame: bytes) -> Segment | None:
     tcp = ip[ihl:total]
     if len(tcp) < 20:
         return None
-    sport, dport = struct.unpack("!HH", tcp[:4])
+    sport, dport, seq = struct.unpack("!HHI", tcp[:8])
     payload = tcp[(tcp[12] >> 4) * 4:]
     if not payload:
         return None
     return Segment(socket.inet_ntoa(ip[12:16]), sport, socket.inet_ntoa(ip[16:20]), dport,
-                   bytes(payload))
+                   bytes(payload), seq)
 
 
 class LocalNodeCapture(NodeCapture):
