@@ -56,6 +56,17 @@ class LocalCluster(ClusterProvider):
     def kubeconfig(self) -> Path:
         return self.dir.kubeconfig
 
+    def maps_image(self, image: str) -> bool:
+        """Whether ``image`` runs a mapped executable here (``--image-exec`` or the
+        environment's mapping), as a mesh adapter asks before installing real images."""
+        try:
+            mapped = executables.parse(self.image_executables,
+                                       "--image-exec / image_executables") + \
+                executables.from_environment()
+        except executables.MappingError:
+            return False
+        return executables.find(mapped, image) is not None
+
     def up(self) -> None:
         if self.dir.alive():
             if self._proc is None:
