@@ -16,11 +16,18 @@ from .network import netns
 from .network.topology import API_IP, API_PORT, ClusterNetwork
 from .node.cgroups import node_root
 from .node.hostpaths import unmount_under
+from .node.podfiles import NODE_PROC
 from .state import CGROUP_REGISTRY, KUBECONFIG
 
 
 class ClusterNotReady(Exception):
     pass
+
+
+def node_proc(state: Path, node: str) -> Path:
+    """Where the procfs of a node's own PID namespace is mounted (``node/pidinit.py``):
+    pids the node's agent records are read there."""
+    return state / "nodes" / node / NODE_PROC
 
 
 def node_host_root(state: Path, node: str) -> Path:
@@ -51,9 +58,14 @@ class NodeAgents:
                 proc = await asyncio.create_subprocess_exec(
                     # nsenter, not ip netns exec: the agent must stay in the host's mount
                     # namespace so the pod namespaces it mounts under /run/netns are
-                    # visible to everyone (a node-level mesh component, exec).
+                    # visible to everyone (a node-level mesh component, exec).  pidinit
+                    # gives the node a PID namespace of its own, with its init in the
+                    # node's network namespace, and runs the agent under it.
                     "nsenter", f"--net={netns.NETNS_DIR / node.netns}", "--",
+                    sys.executable, "-m", "clusters.local.node.pidinit",
+                    "--proc", str(node_proc(self.state, node.name)), "--",
                     sys.executable, "-m", "clusters.local.node.agent",
+                    "--proc", str(node_proc(self.state, node.name)),
                     "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.pod_cidr,
                     "--kubeconfig", str(self.state / KUBECONFIG),
                     "--server", f"https://{API_IP}:{API_PORT}",
@@ -122,7 +134,8 @@ async def wait_until_ready(server: ApiServer, nodes: list[str], timeout: float) 
 
 
 def release_node_roots(state: Path) -> None:
-    """Undo the mounts the node agents made under their roots (each agent does at
-    its shutdown; this is for agents that were killed): a pod's netns bound in a
-    node's folder would otherwise keep that namespace alive."""
+    """Undo the mounts the node agents and inits made in the nodes' folders (each
+    does at its shutdown; this is for ones that were killed): a pod's netns bound
+    in a node's folder would otherwise keep that namespace alive, and a node's
+    procfs (``node_proc``) its PID namespace."""
     unmount_under(state / "nodes")

@@ -7,9 +7,11 @@ onto the cluster's Node objects; running them is the node agents' job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -53,6 +55,17 @@ class LocalCluster(ClusterProvider):
     @property
     def kubeconfig(self) -> Path:
         return self.dir.kubeconfig
+
+    def maps_image(self, image: str) -> bool:
+        """Whether ``image`` runs a mapped executable here (``--image-exec`` or the
+        environment's mapping), as a mesh adapter asks before installing real images."""
+        try:
+            mapped = executables.parse(self.image_executables,
+                                       "--image-exec / image_executables") + \
+                executables.from_environment()
+        except executables.MappingError:
+            return False
+        return executables.find(mapped, image) is not None
 
     def up(self) -> None:
         if self.dir.alive():
@@ -151,14 +164,21 @@ class LocalCluster(ClusterProvider):
             raise ClusterError(f"container {container} of pod {namespace}/"
                                f"{pod['metadata']['name']} is not running")
         prefix, env = entry
+        # nsenter forks into the node's PID namespace: a command that overruns is
+        # stopped with its process group
+        proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
-            proc = subprocess.run([*prefix, *argv], capture_output=True, env=env,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise ClusterError(f"exec {' '.join(argv)} in {namespace}/{target} did not finish "
                                f"within {timeout:g}s") from exc
-        return ExecResult(proc.returncode, proc.stdout.decode(errors="replace"),
-                          proc.stderr.decode(errors="replace"))
+        return ExecResult(proc.returncode, out.decode(errors="replace"),
+                          err.decode(errors="replace"))
 
     def capture_node_traffic(self, node: str) -> NodeCapture:
         """Capture on the node's uplink (its ``eth0`` toward the other nodes)."""

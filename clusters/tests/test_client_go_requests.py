@@ -516,6 +516,12 @@ KINDS = [
              "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
     ("networking.k8s.io", "v1", "networkpolicies", True,
      {"kind": "NetworkPolicy", "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}),
+    ("networking.k8s.io", "v1", "ingresses", True,
+     {"kind": "Ingress", "spec": {"ingressClassName": "istio", "rules": [{"http": {"paths": [{
+         "path": "/", "pathType": "Prefix",
+         "backend": {"service": {"name": "productpage", "port": {"number": 9080}}}}]}}]}}),
+    ("networking.k8s.io", "v1", "ingressclasses", False,
+     {"kind": "IngressClass", "spec": {"controller": "istio.io/ingress-controller"}}),
     ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", False,
      {"kind": "ValidatingWebhookConfiguration", "webhooks": []}),
     ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", False,

@@ -14,7 +14,10 @@ import pytest
 from kubernetes import client
 
 from clusters.local.images.executables import ENV_VAR
+from clusters.local.network.topology import node_netns
 from clusters.local.provider import LocalCluster
+from clusters.local.state import wait_gone
+from clusters.provider import ClusterError
 
 from .waiting import until
 
@@ -305,9 +308,72 @@ def test_a_deleted_pod_leaves_no_folder_mount_or_process(runtime):
     folder = runtime.dir.path / "nodes" / node / "pods" / uid
     assert folder.is_dir()
     pid = int((folder / "containers" / "c" / "pid").read_text())
+    node_proc = runtime.dir.path / "nodes" / node / "proc"  # the pid is the node's
+    assert (node_proc / str(pid) / "cmdline").read_bytes().startswith(b"sleep\x00")
     # A graceful deletion: the object goes once the node agent confirms it is done.
     runtime.kubectl("delete", "pod", "lived", "-n", "rt", "--wait=true", "--timeout=60s")
-    assert not Path(f"/proc/{pid}").exists()
+    assert not (node_proc / str(pid)).exists()
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f"pod-{uid}" not in mounts
     assert not folder.exists()  # removed before the deletion is confirmed
+
+
+def _ino(path: str | Path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_each_node_has_a_pid_namespace_whose_pid_1_is_in_the_node_network(runtime):
+    """A real node has its own PID 1, in the node's network namespace: istio-cni
+    stats ``/host/proc/1/ns/net`` for the node's network (istio/istio
+    cni/pkg/nodeagent/podcgroupns_linux.go, statHostNetns)."""
+    script = ("for f in /host/proc/1/ns/net /host/proc/1/ns/pid /proc/1/ns/pid "
+              "/proc/self/ns/pid; do echo $f=$(stat -L -c %i $f); done; "
+              "echo comm=$(cat /host/proc/1/comm); echo self=$$; "
+              "echo seen=$(ls /host/proc | grep -c '^[0-9]')")
+    seen = {}
+    for node in ("node-1", "node-2"):
+        name = f"pid1-{node}"
+        log = _run(runtime, _pod(name, {**_sh(script), "volumeMounts": [
+            {"name": "proc", "mountPath": "/host/proc"}]},
+            [{"name": "proc", "hostPath": {"path": "/proc"}}], nodeName=node))
+        seen[node] = dict(line.split("=", 1) for line in log.split())
+    for node, facts in seen.items():
+        netns = Path("/run/netns") / node_netns(runtime.name, node)
+        assert int(facts["/host/proc/1/ns/net"]) == _ino(netns), facts
+        # the container is in its node's PID namespace, and its own /proc is the node's
+        assert facts["/proc/self/ns/pid"] == facts["/host/proc/1/ns/pid"]
+        assert facts["/proc/1/ns/pid"] == facts["/host/proc/1/ns/pid"]
+        assert int(facts["/host/proc/1/ns/pid"]) != _ino("/proc/self/ns/pid")
+        assert facts["comm"].startswith("python")  # the node's init (node/pidinit.py)
+        # the node's procfs shows the node's processes, not the machine's
+        assert int(facts["seen"]) < len([p for p in os.listdir("/proc") if p.isdigit()])
+        assert (runtime.dir.path / "nodes" / node / "proc" / "1" / "ns" / "net").exists()
+    assert seen["node-1"]["/host/proc/1/ns/pid"] != seen["node-2"]["/host/proc/1/ns/pid"]
+
+
+def test_exec_runs_in_the_node_pid_namespace_and_an_overrun_stops_it_all(runtime):
+    runtime.apply([_pod("execd", _sh("exec sleep 3650d"), restartPolicy="Always")],
+                  namespace="rt")
+    pod = runtime.wait("v1", "Pod", "execd", namespace="rt", timeout=60,
+                       condition=lambda p: p["status"].get("phase") == "Running")
+    node_pidns = _ino(runtime.dir.path / "nodes" / pod["spec"]["nodeName"] / "proc" /
+                      "1" / "ns" / "pid")
+    out = runtime.exec("rt", "execd", ["sh", "-c", "stat -L -c %i /proc/self/ns/pid; pwd"])
+    assert out.exit_code == 0, out.stderr
+    assert out.stdout.split() == [str(node_pidns), "/"]
+    marker = f"{3000 + uuid.uuid4().int % 600}"
+    with pytest.raises(ClusterError, match="did not finish"):
+        runtime.exec("rt", "execd", ["sleep", marker], timeout=2)
+    # nsenter forks into the node's namespace: its child is stopped with it (an
+    # hour's sleep otherwise)
+    left = [int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) ==
+            f"sleep\x00{marker}\x00".encode()]
+    assert all(wait_gone(p, 10) for p in left), left
+    runtime.kubectl("delete", "pod", "execd", "-n", "rt", "--wait=true", "--timeout=60s")
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

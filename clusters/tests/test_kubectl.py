@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from clusters.local.images import istio_build
 from clusters.provider import kubectl_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
@@ -281,9 +281,10 @@ def test_the_rendered_ambient_install_applies_unmodified(kubectl):
     client-side kubectl apply: CRDs with x-kubernetes-* extensions, several versions and
     status subresources, webhooks, RBAC, an HPA.  Nothing of it runs: the test cluster
     has no node agents."""
-    istioctl = shutil.which("istioctl")
-    if istioctl is None:
-        pytest.skip("istioctl is not on PATH; the ambient install is rendered with it")
+    try:
+        istioctl = str(istio_build.find() / "istioctl")
+    except istio_build.IstioBuildMissing as exc:
+        pytest.skip(f"the ambient install is rendered with the build's istioctl: {exc}")
     rendered = subprocess.run([istioctl, "manifest", "generate", "--set", "profile=ambient"],
                               capture_output=True, text=True, timeout=300, check=True).stdout
     objects = [d for d in yaml.safe_load_all(rendered) if d]

@@ -1,9 +1,10 @@
 """The adapter for real Istio, driven by ``istioctl`` as its docs instruct.
 
-Real Istio cannot run on the embedded local cluster (its images are real container
-images; the local cluster runs programs from a catalog), nor without istioctl.  So
-the commands are built by pure functions that are unit-tested, and
-:meth:`IstioAdapter.check_available` tells the suite *why* it must skip here.
+Real Istio runs on the embedded local cluster only from binaries built from source
+and mapped to its images (``--image-exec``; README: "Real Istio on the local
+cluster"), and nowhere without istioctl.  The commands are built by pure functions
+that are unit-tested, and :meth:`IstioAdapter.check_available` tells the suite *why*
+it must skip when something is missing.
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ ISTIOCTL_MISSING = (
     "(https://istio.io/latest/docs/setup/getting-started/#download) or pass its path"
 )
 LOCAL_CLUSTER_REASON = (
-    "the local cluster runs programs from an image catalog, not real container images, "
-    "so Istio's images (istio/pilot, istio/ztunnel) cannot run there: use the kind or "
-    "existing cluster provider"
+    "the local cluster runs programs, not container images, and no Istio build is mapped "
+    "to {missing}: map binaries built from source with --image-exec (README: Real Istio "
+    "on the local cluster), or use the kind or existing cluster provider"
 )
+# Istio's images in the ambient profile, as the local cluster must map them
+LOCAL_IMAGES = ("docker.io/istio/pilot", "docker.io/istio/install-cni", "docker.io/istio/ztunnel")
+# On the local cluster istio-cni shares the node's network namespace, as it runs on a
+# node (istio/istio manifests/charts/istio-cni/values.yaml, ambient.shareHostNetworkNamespace)
+LOCAL_CLUSTER_SETS = ("values.cni.ambient.shareHostNetworkNamespace=true",)
 # Ambient waypoints need the Gateway API CRDs, which Istio does not install itself.
 # Pinned so a run is reproducible.
 GATEWAY_API_CRDS = (
@@ -64,9 +70,18 @@ def _base(istioctl: str, kubeconfig: Path | str | None) -> list[str]:
     return [istioctl, *([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])]
 
 
-def install_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = None) -> list[str]:
-    """``istioctl install --set profile=ambient -y``: the documented ambient install."""
-    return [*_base(istioctl, kubeconfig), "install", "--set", "profile=ambient", "-y"]
+def install_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = None,
+                 sets: Sequence[str] = ()) -> list[str]:
+    """``istioctl install --set profile=ambient -y``: the documented ambient install
+    (``sets``: more ``--set`` values)."""
+    more = [a for s in sets for a in ("--set", s)]
+    return [*_base(istioctl, kubeconfig), "install", "--set", "profile=ambient", *more, "-y"]
+
+
+def _is_local(cluster: ClusterProvider) -> bool:
+    # By module, not isinstance: importing the local provider would pull its
+    # whole machinery into a process that may not use it.
+    return type(cluster).__module__.startswith("clusters.local")
 
 
 def uninstall_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = None) -> list[str]:
@@ -160,10 +175,11 @@ class IstioAdapter(MeshAdapter):
             self.istioctl()
         except AdapterUnavailable as exc:
             return str(exc)
-        # By module, not isinstance: importing the local provider would pull its
-        # whole machinery into a process that may not use it.
-        if type(cluster).__module__.startswith("clusters.local"):
-            return LOCAL_CLUSTER_REASON
+        if _is_local(cluster):
+            maps = getattr(cluster, "maps_image", None)
+            missing = [i for i in LOCAL_IMAGES if maps is None or not maps(i)]
+            if missing:
+                return LOCAL_CLUSTER_REASON.format(missing=", ".join(missing))
         return None
 
     def _exec(self, argv: Sequence[str], cluster: ClusterProvider | None = None) -> str:
@@ -205,6 +221,12 @@ class IstioAdapter(MeshAdapter):
     def install(self, cluster: ClusterProvider) -> None:
         """Gateway API CRDs if absent, then ``istioctl install`` (which waits for readiness)."""
         istioctl = self.istioctl()
+        if _is_local(cluster):
+            # No download: the local cluster's traffic stays on this machine, and its
+            # waypoints (Envoy) are not part of a source build of istiod, istio-cni
+            # and ztunnel, so no Gateway API CRDs are needed.
+            self._exec(install_argv(istioctl, cluster.kubeconfig, LOCAL_CLUSTER_SETS), cluster)
+            return
         crd = cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False)
         if crd.returncode != 0:
             cluster.kubectl("apply", "-f", GATEWAY_API_CRDS)

@@ -262,10 +262,26 @@ def test_istio_failure_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
         adapter.install(FakeCluster())
 
 
-def test_istio_not_on_local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_istio_on_local_cluster_needs_its_images_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(istio_mod.shutil, "which", lambda _name: "/usr/bin/istioctl")
-    local = type("LocalCluster", (FakeCluster,), {"__module__": "clusters.local.provider"})()
-    assert "image catalog" in (IstioAdapter().check_available(local) or "")
+    local_type = type("LocalCluster", (FakeCluster,), {"__module__": "clusters.local.provider"})
+    reason = IstioAdapter().check_available(local_type()) or ""
+    assert "no Istio build is mapped to docker.io/istio/pilot" in reason
+    assert "--image-exec" in reason
+    mapped = {"docker.io/istio/pilot", "docker.io/istio/install-cni"}
+    partly = local_type()
+    partly.maps_image = lambda image: image in mapped  # type: ignore[attr-defined]
+    assert "mapped to docker.io/istio/ztunnel:" in (IstioAdapter().check_available(partly) or "")
+    mapped.add("docker.io/istio/ztunnel")
+    assert IstioAdapter().check_available(partly) is None
+    ran: list[list[str]] = []
+    adapter = IstioAdapter(runner=lambda a, e: ran.append(list(a)) or  # type: ignore[func-returns-value]
+                           subprocess.CompletedProcess(a, 0, "", ""))
+    adapter.install(partly)
+    assert ran == [["/usr/bin/istioctl", "--kubeconfig=/tmp/fake-kubeconfig", "install", "--set",
+                    "profile=ambient", "--set",
+                    "values.cni.ambient.shareHostNetworkNamespace=true", "-y"]]
+    assert partly.calls == []  # no Gateway API CRDs fetched
 
 
 # -- declarative -----------------------------------------------------------------------

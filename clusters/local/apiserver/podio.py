@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,8 @@ class PodExec:
         proc = await asyncio.create_subprocess_exec(
             *prefix, *argv, env=env,
             stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)  # nsenter forks into the node's PID namespace
 
         async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
             if stream is None:
@@ -120,7 +123,8 @@ class PodExec:
             await ws.send_bytes(_status(code))
         except (ConnectionResetError, asyncio.CancelledError):
             if proc.returncode is None:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
             raise
         finally:

@@ -109,6 +109,10 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
         ("hpa",), ("status",), categories=("all",)),
     _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
+    # Watched by istiod's Ingress controller (istio/istio
+    # pilot/pkg/config/kube/ingress/controller.go), which never syncs without them.
+    _rt("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), ("status",)),
+    _rt("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
     _rt("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
         "validatingwebhookconfigurations", False, categories=("api-extensions",)),
     _rt("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",

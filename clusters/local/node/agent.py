@@ -326,7 +326,9 @@ class Container:
         """How to run a command in this container (exec probes), if it runs."""
         if self.process is None or self.process.returncode is not None:
             return None
-        return podfiles.enter_argv(self.process.pid), podfiles.environ(self.process.pid)
+        proc = self.pod.agent.proc
+        return (podfiles.enter_argv(self.process.pid, proc),
+                podfiles.environ(self.process.pid, proc))
 
     async def signal(self, sig: int) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -590,7 +592,8 @@ class PodWorker:
         root = launch.root_spec(
             c.image, c.spec, env, self.volumes, self.files, str(term), str(scratch),
             netns=str(self.sandbox.path) if self.sandbox else None,
-            hostname=self.agent.node if self.host_network else self.name)
+            hostname=self.agent.node if self.host_network else self.name,
+            proc=self.agent.proc)
         return argv, env, root
 
     # -- status -----------------------------------------------------------------------
@@ -628,8 +631,11 @@ class NodeAgent:
     def __init__(self, node: str, node_ip: str, pod_cidr: str, client: KubeClient,
                  state_dir: Path, ca_pem: bytes, registry: Path,
                  image_executables: list[ImageExecutable] | None = None, *,
-                 cgroups: CgroupTree | None = None) -> None:
+                 cgroups: CgroupTree | None = None, proc: str = "/proc") -> None:
         self.node = node
+        # the procfs of the node's PID namespace (the agent's pids are that
+        # namespace's; see pidinit.py), shown as /proc to containers and node views
+        self.proc = proc
         self.node_ip = node_ip
         self.pod_cidr = pod_cidr
         self.cgroups = cgroups
@@ -641,7 +647,7 @@ class NodeAgent:
         self.registry = registry
         self.ipam = sandboxes.IPAM(pod_cidr)
         self.catalog: ImageCatalog = default_catalog(image_executables)
-        self.node_root = NodeRoot(state_dir / "root")
+        self.node_root = NodeRoot(state_dir / "root", proc)
         # The node's own /etc/cni/net.d and /opt/cni/bin; plugins run in the node's
         # view, so they are told, and find, the host paths a real runtime gives.
         self.cni = cni.Runtime(cni.NodePaths(self.node_root.path, launch=self._in_node_view,
@@ -799,7 +805,7 @@ async def amain(args: argparse.Namespace) -> int:
     cgroups = (CgroupTree.find(args.cgroup_root, Path(args.cgroup_registry))
                if args.cgroup_root and args.cgroup_registry else None)
     agent = NodeAgent(args.node, args.node_ip, args.pod_cidr, client, Path(args.state_dir),
-                      ca, Path(args.registry), mapped, cgroups=cgroups)
+                      ca, Path(args.registry), mapped, cgroups=cgroups, proc=args.proc)
     await agent.run(stop)
     return 0
 
@@ -819,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
                         "/ambient-harness/<cluster>/<node>; without it pods get no cgroups")
     parser.add_argument("--cgroup-registry", help="the file recording the node's cgroup "
                         "root before it is made, for cleanup")
+    parser.add_argument("--proc", default="/proc", help="the procfs of the node's PID "
+                        "namespace, which the agent runs in (node/pidinit.py)")
     args = parser.parse_args(argv)
     _set_pdeathsig_term()
     logging.basicConfig(level=os.environ.get("AMBIENT_HARNESS_LOG", "INFO"),

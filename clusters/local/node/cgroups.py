@@ -62,13 +62,14 @@ def cgroup2_mount(mountinfo: str) -> Path | None:
     return None
 
 
-def container_of(pid: int) -> Path | None:
-    """The cgroup2 directory of process ``pid`` if it is a local cluster's container
-    cgroup (under ``/ambient-harness/``), else None: what a command exec'd into that
-    container joins, as runc's exec joins the container's cgroup."""
+def container_of(pid: int, proc: str = "/proc") -> Path | None:
+    """The cgroup2 directory of process ``pid`` (a pid of the procfs at ``proc``: a
+    node's) if it is a local cluster's container cgroup (under
+    ``/ambient-harness/``), else None: what a command exec'd into that container
+    joins, as runc's exec joins the container's cgroup."""
     try:
         mount = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
-        text = Path(f"/proc/{pid}/cgroup").read_text()
+        text = Path(f"{proc}/{pid}/cgroup").read_text()
     except OSError:
         return None
     for line in text.splitlines():

@@ -6,15 +6,16 @@ folders.  Here each node has a root of its own, ``<state>/nodes/<node>/root/``, 
 a ``hostPath`` volume's path is read in it: nothing is written to this machine's
 ``/etc``, ``/opt`` or ``/var/run``, and the files of n1 are not n2's.
 
-Exceptions resolve to this machine's own kernel views, as they would on a node:
-``/proc`` (istio-cni scans ``/host/proc``: istio/istio
-cni/pkg/nodeagent/podcgroupns.go), ``/sys``, ``/dev``, and ``/lib/modules``
-(read-only).  ``/var/run/netns`` (``/run/netns``) is the node's own folder holding
-a bind of the network namespace of each pod of this node, and only those: a
-node-level component (istio-cni opening ``/host`` + the pod's netns path,
-cni/pkg/nodeagent/pod_cache.go; the reference ztunnel) finds its node's pods there,
-and a bug that reaches for another node's pod fails as it would on a real
-cluster.  The folder is a shared mount, so a pod started later appears in
+Exceptions resolve to kernel views, as they would on a node: ``/proc`` is the procfs
+of the node's own PID namespace (``pidinit.py``; istio-cni scans ``/host/proc`` and
+takes the node's network namespace from ``/host/proc/1/ns/net``: istio/istio
+cni/pkg/nodeagent/podcgroupns.go, podcgroupns_linux.go), ``/sys``, ``/dev`` and
+``/lib/modules`` (read-only) are this machine's. ``/var/run/netns`` (``/run/netns``)
+is the node's own folder holding a bind of the network namespace of each pod of this
+node, and only those: a node-level component (istio-cni opening ``/host`` + the
+pod's netns path, cni/pkg/nodeagent/pod_cache.go; the reference ztunnel) finds its
+node's pods there, and a bug that reaches for another node's pod fails as it would
+on a real cluster. The folder is a shared mount, so a pod started later appears in
 containers that mounted it earlier (as with ``mountPropagation: HostToContainer``).
 
 ``NodeRoot.view()`` gives "the node's view" for programs that run on the node
@@ -79,8 +80,12 @@ def _kind(st: os.stat_result) -> str:
 
 
 class NodeRoot:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, proc: str = "/proc") -> None:
+        """``proc``: the node's procfs on this machine (its PID namespace's), shown
+        at the node's ``/proc``."""
         self.path = path
+        self.proc = proc
+        self.kernel_views = {**KERNEL_VIEWS, "/proc": (proc, False)}
         self.netns_dir = path / NETNS.lstrip("/")
         self._used = path.parent / "hostpaths"  # host paths a volume used, for view()
         # where a node view's writable layer hangs (in each view's own namespace only)
@@ -160,7 +165,7 @@ class NodeRoot:
             raise HostPathError(f"hostPath type {kind!r} of {host_path} is not one of "
                                 f"{', '.join(repr(t) for t in TYPES)}")
         path = self.canonical(host_path)
-        view = _view_of(path)
+        view = _view_of(path, self.kernel_views)
         if view is not None:
             machine, readonly = view
             _check_type(host_path, machine, kind, machine_path=True)
@@ -178,7 +183,7 @@ class NodeRoot:
         _check_type(host_path, str(real), kind, machine_path=False)
         self._record(path)
         beneath = tuple((os.path.relpath(p, path), machine, ro)
-                        for p, (machine, ro) in KERNEL_VIEWS.items()
+                        for p, (machine, ro) in self.kernel_views.items()
                         if path == "/" or p.startswith(path + "/"))
         return Source(str(real), False, beneath)
 
@@ -216,12 +221,13 @@ class NodeRoot:
             covered.append(path)
             binds += self.source(path, "" if _view_of(path) is None else "Directory").binds(path)
         return rootfs.RootSpec(scratch=scratch or str(self.scratch), binds=tuple(binds),
-                               netns=netns, hostname=hostname)
+                               netns=netns, hostname=hostname, proc=self.proc)
 
 
-def _view_of(path: str) -> tuple[str, bool] | None:
+def _view_of(path: str, views: dict[str, tuple[str, bool]] = KERNEL_VIEWS
+             ) -> tuple[str, bool] | None:
     """The machine path (and read-only flag) for a node path under a kernel view."""
-    for prefix, (machine, readonly) in KERNEL_VIEWS.items():
+    for prefix, (machine, readonly) in views.items():
         if path == prefix or path.startswith(prefix + "/"):
             return machine + path[len(prefix):], readonly
     return None

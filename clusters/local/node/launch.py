@@ -87,7 +87,7 @@ def _depth(bind: rootfs.Bind) -> int:
 def root_spec(image: Program | ImageExecutable, container: dict[str, Any],
               env: dict[str, str], volumes: dict[str, Volume], files: PodFiles,
               termination_log: str, scratch: str, netns: str | None,
-              hostname: str) -> rootfs.RootSpec:
+              hostname: str, proc: str = "/proc") -> rootfs.RootSpec:
     binds = [rootfs.Bind(files.hosts, "/etc/hosts"),
              rootfs.Bind(files.hostname, "/etc/hostname")]
     if files.resolv_conf:
@@ -120,4 +120,4 @@ def root_spec(image: Program | ImageExecutable, container: dict[str, Any],
     workdir = container.get("workingDir") or (
         image.working_dir if isinstance(image, ImageExecutable) else "/")
     return rootfs.RootSpec(scratch=scratch, binds=tuple(binds), netns=netns,
-                           hostname=hostname, workdir=workdir)
+                           hostname=hostname, workdir=workdir, proc=proc)

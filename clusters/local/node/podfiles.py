@@ -1,7 +1,9 @@
 """Where a node agent keeps a pod's files, and how others enter its containers.
 
 ``<state>/nodes/<node>/pods/<uid>/`` holds a pod's logs, volumes, ``/etc`` files
-and, per container, the pid of its running process and its scratch folder.  The
+and, per container, the pid of its running process (a pid of the node's own PID
+namespace, read through the node's procfs, ``<state>/nodes/<node>/proc``) and its
+scratch folder.  The
 API server (``kubectl exec``), the provider's ``exec`` and exec probes enter a
 container through that pid: its cgroup, mount, UTS and network namespaces and its
 working directory, with its environment, as a runtime's exec does.
@@ -16,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import cgroups
+
+# A node's procfs (its PID namespace's, mounted by pidinit.py) in ``<state>/nodes/<node>``
+NODE_PROC = "proc"
 
 
 def pod_dir(node_state: Path, uid: str) -> Path:
@@ -43,13 +48,14 @@ def clear_pid(pod: Path, container: str) -> None:
         pid_file(pod, container).unlink()
 
 
-def running_pid(pod: Path, container: str) -> int | None:
-    """The pid of the container's process, if it runs (and is the one recorded)."""
+def running_pid(pod: Path, container: str, proc: str = "/proc") -> int | None:
+    """The pid of the container's process, if it runs (and is the one recorded): a
+    pid of the node's PID namespace, whose procfs is ``proc``."""
     try:
         pid = int(pid_file(pod, container).read_text())
     except (OSError, ValueError):
         return None
-    return pid if os.path.exists(f"/proc/{pid}") else None
+    return pid if os.path.exists(f"{proc}/{pid}") else None
 
 
 # Joins the cgroup directory given as $0, then execs the rest (nsenter ...): the
@@ -57,15 +63,23 @@ def running_pid(pod: Path, container: str) -> int | None:
 _JOIN_THEN_EXEC = 'echo 0 > "$0/cgroup.procs" && exec "$@"'
 
 
-def enter_argv(pid: int) -> list[str]:
+def enter_argv(pid: int, proc: str = "/proc") -> list[str]:
     """The argv prefix that runs a command in the namespaces, root and working
-    directory of process ``pid`` (the command is looked up in the PATH of the
-    environment it is given, inside that root) and, if ``pid`` is in a container's
-    cgroup, in that cgroup too (kubelet's exec runs there; it ends with the
-    container).  nsenter cannot join a cgroup, so a shell of this machine does it
-    first."""
-    argv = [shutil.which("nsenter") or "nsenter", "-t", str(pid), "-m", "-u", "-n", "-w", "--"]
-    cgroup = cgroups.container_of(pid)
+    directory of process ``pid`` (a pid of the procfs at ``proc``: the node's; the
+    command is looked up in the PATH of the environment it is given, inside that
+    root) and, if ``pid`` is in a container's cgroup, in that cgroup too (kubelet's
+    exec runs there; it ends with the container).  nsenter cannot join a cgroup, so
+    a shell of this machine does it first.
+
+    The namespaces are named by their files in ``proc``, so a pid of a node's own
+    PID namespace works from any namespace; the command joins the node's PID
+    namespace too (its ``/proc`` is the node's), so nsenter forks: whoever stops
+    the command early stops its process group (start it in a session of its own)."""
+    base = f"{proc}/{pid}"
+    argv = [shutil.which("nsenter") or "nsenter", f"--mount={base}/ns/mnt",
+            f"--uts={base}/ns/uts", f"--net={base}/ns/net", f"--pid={base}/ns/pid",
+            f"--wd={base}/cwd", "--"]
+    cgroup = cgroups.container_of(pid, proc)
     if cgroup is None:
         return argv
     return [shutil.which("sh") or "/bin/sh", "-c", _JOIN_THEN_EXEC, str(cgroup), *argv]
@@ -76,10 +90,11 @@ def enter_argv(pid: int) -> list[str]:
 AGENT_MARKER = "AH_POD_NAME"
 
 
-def environ(pid: int) -> dict[str, str]:
-    """The environment of process ``pid`` (a container's), for commands run in it."""
+def environ(pid: int, proc: str = "/proc") -> dict[str, str]:
+    """The environment of process ``pid`` (a container's, read in the node's procfs
+    ``proc``), for commands run in it."""
     try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        raw = Path(f"{proc}/{pid}/environ").read_bytes()
     except OSError:
         return {}
     pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
@@ -94,7 +109,8 @@ def exec_entry(cluster_state: Path, pod: dict[str, Any], container: str
     if not node:
         return None
     folder = pod_dir(cluster_state / "nodes" / node, pod["metadata"]["uid"])
-    pid = running_pid(folder, container)
+    proc = str(cluster_state / "nodes" / node / NODE_PROC)
+    pid = running_pid(folder, container, proc)
     if pid is None:
         return None
-    return enter_argv(pid), environ(pid)
+    return enter_argv(pid, proc), environ(pid, proc)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -68,13 +71,15 @@ async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: st
         try:
             proc = await asyncio.create_subprocess_exec(
                 *prefix, *argv, stdin=asyncio.subprocess.DEVNULL, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True)  # nsenter forks into the node's PID namespace
         except OSError as exc:
             raise ProbeFailed(f"exec {argv[:1]}: {exc}") from None
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             raise ProbeFailed(f"command timed out after {timeout:g}s") from None
         if proc.returncode != 0:

@@ -23,13 +23,14 @@ exec (``preexec_fn``), so a container costs no helper process:
    still propagate in, and none made here leak out;
 2. join the pod's network namespace (``setns``);
 3. mount a tmpfs on ``scratch`` and the overlay on ``scratch/root``;
-4. ``pivot_root`` into it with the old root at ``/.ah-host``, mount ``/proc``
-   (the machine's), a fresh ``/sys`` (showing the joined network namespace, as
-   ``ip netns exec`` does) with the machine's cgroup tree, a ``/dev`` tmpfs with
-   the usual device nodes, tmpfs ``/run``, ``/tmp``, ``/dev/shm``; then each
-   :class:`Bind` with its source read through ``/.ah-host``, its target resolved
-   inside the new root (so ``/var/run -> /run`` and other absolute symlinks
-   resolve in the root, never on the machine);
+4. ``pivot_root`` into it with the old root at ``/.ah-host``, mount ``/proc`` (the
+   node's procfs, ``RootSpec.proc``: the node's PID namespace, which the container
+   is in as a child of the node's agent), a fresh ``/sys`` (showing the joined
+   network namespace, as ``ip netns exec`` does) with the machine's cgroup tree, a
+   ``/dev`` tmpfs with the usual device nodes, tmpfs ``/run``, ``/tmp``,
+   ``/dev/shm``; then each :class:`Bind` with its source read through ``/.ah-host``,
+   its target resolved inside the new root (so ``/var/run -> /run`` and other
+   absolute symlinks resolve in the root, never on the machine);
 5. detach the old root, set the hostname, change to the working directory.
 
 The program is then exec'd by ``subprocess``, looked up through the ``PATH`` of
@@ -116,6 +117,9 @@ class RootSpec:
     hostname: str | None = None  # own UTS namespace with this name; None: the caller's
     workdir: str = "/"
     cgroup: str | None = None    # a cgroup2 directory of this machine to join; None: stay
+    # the procfs shown at /proc: the node's (``pidinit.py``), whose PID namespace the
+    # process is in; "/proc" is the caller's own
+    proc: str = "/proc"
 
 
 def _check(result: int, what: str) -> None:
@@ -195,9 +199,10 @@ def _tmpfs(target: str, mode: int, flags: int = MS_NOSUID | MS_NODEV) -> None:
     mount("tmpfs", target, "tmpfs", flags, f"mode={mode:o}")
 
 
-def _base_layout() -> None:
-    """/proc, /sys, /dev, /run, /tmp of a container (the old root is at HOST)."""
-    _bind(HOST + "/proc", "/proc")
+def _base_layout(proc: str = "/proc") -> None:
+    """/proc (the procfs at ``proc`` on the machine), /sys, /dev, /run, /tmp of a
+    container (the old root is at HOST)."""
+    _bind(HOST + os.path.normpath(proc), "/proc")
     _mount_point("/sys", True)
     mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if os.path.isdir(HOST + "/sys/fs/cgroup"):
@@ -252,7 +257,7 @@ def enter(spec: RootSpec) -> None:
     os.chdir(root)
     _pivot_root(".", HOST.lstrip("/"))
     os.chdir("/")
-    _base_layout()
+    _base_layout(spec.proc)
     for b in spec.binds:
         if not os.path.isabs(b.source) or not os.path.isabs(b.target):
             raise RootError(f"bind {b.source} -> {b.target}: both paths must be absolute")
