@@ -11,6 +11,10 @@ from clusters.local.node.events import EventRecorder
 POD = {"metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"}}
 
 
+def fixed_clock() -> str:
+    return "2026-12-03T20:00:00Z"
+
+
 class FakeEvents:
     """Stands in for the API's events: creates name them, patches must find them."""
 
@@ -52,7 +56,7 @@ def test_a_repeat_counts_up_on_one_event() -> None:
 
 def test_another_message_reason_type_or_pod_is_another_event() -> None:
     api = FakeEvents()
-    recorder = EventRecorder(api, "node-1")
+    recorder = EventRecorder(api, "node-1", clock=fixed_clock)
     other_pod = {"metadata": {**POD["metadata"], "uid": "u-2"}}
     for args in ((POD, "Unhealthy", "a", "Warning"), (POD, "Unhealthy", "b", "Warning"),
                  (POD, "Killing", "a", "Warning"), (POD, "Unhealthy", "a", "Normal"),
@@ -64,7 +68,7 @@ def test_another_message_reason_type_or_pod_is_another_event() -> None:
 
 def test_an_event_gone_from_the_store_is_made_again() -> None:
     api = FakeEvents()
-    recorder = EventRecorder(api, "node-1")
+    recorder = EventRecorder(api, "node-1", clock=fixed_clock)
     record(recorder, POD, "Started", "Started container c")
     api.store.clear()  # the namespace's events were deleted
     record(recorder, POD, "Started", "Started container c")
@@ -74,7 +78,7 @@ def test_an_event_gone_from_the_store_is_made_again() -> None:
 
 def test_a_forgotten_pod_and_the_cache_bound_start_counting_afresh() -> None:
     api = FakeEvents()
-    recorder = EventRecorder(api, "node-1", cache_size=2)
+    recorder = EventRecorder(api, "node-1", clock=fixed_clock, cache_size=2)
     record(recorder, POD, "Pulled", "m")
     recorder.forget("u-1")
     record(recorder, POD, "Pulled", "m")

@@ -663,7 +663,7 @@ class NodeAgent:
                                self._on_network)
         self.proxy = ServiceProxy(self.services, self.slices)
         self._event_tasks: set[asyncio.Task[None]] = set()
-        self.events = EventRecorder(client, node)
+        self.events = EventRecorder(client, node, clock=now)
 
     async def _in_node_view(self, argv: Sequence[str], **kwargs: Any) -> rootfs.Process:
         """Start a program of the node's own (a CNI plugin) in the node's view, made

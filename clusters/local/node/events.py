@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..kubeclient import KubeError
@@ -36,15 +35,12 @@ class _Seen:
     count: int
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
     """Records Events about pods for one node, counting repeats."""
 
-    def __init__(self, client: _Client, host: str, *, component: str = "kubelet",
-                 cache_size: int = CACHE_SIZE, clock: Callable[[], str] = _now) -> None:
+    def __init__(self, client: _Client, host: str, *, clock: Callable[[], str],
+                 component: str = "kubelet", cache_size: int = CACHE_SIZE) -> None:
+        """``clock`` gives timestamps as the agent writes them everywhere else."""
         self.client = client
         self.host = host
         self.component = component
