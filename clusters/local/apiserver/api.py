@@ -560,16 +560,18 @@ class Api:
                     f'invalid resourceVersion "{rv_text}": not a number') from None
         initial_state = opts.send_initial_events is True or (
             opts.send_initial_events is None and since is None)
-        backlog: list[Event] = []
         if not initial_state and since is not None:
-            try:
-                backlog = self.store.events_since(since, rt.store_key)
+            try:  # 410 before anything is streamed, when it is already known
+                self.store.events_since(since, rt.store_key)
             except TooOld:
                 raise errors.gone(
                     f"too old resource version: {since} ({self.store.resource_version})"
                 ) from None
         store = self.store
         scope = ns if rt.namespaced else None
+        # Without initial state, the watch starts from the version given, or else from
+        # the one the server had when the request came in.
+        origin = since if since is not None else store.resource_version
 
         async def stream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
             if initial_state and since is not None and \
@@ -587,7 +589,18 @@ class Api:
                     first.append(("BOOKMARK", _initial_events_end(rt, rv)))
                 after = rv
             else:
-                after = store.resource_version if since is None else since
+                # The backlog is read here, not when the request came in: the caller
+                # awaits (sending the response's headers) before the first step, and
+                # a write in that gap would be in neither an earlier backlog nor the
+                # subscription made below.
+                after = origin
+                try:
+                    backlog = store.events_since(origin, rt.store_key)
+                except TooOld:
+                    yield "ERROR", errors.gone(
+                        f"too old resource version: {origin} ({store.resource_version})"
+                    ).status()
+                    return
                 for ev in backlog:
                     if scope and ev.obj["metadata"].get("namespace") != scope:
                         continue
