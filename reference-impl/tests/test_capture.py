@@ -115,9 +115,37 @@ def test_remove_restores_direct_traffic(pair):
         await app.wait()
         conn.close()
         server.close()
-        out = subprocess.run(["nsenter", f"--net={pod}", "--", "nft", "list", "tables"],
+        out = subprocess.run(["nsenter", f"--net={pod}", "--", "nft", "list", "ruleset"],
                              capture_output=True, text=True).stdout
-        assert capture.TABLE not in out
+        assert "redirect" not in out
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_captured_before_removal_keeps_working_after_it(pair):
+    """Removal stops capturing new connections only: one already redirected to the
+    ztunnel still gets the ztunnel's replies, translated back to the destination the
+    application dialled (deleting the NAT chains would strand it until it timed out)."""
+    pod, _ = pair
+
+    async def scenario():
+        await capture.install(pod, [GATEWAY])
+        listener = await capture.listen_in(pod, capture.OUTBOUND_PORT)
+        accept = asyncio.ensure_future(_accept_one(listener))
+        app = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={pod}", "--", "python3", "-c",
+            f"import socket; s=socket.create_connection(('{PEER_IP}', 80), 5)\n"
+            "s.settimeout(5); s.send(b'hi'); print(s.recv(100).decode(), flush=True)",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        conn = await asyncio.wait_for(accept, 10)
+        loop = asyncio.get_running_loop()
+        assert await loop.sock_recv(conn, 10) == b"hi"
+        await capture.remove(pod)
+        await loop.sock_sendall(conn, b"reply")
+        out, err = await asyncio.wait_for(app.communicate(), 10)
+        assert out.decode().strip() == "reply", err.decode()
+        conn.close()
+        listener.close()
 
     asyncio.run(scenario())
 

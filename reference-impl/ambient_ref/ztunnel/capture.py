@@ -49,15 +49,32 @@ class CaptureError(Exception):
     pass
 
 
-def render_rules(node_addresses: list[str]) -> str:
+def render_rules(node_addresses: list[str], capturing: bool = True) -> str:
     """The nftables ruleset for one pod namespace.
 
     ``node_addresses`` are the sources the node itself uses toward the pod (its
     probes); they are never captured, like istio-cni's probe exemption.
+
+    With ``capturing`` false the same chains come without their redirections: no new
+    connection is captured, while those captured before keep their translation and
+    their marks until they end.  Deleting the table instead would take the
+    namespace's last NAT chains, and with them its NAT hooks: the kernel would stop
+    translating connections already redirected to the ztunnel, whose replies then
+    reach no socket (the client waits until it times out).  istio-cni in its
+    default iptables mode leaves the nat table's base chains in place too, deleting
+    only its own chains (istio/istio cni/pkg/iptables/iptables.go,
+    ``DeleteInpodRules``).
     """
     exempt = ", ".join(node_addresses) if node_addresses else "127.0.0.2"
     not_ours = f"meta mark & {MASK:#x} != {MARK:#x}"
-    return f"""table ip {TABLE}
+    inbound_redirect = (
+        f"ip saddr {{ {exempt} }} accept\n"
+        f"    meta l4proto tcp ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} {not_ours} "
+        f"redirect to :{INBOUND_PLAINTEXT_PORT}") if capturing else ""
+    outbound_redirect = (
+        f"meta l4proto tcp ip daddr != 127.0.0.1 {not_ours} redirect to :{OUTBOUND_PORT}"
+        if capturing else "")
+    rules = f"""table ip {TABLE}
 delete table ip {TABLE}
 table ip {TABLE} {{
   chain mangle_prerouting {{
@@ -70,18 +87,17 @@ table ip {TABLE} {{
   }}
   chain nat_prerouting {{
     type nat hook prerouting priority -100; policy accept;
-    ip saddr {{ {exempt} }} accept
-    meta l4proto tcp ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} {not_ours} \
-      redirect to :{INBOUND_PLAINTEXT_PORT}
+    {inbound_redirect}
   }}
   chain nat_output {{
     type nat hook output priority -100; policy accept;
     meta l4proto tcp ct mark & {MASK:#x} == {CONNMARK:#x} accept
     oifname "lo" ip daddr != 127.0.0.1 accept
-    meta l4proto tcp ip daddr != 127.0.0.1 {not_ours} redirect to :{OUTBOUND_PORT}
+    {outbound_redirect}
   }}
 }}
 """
+    return "".join(line for line in rules.splitlines(keepends=True) if line.strip())
 
 
 async def _run(argv: list[str], stdin: str | None = None) -> str:
@@ -110,18 +126,15 @@ async def install(netns: Path, node_addresses: list[str]) -> None:
 
 
 async def remove(netns: Path) -> None:
-    """Take the pod out of the mesh: its traffic goes direct again."""
+    """Take the pod out of the mesh: its new connections go direct again.
+
+    Connections captured before finish as they began: the chains stay, without
+    their redirections (``render_rules``), and so do the reply route and its rule,
+    which only packets of the ztunnel's own connections ever use.
+    """
     if not netns.exists():
         return
-    await _run(_in(netns, "nft", "-f", "-"), f"table ip {TABLE}\ndelete table ip {TABLE}\n")
-    proc = await asyncio.create_subprocess_exec(
-        *_in(netns, "ip", "rule", "del", "pref", str(RULE_PREF)),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await proc.wait()
-    proc = await asyncio.create_subprocess_exec(
-        *_in(netns, "ip", "route", "flush", "table", str(ROUTE_TABLE)),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await proc.wait()
+    await _run(_in(netns, "nft", "-f", "-"), render_rules([], capturing=False))
 
 
 # -- sockets inside another namespace ------------------------------------------------
