@@ -112,6 +112,8 @@ class Suite:
     installed: bool = False
     unavailable: str | None = None
     setup_error: str | None = None
+    # Claimed features this cluster cannot have, with the reason (adapter.unsupported_on)
+    limits: dict[str, str] = field(default_factory=dict)
     cluster_info: dict[str, Any] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
     canaries: CanaryMemory = field(default_factory=CanaryMemory)
@@ -197,7 +199,7 @@ class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["ambient_suite"] = json.dumps({
             "cluster": self.suite.cluster_info, "unavailable": self.suite.unavailable,
-            "setup_error": self.suite.setup_error,
+            "setup_error": self.suite.setup_error, "limits": self.suite.limits,
             "canaries": str(self.suite.canaries.folder)})
 
 
@@ -220,6 +222,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         shared = json.loads(config.workerinput["ambient_suite"])  # type: ignore[attr-defined]
         suite.unavailable, suite.setup_error = shared["unavailable"], shared["setup_error"]
         suite.cluster_info = shared["cluster"]
+        _limit(suite, shared["limits"])
         suite.canaries = CanaryMemory(Path(shared["canaries"]))
         if suite.cluster_info:
             suite.cluster = _attach(suite.cluster_info)
@@ -256,6 +259,10 @@ def _bring_up(suite: Suite) -> None:
             suite.unavailable = f"implementation {suite.adapter.name!r} cannot run here: {why}"
             _write(suite.config, suite.unavailable)
             return
+        _limit(suite, suite.adapter.unsupported_on(cluster))
+        for reason in sorted(set(suite.limits.values())):
+            names = sorted(f for f, why in suite.limits.items() if why == reason)
+            _write(suite.config, f"unsupported here: {', '.join(names)}: {reason}")
         t = time.monotonic()
         _write(suite.config, f"installing {suite.adapter.name} {suite.adapter.version()}")
         suite.installed = True
@@ -269,6 +276,12 @@ def _bring_up(suite: Suite) -> None:
     except (ClusterError, AdapterError) as exc:
         suite.setup_error = f"setting up the cluster and mesh failed: {exc}"
         _write(suite.config, suite.setup_error)
+
+
+def _limit(suite: Suite, limits: dict[str, str]) -> None:
+    """Withdraw the claims the cluster cannot honour (only those that were made)."""
+    suite.limits = {f: why for f, why in limits.items() if f in suite.claimed}
+    suite.claimed = suite.claimed - frozenset(suite.limits)
 
 
 def _describe(kind: str, name: str, cluster: ClusterProvider) -> dict[str, Any]:
@@ -362,8 +375,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         skip_as(SKIP_EXEMPT, f"exempted feature(s): {', '.join(sorted(exempt))}")
     unclaimed = needed - suite.claimed
     if unclaimed:
+        why = sorted({suite.limits[f] for f in unclaimed if f in suite.limits})
         skip_as(SKIP_UNSUPPORTED, f"{suite.adapter.name} does not claim "
-                f"{', '.join(sorted(unclaimed))}")
+                f"{', '.join(sorted(unclaimed))}" + (f" ({'; '.join(why)})" if why else ""))
     short = item.name
     if any(short == t or short.startswith(t) for t in suite.skip_tests):
         skip_as(SKIP_NAMED, "named in --skip-tests")
@@ -554,6 +568,7 @@ def run_info(suite: Suite) -> RunInfo:
         suite_version=SUITE_VERSION,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         claimed_features=suite.claimed, exempt_features=suite.exempt,
+        unsupported_reasons=dict(suite.limits),
         profiles=[p.name for p in suite.profiles],
         command=shlex.join(["pytest", *config.invocation_params.args]),
         duration=time.monotonic() - suite.started)

@@ -232,6 +232,10 @@ def build_report(run: RunInfo, records: list[TestRecord], *,
         "unsupportedFeatures": sorted(unsupported),
         "exemptFeatures": sorted(exempt),
     }
+    reasons = {f: why for f, why in sorted(run.unsupported_reasons.items())
+               if f in unsupported}
+    if reasons:
+        doc["unsupportedReasons"] = reasons
     if other.total:
         doc["otherTests"] = {
             "statistics": other.statistics(),

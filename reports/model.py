@@ -70,6 +70,8 @@ class RunInfo:
     date: str = ""             # ISO 8601
     claimed_features: frozenset[str] = frozenset()
     exempt_features: frozenset[str] = frozenset()
+    # Features the implementation claims but the cluster of this run cannot give it
+    unsupported_reasons: dict[str, str] = field(default_factory=dict)
     profiles: list[str] = field(default_factory=list)  # names of the selected profiles
     command: str = ""
     duration: float = 0.0

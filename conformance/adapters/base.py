@@ -229,6 +229,15 @@ class MeshAdapter(ABC):
         """
         return None
 
+    def unsupported_on(self, cluster: ClusterProvider) -> dict[str, str]:
+        """Features this implementation claims in general but cannot deliver on
+        ``cluster``, each with the reason (asked after ``check_available``).
+
+        Their tests are skipped as unsupported with that reason, and the report names
+        it, instead of failing on something the cluster lacks.
+        """
+        return {}
+
     # -- life cycle -------------------------------------------------------------------
 
     @abstractmethod

@@ -51,6 +51,18 @@ LOCAL_CLUSTER_REASON = (
 )
 # Istio's images in the ambient profile, as the local cluster must map them
 LOCAL_IMAGES = ("docker.io/istio/pilot", "docker.io/istio/install-cni", "docker.io/istio/ztunnel")
+# Waypoints and gateways are Envoy, in Istio's proxyv2 image (istio/istio
+# pilot/docker/Dockerfile.proxyv2), which a build of istiod, istio-cni and ztunnel
+# from source does not include; these features need one (the walkthrough sends
+# traffic through the ingress gateway from its first steps, and adds waypoints).
+ENVOY_IMAGE = "docker.io/istio/proxyv2"
+ENVOY_FEATURES = (WAYPOINT, L7_POLICY, TRAFFIC_SPLIT, HTTP_TELEMETRY, INGRESS,
+                  WALKTHROUGH_TODAY)
+NO_ENVOY_REASON = (
+    "no Envoy on this local cluster: waypoints and gateways run Istio's proxyv2 image "
+    f"({ENVOY_IMAGE}), and no --image-exec mapping provides it (a build of istiod, "
+    "istio-cni and ztunnel from source has no Envoy)"
+)
 # On the local cluster istio-cni shares the node's network namespace, as it runs on a
 # node (istio/istio manifests/charts/istio-cni/values.yaml, ambient.shareHostNetworkNamespace)
 LOCAL_CLUSTER_SETS = ("values.cni.ambient.shareHostNetworkNamespace=true",)
@@ -89,9 +101,12 @@ def uninstall_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = N
     return [*_base(istioctl, kubeconfig), "uninstall", "--purge", "-y"]
 
 
-def version_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = None) -> list[str]:
-    """``istioctl version -o json``: machine-readable, so the mesh version can be picked out."""
-    return [*_base(istioctl, kubeconfig), "version", "-o", "json"]
+def version_argv(istioctl: str = "istioctl") -> list[str]:
+    """``istioctl version --remote=false -o json``: the version of the istioctl that
+    installs the mesh, which is the version it installs.  Asked before the install,
+    so it must not contact a cluster: with ``--remote`` (the default) and no control
+    plane yet, istioctl keeps trying to reach one."""
+    return [istioctl, "version", "--remote=false", "-o", "json"]
 
 
 def waypoint_apply_argv(
@@ -113,7 +128,10 @@ def waypoint_apply_argv(
 
 
 def parse_version(stdout: str) -> str:
-    """The control plane's version from ``istioctl version -o json`` (else the client's)."""
+    """The version from ``istioctl version -o json``: the control plane's if it is
+    there, else the client's.  A build from source reports its commit as ``version``
+    and the release it is on the way to as ``tag`` (``1.31.0-alpha.0-109-g86c9f01fd73``,
+    istio/istio common/scripts/report_build_info.sh), the more telling of the two."""
     try:
         data = json.loads(stdout)
     except json.JSONDecodeError:
@@ -122,7 +140,8 @@ def parse_version(stdout: str) -> str:
         version = (mesh.get("Info") or mesh.get("info") or {}).get("version")
         if version:
             return str(version)
-    return str((data.get("clientVersion") or {}).get("version") or "unknown")
+    client = data.get("clientVersion") or {}
+    return str(client.get("tag") or client.get("version") or "unknown")
 
 
 def _run(argv: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -181,6 +200,13 @@ class IstioAdapter(MeshAdapter):
             if missing:
                 return LOCAL_CLUSTER_REASON.format(missing=", ".join(missing))
         return None
+
+    def unsupported_on(self, cluster: ClusterProvider) -> dict[str, str]:
+        """On the local cluster, the features that need Envoy unless its image is mapped."""
+        maps = getattr(cluster, "maps_image", None)
+        if not _is_local(cluster) or (maps is not None and maps(ENVOY_IMAGE)):
+            return {}
+        return dict.fromkeys(ENVOY_FEATURES, NO_ENVOY_REASON)
 
     def _exec(self, argv: Sequence[str], cluster: ClusterProvider | None = None) -> str:
         env = {"KUBECONFIG": str(cluster.kubeconfig)} if cluster is not None else {}

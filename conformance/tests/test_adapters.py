@@ -13,8 +13,18 @@ from clusters.provider import ClusterProvider, ExecResult
 from conformance.adapters import istio as istio_mod
 from conformance.adapters.base import (
     ALL_FEATURES,
+    CAPTURE,
     FLAVOUR_2022,
     FLAVOUR_TODAY,
+    HTTP_TELEMETRY,
+    INGRESS,
+    L4_POLICY,
+    L7_POLICY,
+    MTLS,
+    TCP_TELEMETRY,
+    TRAFFIC_SPLIT,
+    WALKTHROUGH_TODAY,
+    WAYPOINT,
     AdapterConfigError,
     AdapterError,
     AdapterUnavailable,
@@ -207,7 +217,7 @@ def test_istio_argv() -> None:
     assert istio_mod.install_argv() == ["istioctl", "install", "--set", "profile=ambient", "-y"]
     assert istio_mod.install_argv("/bin/istioctl", "/k")[:2] == ["/bin/istioctl", "--kubeconfig=/k"]
     assert istio_mod.uninstall_argv() == ["istioctl", "uninstall", "--purge", "-y"]
-    assert istio_mod.version_argv() == ["istioctl", "version", "-o", "json"]
+    assert istio_mod.version_argv() == ["istioctl", "version", "--remote=false", "-o", "json"]
     assert waypoint_apply_argv("ns", "wp", wait=False) == [
         "istioctl", "waypoint", "apply", "-n", "ns", "--name", "wp", "--for", "service",
     ]  # fmt: skip
@@ -220,6 +230,9 @@ def test_istio_parse_version() -> None:
     )
     assert istio_mod.parse_version(out) == "1.23.2"
     assert istio_mod.parse_version('{"clientVersion": {"version": "1.24.0"}}') == "1.24.0"
+    source_build = ('{"clientVersion": {"version": "86c9f01fd735", '
+                    '"tag": "1.31.0-alpha.0-109-g86c9f01fd73"}}')
+    assert istio_mod.parse_version(source_build) == "1.31.0-alpha.0-109-g86c9f01fd73"
 
 
 def test_istio_unavailable_without_istioctl(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,6 +273,24 @@ def test_istio_failure_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = IstioAdapter(runner=lambda a, e: subprocess.CompletedProcess(a, 1, "", "boom"))
     with pytest.raises(AdapterError, match=r"install --set profile=ambient -y failed \(1\): boom"):
         adapter.install(FakeCluster())
+
+
+def test_istio_on_a_local_cluster_without_envoy_gives_up_what_needs_it() -> None:
+    """Waypoints, L7 policy, splits, HTTP telemetry and ingress are Envoy, and the
+    walkthrough uses them: without its image mapped they are unsupported there, with
+    the reason; L4 stays claimed."""
+    local_type = type("LocalCluster", (FakeCluster,), {"__module__": "clusters.local.provider"})
+    mapped = {"docker.io/istio/pilot", "docker.io/istio/install-cni", "docker.io/istio/ztunnel"}
+    cluster = local_type()
+    cluster.maps_image = lambda image: image in mapped  # type: ignore[attr-defined]
+    limits = IstioAdapter().unsupported_on(cluster)
+    assert set(limits) == {WAYPOINT, L7_POLICY, TRAFFIC_SPLIT, HTTP_TELEMETRY, INGRESS,
+                           WALKTHROUGH_TODAY}
+    assert all("docker.io/istio/proxyv2" in why for why in limits.values())
+    assert not set(limits) & {CAPTURE, MTLS, L4_POLICY, TCP_TELEMETRY}
+    mapped.add("docker.io/istio/proxyv2")
+    assert IstioAdapter().unsupported_on(cluster) == {}
+    assert IstioAdapter().unsupported_on(FakeCluster()) == {}  # kind, existing: Envoy runs
 
 
 def test_istio_on_local_cluster_needs_its_images_mapped(monkeypatch: pytest.MonkeyPatch) -> None:

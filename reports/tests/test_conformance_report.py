@@ -83,6 +83,20 @@ def test_top_level_shape_and_order():
     assert build_report(run(["AMBIENT-L4"], claimed=L4), [], mode="cni")["mode"] == "cni"
 
 
+def test_the_clusters_reasons_for_unsupported_features_are_reported():
+    """A feature the implementation claims but the run's cluster cannot give it is
+    unsupported with the reason; a reason for a feature outside the profiles is not
+    reported, as that feature is not either."""
+    why = "no Envoy on this cluster"
+    records = [rec("test_waypoint", "skipped", WAYPOINT, skip_kind="unsupported")]
+    doc = build_report(run(["AMBIENT-L7"], claimed=frozenset({L7_POLICY}),
+                           unsupported_reasons={WAYPOINT: why, CAPTURE: "unrelated"}), records)
+    assert doc["unsupportedReasons"] == {WAYPOINT: why}
+    assert WAYPOINT in doc["unsupportedFeatures"]
+    assert "unsupportedReasons" not in build_report(run(["AMBIENT-L4"], claimed=L4),
+                                                    _l4_records())
+
+
 def test_exempt_feature_makes_profile_and_run_partial():
     records = [
         *[r for r in _l4_records() if L4_POLICY not in r.features],
