@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from clusters.provider import ClusterProvider
 
@@ -31,6 +32,7 @@ from .base import (
     TRAFFIC_SPLIT,
     WALKTHROUGH_TODAY,
     WAYPOINT,
+    AdapterConfigError,
     AdapterError,
     AdapterUnavailable,
     Flavour,
@@ -179,12 +181,36 @@ class IstioAdapter(MeshAdapter):
         self.waypoint_via = waypoint_via
         self._runner = runner or _run
         self.waypoint_timeout = waypoint_timeout
+        self.sets: tuple[str, ...] = ()
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """``istioctl: <path>`` installs with that istioctl (a build of one's own), and
+        ``sets: [<key>=<value>, ...]`` adds ``--set`` values to the install: with
+        images of one's own build loaded into kind, ``hub=<registry>`` and
+        ``tag=<tag>`` (istioctl's ``values.global.hub``/``tag`` shorthands) make
+        the install use them."""
+        unknown = set(options) - {"istioctl", "sets"}
+        if unknown:
+            raise AdapterConfigError(f"istio adapter: unknown option(s) "
+                                     f"{', '.join(sorted(unknown))}; known: istioctl, sets")
+        sets = options.get("sets") or []
+        if not isinstance(sets, list) or not all(
+                isinstance(v, str) and "=" in v.strip("=") for v in sets):
+            raise AdapterConfigError("istio adapter: sets must be a list of key=value "
+                                     "strings, as istioctl's --set takes them "
+                                     "(e.g. [hub=localhost:5000/istio, tag=dev])")
+        self.sets = tuple(sets)
+        if options.get("istioctl"):
+            self._istioctl = str(options["istioctl"])
 
     # -- availability -------------------------------------------------------------------
 
     def istioctl(self) -> str:
         """The istioctl to run; raises AdapterUnavailable when there is none."""
         found = shutil.which(self._istioctl or "istioctl")
+        if found is None and self._istioctl and os.sep in self._istioctl:
+            raise AdapterUnavailable(f"istioctl {self._istioctl} (the istio adapter's "
+                                     "istioctl option) is not an executable file")
         if found is None:
             raise AdapterUnavailable(ISTIOCTL_MISSING)
         return found
@@ -251,12 +277,13 @@ class IstioAdapter(MeshAdapter):
             # No download: the local cluster's traffic stays on this machine, and its
             # waypoints (Envoy) are not part of a source build of istiod, istio-cni
             # and ztunnel, so no Gateway API CRDs are needed.
-            self._exec(install_argv(istioctl, cluster.kubeconfig, LOCAL_CLUSTER_SETS), cluster)
+            self._exec(install_argv(istioctl, cluster.kubeconfig,
+                                    (*LOCAL_CLUSTER_SETS, *self.sets)), cluster)
             return
         crd = cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False)
         if crd.returncode != 0:
             cluster.kubectl("apply", "-f", GATEWAY_API_CRDS)
-        self._exec(install_argv(istioctl, cluster.kubeconfig), cluster)
+        self._exec(install_argv(istioctl, cluster.kubeconfig, self.sets), cluster)
 
     def uninstall(self, cluster: ClusterProvider) -> None:
         self._exec(uninstall_argv(self.istioctl(), cluster.kubeconfig), cluster)

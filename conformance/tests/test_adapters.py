@@ -28,6 +28,7 @@ from conformance.adapters.base import (
     AdapterConfigError,
     AdapterError,
     AdapterUnavailable,
+    MeshAdapter,
     WaypointInfo,
 )
 from conformance.adapters.declarative import DeclarativeAdapter
@@ -133,8 +134,9 @@ def test_reference_rejects_bad_options(options) -> None:
 
 
 def test_adapters_without_options_refuse_them() -> None:
+    # The base class's configure, which an adapter taking no options keeps.
     with pytest.raises(AdapterConfigError, match="takes no options"):
-        IstioAdapter().configure({"images": {}})
+        MeshAdapter.configure(IstioAdapter(), {"images": {}})
 
 
 def test_reference_uninstall_reverses_order() -> None:
@@ -273,6 +275,31 @@ def test_istio_failure_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = IstioAdapter(runner=lambda a, e: subprocess.CompletedProcess(a, 1, "", "boom"))
     with pytest.raises(AdapterError, match=r"install --set profile=ambient -y failed \(1\): boom"):
         adapter.install(FakeCluster())
+
+
+def test_istio_adapter_options_point_it_at_ones_own_build(tmp_path: Path) -> None:
+    """``istioctl`` and ``sets`` from --adapter-config: the install runs that istioctl
+    with those --set values; a typo or a malformed value is refused, saying why."""
+    istioctl = tmp_path / "istioctl"
+    istioctl.write_text("#!/bin/sh\n")
+    istioctl.chmod(0o755)
+    ran: list[list[str]] = []
+    adapter = IstioAdapter(runner=lambda a, e: ran.append(list(a)) or  # type: ignore[func-returns-value]
+                           subprocess.CompletedProcess(a, 0, "", ""))
+    adapter.configure({"istioctl": str(istioctl),
+                       "sets": ["hub=localhost:5000/istio", "tag=dev"]})
+    adapter.install(FakeCluster())
+    assert ran[-1] == [str(istioctl), "--kubeconfig=/tmp/fake-kubeconfig", "install", "--set",
+                       "profile=ambient", "--set", "hub=localhost:5000/istio", "--set", "tag=dev",
+                       "-y"]
+    with pytest.raises(AdapterConfigError, match=r"unknown option.*hubb.*known: istioctl, sets"):
+        IstioAdapter().configure({"hubb": "x"})
+    with pytest.raises(AdapterConfigError, match="key=value"):
+        IstioAdapter().configure({"sets": "tag=dev"})
+    missing = IstioAdapter()
+    missing.configure({"istioctl": str(tmp_path / "nowhere" / "istioctl")})
+    with pytest.raises(AdapterUnavailable, match="not an executable file"):
+        missing.istioctl()
 
 
 def test_istio_on_a_local_cluster_without_envoy_gives_up_what_needs_it() -> None:
