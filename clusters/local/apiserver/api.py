@@ -560,14 +560,14 @@ class Api:
                     f'invalid resourceVersion "{rv_text}": not a number') from None
         initial_state = opts.send_initial_events is True or (
             opts.send_initial_events is None and since is None)
-        if not initial_state and since is not None:
-            try:  # 410 before anything is streamed, when it is already known
-                self.store.events_since(since, rt.store_key)
-            except TooOld:
-                raise errors.gone(
-                    f"too old resource version: {since} ({self.store.resource_version})"
-                ) from None
         store = self.store
+
+        def too_old(rv: int) -> errors.ApiError:
+            return errors.gone(f"too old resource version: {rv} ({store.resource_version})")
+
+        # 410 before anything is streamed, when it is already known
+        if not initial_state and since is not None and not store.reaches_back_to(since):
+            raise too_old(since)
         scope = ns if rt.namespaced else None
         # Without initial state, the watch starts from the version given, or else from
         # the one the server had when the request came in.
@@ -597,9 +597,7 @@ class Api:
                 try:
                     backlog = store.events_since(origin, rt.store_key)
                 except TooOld:
-                    yield "ERROR", errors.gone(
-                        f"too old resource version: {origin} ({store.resource_version})"
-                    ).status()
+                    yield "ERROR", too_old(origin).status()
                     return
                 for ev in backlog:
                     if scope and ev.obj["metadata"].get("namespace") != scope:

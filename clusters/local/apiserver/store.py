@@ -95,9 +95,13 @@ class Store:
     def dependents(self, owner_uid: str) -> list[tuple[Key, ObjKey]]:
         return sorted(self._dependents.get(owner_uid, ()))
 
+    def reaches_back_to(self, rv: int) -> bool:
+        """Whether the log still holds every event after ``rv``."""
+        return rv >= self._rv or (bool(self._log) and self._log[0].rv <= rv + 1)
+
     def events_since(self, rv: int, key: Key | None = None) -> list[Event]:
         """Events after ``rv``; raises TooOld if the log no longer reaches back to it."""
-        if rv < self._rv and (not self._log or self._log[0].rv > rv + 1):
+        if not self.reaches_back_to(rv):
             raise TooOld(rv)
         return [e for e in self._log if e.rv > rv and (key is None or e.key == key)]
 
