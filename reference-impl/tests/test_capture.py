@@ -52,21 +52,30 @@ async def _accept_one(listener: socket.socket) -> socket.socket:
     return conn
 
 
+async def _captured_outbound(pod: Path, then: str = "") -> tuple[
+        socket.socket, socket.socket, asyncio.subprocess.Process]:
+    """Capture on, the outbound listener up, and an application in the pod that
+    connects to the peer's port 80 and sends ``hi`` (then runs ``then``): returns
+    the listener, the connection the ztunnel side accepted, and the application."""
+    await capture.install(pod, [GATEWAY])
+    listener = await capture.listen_in(pod, capture.OUTBOUND_PORT)
+    accept = asyncio.ensure_future(_accept_one(listener))
+    # the application: an ordinary process in the pod namespace
+    app = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net={pod}", "--", "python3", "-c",
+        f"import socket; s=socket.create_connection(('{PEER_IP}', 80), 5); s.send(b'hi')\n"
+        + then, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    return listener, await asyncio.wait_for(accept, 10), app
+
+
 def test_outbound_is_redirected_with_its_original_destination(pair):
     pod, _ = pair
 
     async def scenario():
-        await capture.install(pod, [GATEWAY])
-        listener = await capture.listen_in(pod, capture.OUTBOUND_PORT)
-        accept = asyncio.ensure_future(_accept_one(listener))
-        # the application: an ordinary process in the pod namespace
-        app = await asyncio.create_subprocess_exec(
-            "nsenter", f"--net={pod}", "--", "python3", "-c",
-            f"import socket; s=socket.create_connection(('{PEER_IP}', 80), 5); s.send(b'hi')")
-        conn = await asyncio.wait_for(accept, 10)
+        listener, conn, app = await _captured_outbound(pod)
         assert capture.original_destination(conn) == (PEER_IP, 80)
         assert await asyncio.get_running_loop().sock_recv(conn, 10) == b"hi"
-        await app.wait()
+        await app.communicate()
         conn.close()
         listener.close()
 
@@ -129,15 +138,8 @@ def test_a_connection_captured_before_removal_keeps_working_after_it(pair):
     pod, _ = pair
 
     async def scenario():
-        await capture.install(pod, [GATEWAY])
-        listener = await capture.listen_in(pod, capture.OUTBOUND_PORT)
-        accept = asyncio.ensure_future(_accept_one(listener))
-        app = await asyncio.create_subprocess_exec(
-            "nsenter", f"--net={pod}", "--", "python3", "-c",
-            f"import socket; s=socket.create_connection(('{PEER_IP}', 80), 5)\n"
-            "s.settimeout(5); s.send(b'hi'); print(s.recv(100).decode(), flush=True)",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        conn = await asyncio.wait_for(accept, 10)
+        listener, conn, app = await _captured_outbound(
+            pod, then="s.settimeout(5); print(s.recv(100).decode(), flush=True)")
         loop = asyncio.get_running_loop()
         assert await loop.sock_recv(conn, 10) == b"hi"
         await capture.remove(pod)
