@@ -41,6 +41,16 @@ def test_the_mapping_runs_each_image_from_the_build(tmp_path):
         build / "ztunnel")
 
 
+def test_the_mapping_leaves_another_meshs_images_of_the_same_name_alone(tmp_path):
+    """A perf run measures the reference and Istio on one cluster: Istio's build must not
+    run in place of ``ambient-reference/pilot`` or ``ambient-reference/ztunnel``."""
+    build = _build(tmp_path / "bin")
+    mapped = executables.parse([str(istio_build.write_mapping(build, tmp_path / "m.yaml"))], "t")
+    for image in ("ambient-reference/pilot:0.1.0", "ambient-reference/ztunnel:0.1.0",
+                  "example.com/mesh/install-cni:1"):
+        assert executables.find(mapped, image) is None, image
+
+
 def test_a_local_cluster_says_which_images_it_maps(tmp_path, monkeypatch):
     monkeypatch.delenv(executables.ENV_VAR, raising=False)
     c = LocalCluster("maps", root=tmp_path, image_executables=["*/ztunnel=/bin/true"])

@@ -21,8 +21,11 @@ import yaml
 
 ENV_VAR = "AMBIENT_HARNESS_ISTIO_BIN"
 BINARIES = ("pilot-discovery", "istioctl", "istio-cni", "install-cni", "ztunnel")
-# The images istioctl's ambient profile renders, by name (any registry and tag)
-IMAGES = ("*/pilot", "*/install-cni", "*/ztunnel")
+# The images istioctl's ambient profile renders, by name: any tag, any hub with
+# "istio" in it (docker.io/istio, gcr.io/istio-testing), but not another mesh's
+# image of the same name (ambient-reference/pilot), which a perf run may measure
+# on the same cluster.
+PILOT, INSTALL_CNI, ZTUNNEL = IMAGES = ("*istio*/pilot", "*istio*/install-cni", "*istio*/ztunnel")
 
 
 class IstioBuildMissing(Exception):
@@ -48,16 +51,16 @@ def find(environ: Mapping[str, str] = os.environ) -> Path:
 def image_mapping(folder: Path) -> list[dict[str, Any]]:
     """The image mapping (``executables.py`` file form) of a build folder."""
     return [
-        {"image": "*/install-cni",
+        {"image": INSTALL_CNI,
          "files": {"/usr/local/bin/install-cni": str(folder / "install-cni"),
                    "/opt/cni/bin/istio-cni": str(folder / "istio-cni")},
          "cmd": ["/usr/local/bin/install-cni"], "workingDir": "/opt/cni/bin",
          "env": {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"
                          "/opt/cni/bin"}},
-        {"image": "*/pilot",
+        {"image": PILOT,
          "files": {"/usr/local/bin/pilot-discovery": str(folder / "pilot-discovery")},
          "entrypoint": ["/usr/local/bin/pilot-discovery"]},
-        {"image": "*/ztunnel",
+        {"image": ZTUNNEL,
          "files": {"/usr/local/bin/ztunnel": str(folder / "ztunnel")},
          "entrypoint": ["/usr/local/bin/ztunnel"], "workingDir": "/"},
     ]
