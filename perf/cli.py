@@ -67,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a profile on a fresh local cluster")
     run.add_argument("--profile", default="full", help="short or full (default: full)")
-    run.add_argument("--adapter", default="reference",
-                     help="mesh adapter: a built-in name or a declarative YAML file")
+    run.add_argument("--adapter", action="append", default=None,
+                     help="mesh adapter: a built-in name or a declarative YAML file "
+                          "(default: reference); give it again to measure another "
+                          "implementation on the same pods, e.g. --adapter reference "
+                          "--adapter istio")
+    run.add_argument("--image-exec", action="append", default=[], metavar="IMAGE=EXE|FILE",
+                     help="run an image as an executable of this machine on the local "
+                          "cluster (a real implementation built from source); repeatable")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT)
     run.add_argument("--modes", default=None, help="comma-separated subset of none,l4,l7")
     run.add_argument("--component", action="append", default=[],
@@ -105,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(profile=profile,
                          components=with_overrides(parse_component(c) for c in args.component),
                          faults=parse_faults(args.inject_delay_ms))
-    doc = run_local(options, args.adapter)
+    doc = run_local(options, args.adapter or ["reference"],
+                    image_executables=args.image_exec)
     report = evaluate(doc, _gates(args))
     json_path, html_path = write_outputs(doc, args.out, gates=report)
     print(f"perf: wrote {json_path} and {html_path} ({doc['wall_time_s']:.1f}s wall)",

@@ -6,6 +6,13 @@ order on the same pods, so the three measurements differ only by the mesh.
 Whether capture took effect is *observed* (the ``ambient.istio.io/redirection``
 annotation Istio sets); an implementation that does not announce it gets a
 warning in the result, not a failure.
+
+Several implementations can be measured on the same pods in one run: after the
+first one's modes, the namespace is taken out of the mesh again (``leave``: the
+waypoint binding and the waypoint removed, the namespace un-enrolled, release
+observed) before the next implementation is installed.  The first
+implementation's modes keep their plain ids (``l4``), another's carry its name
+(``l4@istio``), so results of single-implementation runs still compare.
 """
 
 from __future__ import annotations
@@ -46,29 +53,60 @@ class ModeState:
     capture_confirmed: bool = False
 
 
-def _all_captured(cluster: Any, namespace: str) -> tuple[bool, list[str]]:
+def mode_id(mode: str, implementation: str | None = None) -> str:
+    """``l4`` for the run's first implementation, ``l4@istio`` for ``implementation``."""
+    return mode if implementation is None else f"{mode}@{implementation}"
+
+
+def base_mode(mode_id_: str) -> str:
+    """The mode of a mode id: ``l4@istio`` -> ``l4``."""
+    return mode_id_.partition("@")[0]
+
+
+def _pods_not_in_state(cluster: Any, namespace: str, captured: bool) -> tuple[bool, list[str]]:
+    """Whether the namespace has running pods, and those not yet announced ``captured``
+    (or, for ``captured=False``, those still announced captured)."""
     from kubernetes import client
 
     with cluster.api_client() as api:
         pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
     running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-    missing = [p.metadata.name for p in running
-               if (p.metadata.annotations or {}).get(CAPTURE_ANNOTATION) != "enabled"]
-    return bool(running) and not missing, missing
+    off = [p.metadata.name for p in running
+           if ((p.metadata.annotations or {}).get(CAPTURE_ANNOTATION) == "enabled") != captured]
+    return bool(running), off
+
+
+async def _wait_capture_state(cluster: Any, namespace: str, captured: bool,
+                              timeout: float) -> list[str] | None:
+    """None once every running pod is in the state, else the pods that are not."""
+    deadline = time.monotonic() + timeout
+    off: list[str] = []
+    while time.monotonic() < deadline:
+        running, off = await asyncio.to_thread(_pods_not_in_state, cluster, namespace, captured)
+        if running and not off:
+            return None
+        await asyncio.sleep(0.2)
+    return off or ["none running"]
 
 
 async def wait_captured(cluster: Any, namespace: str, timeout: float = CAPTURE_WAIT_S) -> \
         str | None:
     """None once every running pod is announced captured, else a warning to record."""
-    deadline = time.monotonic() + timeout
-    missing: list[str] = []
-    while time.monotonic() < deadline:
-        done, missing = await asyncio.to_thread(_all_captured, cluster, namespace)
-        if done:
-            return None
-        await asyncio.sleep(0.2)
+    off = await _wait_capture_state(cluster, namespace, True, timeout)
+    if off is None:
+        return None
     return (f"capture not confirmed within {timeout:g}s: pods without "
-            f"{CAPTURE_ANNOTATION}=enabled: {', '.join(missing) or 'none running'}")
+            f"{CAPTURE_ANNOTATION}=enabled: {', '.join(off)}")
+
+
+async def wait_released(cluster: Any, namespace: str, timeout: float = CAPTURE_WAIT_S) -> \
+        str | None:
+    """None once no running pod is announced captured, else why the release is unproven."""
+    off = await _wait_capture_state(cluster, namespace, False, timeout)
+    if off is None:
+        return None
+    return (f"release not confirmed within {timeout:g}s: pods still announced "
+            f"{CAPTURE_ANNOTATION}=enabled: {', '.join(off)}")
 
 
 async def enter(mode: str, adapter: MeshAdapter, cluster: Any, target: ScenarioTarget, *,
@@ -94,6 +132,10 @@ async def enter(mode: str, adapter: MeshAdapter, cluster: Any, target: ScenarioT
     if mode == "l7":
         if WAYPOINT not in adapter.features():
             raise ModeUnavailable(f"{adapter.name} does not claim the {WAYPOINT} feature")
+        unsupported = adapter.unsupported_on(cluster).get(WAYPOINT)
+        if unsupported:
+            raise ModeUnavailable(f"{adapter.name} cannot run a waypoint on this cluster: "
+                                  f"{unsupported}")
         if FLAVOUR_TODAY not in adapter.api_flavours():
             raise ModeUnavailable(f"{adapter.name} does not speak the {FLAVOUR_TODAY} "
                                   "waypoint API the perf runner binds services with")
@@ -110,3 +152,31 @@ async def enter(mode: str, adapter: MeshAdapter, cluster: Any, target: ScenarioT
         await asyncio.sleep(SETTLE_S)
         return state
     raise ValueError(f"unknown mode {mode!r}")
+
+
+async def leave(state: ModeState, adapter: MeshAdapter, cluster: Any,
+                target: ScenarioTarget) -> str | None:
+    """Take ``target``'s namespace out of the mesh again, so that another implementation
+    can be measured on the same pods.
+
+    Returns None once the release is observed, or a warning when it cannot be: a
+    namespace that was never announced captured cannot be seen leaving, so there the
+    un-enrollment is trusted and said so.  Raises ModeFailed when pods stay announced
+    captured: measuring the next implementation on them would measure both.
+    """
+    ns = target.namespace
+    try:
+        if state.waypoint is not None:
+            for svc in target.waypoint_services:
+                await asyncio.to_thread(adapter.unuse_waypoint, cluster, ns, "service", svc)
+            await asyncio.to_thread(adapter.remove_waypoint, cluster, state.waypoint)
+        await asyncio.to_thread(adapter.unenroll, cluster, ns)
+    except AdapterError as exc:
+        raise ModeFailed(f"{adapter.name} could not take {ns} out of the mesh: {exc}") from exc
+    if not state.capture_confirmed:
+        return (f"{ns} was never announced captured, so its release by {adapter.name} "
+                "could not be observed")
+    stuck = await wait_released(cluster, ns)
+    if stuck:
+        raise ModeFailed(f"{adapter.name} did not release {ns}: {stuck}")
+    return None

@@ -14,7 +14,6 @@ from typing import Any
 
 from perf.components import MESH_COMPONENT_NAMES
 from perf.gates import GateReport
-from perf.plan import MODES as MODE_ORDER
 from perf.svg import bar_chart, line_chart
 
 CSS = """
@@ -43,8 +42,8 @@ def _valid_steps(mode: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _charts(scenario: Mapping[str, Any]) -> str:
     modes = scenario.get("modes") or []
     charts = []
-    colour = {m["label"]: MODE_ORDER.index(m["mode"]) if m["mode"] in MODE_ORDER else 3
-              for m in modes}
+    # By order of appearance: none, l4, l7 as ever, then another implementation's modes.
+    colour = {m["label"]: i for i, m in enumerate(modes)}
     for pct in ("p50", "p99"):
         charts.append(line_chart(
             {m["label"]: [(s["target_rps"], s["latencies_ms"][pct]) for s in _valid_steps(m)

@@ -6,6 +6,13 @@ the same pods, with the mesh installed throughout so the baseline carries the
 same idle ztunnel and control plane.  Per mode the load generator runs the rate
 ladder, then the maximum-throughput probe, while the sampling loop records each
 component's CPU and memory.  The mesh is acted on only through the adapter.
+
+Given several adapters (``--adapter reference --adapter istio``), each scenario's
+pods are measured by every implementation in turn: the first one's modes as
+above, then, for each further implementation, the namespace leaves the mesh
+(observed), the installed implementation is replaced by the next, and its mesh
+modes are measured on the same pods (``l4@istio``).  One no-mesh baseline serves
+them all.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -103,10 +111,18 @@ class Progress:
 
 
 class PerfRunner:
-    def __init__(self, cluster: Any, adapter: MeshAdapter, options: RunOptions,
-                 sampler: ResourceSampler | None = None) -> None:
+    def __init__(self, cluster: Any, adapter: MeshAdapter | Sequence[MeshAdapter],
+                 options: RunOptions, sampler: ResourceSampler | None = None) -> None:
         self.cluster = cluster
-        self.adapter = adapter
+        self.adapters = [adapter] if isinstance(adapter, MeshAdapter) else list(adapter)
+        if not self.adapters:
+            raise PerfError("a perf run needs at least one mesh adapter")
+        names = [a.name for a in self.adapters]
+        if len(set(names)) != len(names):
+            raise PerfError(f"each adapter may be measured once per run, got {names}")
+        self.adapter = self.adapters[0]
+        self.installed: MeshAdapter | None = None
+        self.versions: dict[str, str] = {}
         self.options = options
         self.profile = options.profile
         self.sampler = sampler or sampler_for(cluster)
@@ -121,12 +137,12 @@ class PerfRunner:
                  f"about {self.profile.estimated_seconds():.0f}s of load")
         env = {**await asyncio.to_thread(cluster_info, self.cluster), "host": host_info()}
         nodes = await asyncio.to_thread(node_names, self.cluster)
-        reason = self.adapter.check_available(self.cluster)
-        if reason:
-            raise PerfError(f"adapter {self.adapter.name} cannot run here: {reason}")
-        self.say(f"installing {self.adapter.name} {self.adapter.version()}")
-        await asyncio.to_thread(self.adapter.install, self.cluster)
-        self.say("mesh installed")
+        for adapter in self.adapters:
+            reason = adapter.check_available(self.cluster)
+            if reason:
+                raise PerfError(f"adapter {adapter.name} cannot run here: {reason}")
+            self.versions[adapter.name] = adapter.version()
+        await self._switch_to(self.adapter)
         sampler_reason = await asyncio.to_thread(self.sampler.unavailable_reason)
         if sampler_reason:
             self.say(f"component CPU/memory unavailable: {sampler_reason}")
@@ -154,13 +170,28 @@ class PerfRunner:
         if not sampler_reason:
             loop.start()
         results: list[dict[str, Any]] = []
-        enrolled = False
         try:
-            for mode in self.profile.modes:
-                baseline = next((r for r in results if r["mode"] == BASELINE_MODE), None)
-                results.append(await self.run_mode(load, mode, target, loadgen, loop, enrolled,
-                                                   sampler_reason, baseline))
-                enrolled = enrolled or mode in ("l4", "l7")
+            for i, adapter in enumerate(self.adapters):
+                await self._switch_to(adapter)
+                implementation = None if i == 0 else adapter.name
+                enrolled = False
+                state: modes.ModeState | None = None
+                for mode in self.profile.modes:
+                    if i and mode == BASELINE_MODE:
+                        continue
+                    baseline = next((r for r in results if r["mode"] == BASELINE_MODE), None)
+                    result, entered = await self.run_mode(
+                        load, mode, target, loadgen, loop, enrolled, sampler_reason, baseline,
+                        adapter=adapter, implementation=implementation)
+                    results.append(result)
+                    state = entered or state
+                    enrolled = enrolled or (entered is not None and mode in ("l4", "l7"))
+                if i + 1 < len(self.adapters) and enrolled and state is not None:
+                    stuck = await self._leave(state, adapter, target)
+                    if stuck:
+                        results.extend(self._not_measured(load.scenario, self.adapters[i + 1:],
+                                                          stuck))
+                        break
         finally:
             await loop.stop()
             await asyncio.to_thread(self.cluster.kubectl, "delete", "namespace", ns,
@@ -173,22 +204,30 @@ class PerfRunner:
     async def run_mode(self, load: ScenarioLoad, mode: str, target: workloads.ScenarioTarget,
                        loadgen: LoadgenPod, loop: SamplingLoop, enrolled: bool,
                        sampler_reason: str | None,
-                       baseline: dict[str, Any] | None = None) -> dict[str, Any]:
-        where = f"{load.scenario}/{mode}"
-        result: dict[str, Any] = {"mode": mode, "label": MODE_LABELS[mode], "status": "ran",
-                                  "reason": None, "warnings": [], "steps": [],
-                                  "max_throughput": None, "fault": None}
-        fault = self.options.faults.by_mode.get(mode)
+                       baseline: dict[str, Any] | None = None, *,
+                       adapter: MeshAdapter | None = None,
+                       implementation: str | None = None,
+                       ) -> tuple[dict[str, Any], modes.ModeState | None]:
+        """One mode's result, and the state it was entered in (None if it was not)."""
+        adapter = adapter or self.adapter
+        mid = modes.mode_id(mode, implementation)
+        where = f"{load.scenario}/{mid}"
+        label = MODE_LABELS[mode] + (f" [{implementation}]" if implementation else "")
+        result: dict[str, Any] = {"mode": mid, "label": label, "status": "ran",
+                                  "implementation": adapter.name, "reason": None,
+                                  "warnings": [], "steps": [], "max_throughput": None,
+                                  "fault": None}
+        fault = self.options.faults.by_mode.get(mode) if implementation is None else None
         if fault:
             result["fault"] = {"server_delay_ms": fault.delay_ms}
         try:
-            state = await modes.enter(mode, self.adapter, self.cluster, target, enrolled=enrolled)
+            state = await modes.enter(mode, adapter, self.cluster, target, enrolled=enrolled)
         except modes.ModeUnavailable as exc:
             self.say(f"{where}: skipped: {exc}")
-            return {**result, "status": "skipped", "reason": str(exc)}
+            return {**result, "status": "skipped", "reason": str(exc)}, None
         except modes.ModeFailed as exc:
             self.say(f"{where}: FAILED: {exc}")
-            return {**result, "status": "failed", "reason": str(exc)}
+            return {**result, "status": "failed", "reason": str(exc)}, None
         result["warnings"].extend(state.warnings)
         for w in state.warnings:
             self.say(f"{where}: warning: {w}")
@@ -200,13 +239,15 @@ class PerfRunner:
                                       workloads.LOADGEN_NAME))
         pods, missing = await asyncio.to_thread(comp.resolve, self.cluster, refs)
         loop.set_targets(pods)
-        self.say(f"{where}: measuring ({MODE_LABELS[mode]})"
+        self.say(f"{where}: measuring ({label})"
                  + (f", server delay {fault.delay_ms:g} ms injected" if fault else ""))
-        path = self.options.faults.path_for(mode, target.path)
+        path = (self.options.faults.path_for(mode, target.path) if implementation is None
+                else target.path)
         steps = self.profile.rate_steps(load)
         if load.max_probe:
             steps += (self.profile.max_step(),)
-        plan = self._plan(f"{load.scenario}-{mode}", load.scenario, target.host, path, steps)
+        plan = self._plan(f"{load.scenario}-{mode}{'-' + implementation if implementation else ''}",
+                          load.scenario, target.host, path, steps)
         records: list[dict[str, Any]] = []
         try:
             await loadgen.submit(plan)
@@ -216,7 +257,7 @@ class PerfRunner:
             if mode == BASELINE_MODE and "unreachable" in str(exc):
                 raise PerfError(f"{where}: {exc}") from exc
             self.say(f"{where}: FAILED: {exc}")
-            return {**result, "status": "failed", "reason": str(exc)}
+            return {**result, "status": "failed", "reason": str(exc)}, state
         if records and not sampler_reason:
             await loop.past(max(r["window"][1] for r in records))
         for record in records:
@@ -233,8 +274,69 @@ class PerfRunner:
             bypass = bypassed_ztunnel(result, baseline)
             if bypass:
                 self.say(f"{where}: FAILED: {bypass}")
-                return {**result, "status": "failed", "reason": bypass}
-        return result
+                return {**result, "status": "failed", "reason": bypass}, state
+        return result, state
+
+    # -- implementations ------------------------------------------------------------------
+
+    async def _switch_to(self, adapter: MeshAdapter) -> None:
+        """Make ``adapter``'s implementation the installed one (uninstalling another)."""
+        if self.installed is adapter:
+            return
+        if self.installed is not None:
+            self.say(f"uninstalling {self.installed.name}")
+            await asyncio.to_thread(self.installed.uninstall, self.cluster)
+            self.installed = None
+            await self._wait_components_gone()
+        self.say(f"installing {adapter.name} {self.versions.get(adapter.name, '')}".rstrip())
+        await asyncio.to_thread(adapter.install, self.cluster)
+        self.installed = adapter
+        self.say(f"{adapter.name} installed")
+
+    async def _wait_components_gone(self) -> None:
+        """Wait until no pod of the measured components is left: the next implementation's
+        ztunnel must not share the nodes, or the samples, with the last one's."""
+        namespaces = sorted({c.namespace for c in self.options.components})
+        timeout = self.options.rollout_timeout_s
+        for ns in namespaces:
+            result = await asyncio.to_thread(
+                self.cluster.kubectl, "wait", "--for=delete", "pods", "--all", "-n", ns,
+                f"--timeout={int(timeout)}s", check=False, timeout=timeout + 10)
+            if result.returncode != 0:
+                raise PerfError(f"pods of the uninstalled implementation were still in {ns} "
+                                f"after {timeout:g}s: {(result.stderr or result.stdout).strip()}")
+
+    async def _leave(self, state: modes.ModeState, adapter: MeshAdapter,
+                     target: workloads.ScenarioTarget) -> str | None:
+        """Release the scenario's pods; None when done, else why the next implementations
+        cannot be measured on them."""
+        try:
+            warning = await modes.leave(state, adapter, self.cluster, target)
+        except modes.ModeFailed as exc:
+            self.say(f"{target.namespace}: FAILED: {exc}")
+            return str(exc)
+        if warning:
+            self.say(f"{target.namespace}: warning: {warning}")
+        else:
+            self.say(f"{target.namespace}: released by {adapter.name}")
+        return None
+
+    def _not_measured(self, scenario: str, adapters: Sequence[MeshAdapter],
+                      reason: str) -> list[dict[str, Any]]:
+        """Failed entries for the mesh modes of implementations that never got the pods."""
+        out = []
+        for adapter in adapters:
+            for mode in self.profile.modes:
+                if mode == BASELINE_MODE:
+                    continue
+                out.append({"mode": modes.mode_id(mode, adapter.name),
+                            "label": f"{MODE_LABELS[mode]} [{adapter.name}]",
+                            "implementation": adapter.name, "status": "failed",
+                            "reason": f"not measured: {reason}", "warnings": [], "steps": [],
+                            "max_throughput": None, "fault": None})
+                self.say(f"{scenario}/{modes.mode_id(mode, adapter.name)}: FAILED: "
+                         "not measured, the pods were not released")
+        return out
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -315,8 +417,10 @@ class PerfRunner:
             "smps_version": SMPS_VERSION,
             "schema": SCHEMA,
             "id": str(uuid.uuid4()),
-            "name": f"ambient perf ({p.name}) {self.adapter.name}",
-            "labels": {"profile": p.name, "adapter": self.adapter.name},
+            "name": f"ambient perf ({p.name}) {' vs '.join(a.name for a in self.adapters)}",
+            "labels": {"profile": p.name, "adapter": self.adapter.name,
+                       **({"also": ",".join(a.name for a in self.adapters[1:])}
+                          if len(self.adapters) > 1 else {})},
             "start_time": _iso(started),
             "end_time": _iso(ended),
             "wall_time_s": None,
@@ -324,7 +428,10 @@ class PerfRunner:
             "mesh_config": {
                 "mesh": "istio-ambient",
                 "implementation": self.adapter.name,
-                "version": self.adapter.version(),
+                "version": self.versions.get(self.adapter.name) or self.adapter.version(),
+                "implementations": [{"name": a.name, "version": self.versions.get(a.name),
+                                     "modes": "" if i == 0 else f"@{a.name}"}
+                                    for i, a in enumerate(self.adapters)],
                 "mtls_enabled": True,
                 "components": {c.component: c.text() for c in self.options.components},
             },

@@ -14,7 +14,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,24 +41,30 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_local(options: RunOptions, adapter_name: str, *, nodes: int = 2) -> dict[str, Any]:
-    """Bring a local cluster up, run the profile against ``adapter_name``, tear it down."""
+def run_local(options: RunOptions, adapter_names: str | Sequence[str], *, nodes: int = 2,
+              image_executables: Sequence[str] = ()) -> dict[str, Any]:
+    """Bring a local cluster up, run the profile against each adapter of ``adapter_names``
+    (in order, on the same pods), tear it down.  ``image_executables`` maps images to
+    executables of this machine (the local cluster's ``--image-exec``), as real
+    implementations built from source need."""
     from clusters.local.provider import LocalCluster
     from clusters.provider import ClusterError
 
+    names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
     try:
-        adapter = load_adapter(adapter_name)
+        adapters = [load_adapter(name) for name in names]
     except AdapterConfigError as exc:
         raise PerfError(str(exc)) from None
     t0 = time.monotonic()
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="ah-perf-") as tmp:
-        cluster = LocalCluster(f"perf-{os.getpid()}", nodes=nodes, root=tmp)
+        cluster = LocalCluster(f"perf-{os.getpid()}", nodes=nodes, root=tmp,
+                               image_executables=list(image_executables))
         try:
             try:
                 cluster.up()
             except ClusterError as exc:
                 raise PerfError(f"the local cluster did not start: {exc}") from None
-            doc = asyncio.run(PerfRunner(cluster, adapter, options).run())
+            doc = asyncio.run(PerfRunner(cluster, adapters, options).run())
         finally:
             cluster.teardown()
     doc["wall_time_s"] = time.monotonic() - t0

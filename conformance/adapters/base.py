@@ -318,5 +318,18 @@ class MeshAdapter(ABC):
         else:
             cluster.kubectl("label", kind, name, "-n", namespace, *labels, "--overwrite")
 
+    def unuse_waypoint(self, cluster: ClusterProvider, namespace: str, kind: BindKind,
+                       name: str) -> None:
+        """Undo ``use_waypoint``: remove the binding labels (absent ones are no error),
+        so the namespace, Service or pod is served by ztunnel alone again."""
+        if kind not in ("namespace", "service", "pod"):
+            raise AdapterError(f"unuse_waypoint kind must be namespace, service or pod, "
+                               f"not {kind!r}")
+        removals = [f"{USE_WAYPOINT_LABEL}-", f"{USE_WAYPOINT_NAMESPACE_LABEL}-"]
+        if kind == "namespace":
+            cluster.kubectl("label", "namespace", name, *removals)
+        else:
+            cluster.kubectl("label", kind, name, "-n", namespace, *removals)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

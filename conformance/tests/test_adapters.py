@@ -212,6 +212,20 @@ def test_enroll_use_waypoint_labels() -> None:
     ]  # fmt: skip
 
 
+def test_unuse_waypoint_removes_both_binding_labels() -> None:
+    cluster, adapter = FakeCluster(), ReferenceAdapter()
+    adapter.unuse_waypoint(cluster, "ns1", "service", "reviews")
+    adapter.unuse_waypoint(cluster, "ns1", "namespace", "ns1")
+    assert [a for _, a in cluster.calls] == [
+        ("label", "service", "reviews", "-n", "ns1", "istio.io/use-waypoint-",
+         "istio.io/use-waypoint-namespace-"),
+        ("label", "namespace", "ns1", "istio.io/use-waypoint-",
+         "istio.io/use-waypoint-namespace-"),
+    ]  # fmt: skip
+    with pytest.raises(AdapterError, match="namespace, service or pod"):
+        adapter.unuse_waypoint(cluster, "ns1", "deployment", "x")
+
+
 # -- istio -----------------------------------------------------------------------------
 
 

@@ -94,3 +94,41 @@ def test_the_gate_fails_on_an_injected_slowdown(request: pytest.FixtureRequest,
     assert not report.passed
     assert any(f.startswith("direct/l4 at 50 req/s: p99 overhead") for f in report.failures), \
         report.text()
+
+
+def test_the_real_ztunnel_is_measured_on_the_same_pods(request: pytest.FixtureRequest,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference's modes, then real Istio's ztunnel (built from source, named by
+    ``AMBIENT_HARNESS_ISTIO_BIN``) on the same pods, against one no-mesh baseline.
+
+    Istio's L4 must have been measured through its ztunnel: the namespace announced
+    captured (istio-cni's ``ambient.istio.io/redirection`` annotation, istio/istio
+    ``cni/pkg/nodeagent``) and both ztunnel pods busy.  Its L7 mode is a skip with
+    the reason: a build from source has no Envoy for a waypoint.
+    """
+    from clusters.local.images import istio_build
+
+    try:
+        build = istio_build.find()
+    except istio_build.IstioBuildMissing as exc:
+        pytest.skip(str(exc))
+    monkeypatch.setenv("PATH", f"{build}{os.pathsep}{os.environ.get('PATH', '')}")
+    mapping = istio_build.write_mapping(build, tmp_path / "istio-images.yaml")
+    profile = SHORT.replace(loads=(ScenarioLoad("direct", (50.0,)),))
+    doc = run_local(RunOptions(profile=profile), ["reference", "istio"],
+                    image_executables=[str(mapping)])
+    _write(doc, Gates(max_error_rate=0.01), Path(request.config.getoption("--perf-out")),
+           "perf-reference-and-istio")
+    got = {m["mode"]: m for m in doc["scenarios"][0]["modes"]}
+    assert list(got) == ["none", "l4", "l7", "l4@istio", "l7@istio"]
+    assert [got[m]["status"] for m in ("none", "l4", "l7", "l4@istio")] == ["ran"] * 4, \
+        {m: r["reason"] for m, r in got.items()}
+    istio = got["l4@istio"]
+    assert istio["implementation"] == "istio" and not istio["warnings"], istio["warnings"]
+    zt = istio["steps"][0]["components"]["ztunnel"]
+    assert zt["available"] and zt["pods"] == 2 and zt["cpu_seconds"] > 0
+    assert istio["steps"][0]["overhead_ms"] is not None  # against the shared baseline
+    assert got["l7@istio"]["status"] == "skipped" and "Envoy" in got["l7@istio"]["reason"]
+    versions = {i["name"]: i["version"] for i in doc["mesh_config"]["implementations"]}
+    assert versions["istio"] and versions["reference"]
