@@ -77,8 +77,8 @@ def _pods_not_in_state(cluster: Any, namespace: str, captured: bool) -> tuple[bo
 
 
 async def _wait_capture_state(cluster: Any, namespace: str, captured: bool,
-                              timeout: float) -> list[str] | None:
-    """None once every running pod is in the state, else the pods that are not."""
+                              timeout: float) -> str | None:
+    """None once every running pod is in the state, else which pods are not, and why."""
     deadline = time.monotonic() + timeout
     off: list[str] = []
     while time.monotonic() < deadline:
@@ -86,27 +86,22 @@ async def _wait_capture_state(cluster: Any, namespace: str, captured: bool,
         if running and not off:
             return None
         await asyncio.sleep(0.2)
-    return off or ["none running"]
+    what = ("capture not confirmed", "pods without") if captured else \
+        ("release not confirmed", "pods still announced")
+    return (f"{what[0]} within {timeout:g}s: {what[1]} {CAPTURE_ANNOTATION}=enabled: "
+            f"{', '.join(off) or 'none running'}")
 
 
 async def wait_captured(cluster: Any, namespace: str, timeout: float = CAPTURE_WAIT_S) -> \
         str | None:
     """None once every running pod is announced captured, else a warning to record."""
-    off = await _wait_capture_state(cluster, namespace, True, timeout)
-    if off is None:
-        return None
-    return (f"capture not confirmed within {timeout:g}s: pods without "
-            f"{CAPTURE_ANNOTATION}=enabled: {', '.join(off)}")
+    return await _wait_capture_state(cluster, namespace, True, timeout)
 
 
 async def wait_released(cluster: Any, namespace: str, timeout: float = CAPTURE_WAIT_S) -> \
         str | None:
     """None once no running pod is announced captured, else why the release is unproven."""
-    off = await _wait_capture_state(cluster, namespace, False, timeout)
-    if off is None:
-        return None
-    return (f"release not confirmed within {timeout:g}s: pods still announced "
-            f"{CAPTURE_ANNOTATION}=enabled: {', '.join(off)}")
+    return await _wait_capture_state(cluster, namespace, False, timeout)
 
 
 async def enter(mode: str, adapter: MeshAdapter, cluster: Any, target: ScenarioTarget, *,
