@@ -202,3 +202,34 @@ def test_the_ztunnels_sockets_have_nagle_off(pair):
             s.close()
 
     asyncio.run(scenario())
+
+
+def test_a_successor_binds_the_pods_ports_over_connections_this_ztunnel_closed(pair):
+    """After the ztunnel closed a connection first (its side in TIME_WAIT on the pod's
+    port) and stopped listening, another ztunnel can bind the port the way Istio's
+    does in a pod (IPv6 wildcard, SO_REUSEPORT, no SO_REUSEADDR: istio/ztunnel
+    src/inpod/config.rs, InPodSocketPortReuseFactory).  Fails with EADDRINUSE unless
+    this ztunnel's listeners set SO_REUSEPORT too."""
+    pod, _ = pair
+    port = capture.OUTBOUND_PORT
+
+    async def scenario() -> None:
+        listener = await capture.listen_in(pod, port)
+        client = capture.inside(pod, lambda: socket.create_connection((POD_IP, port)))
+        conn = await _accept_one(listener)
+        conn.close()  # the ztunnel side closes first: TIME_WAIT on POD_IP:port
+        await asyncio.sleep(0.05)
+        client.close()
+        listener.close()
+
+    asyncio.run(scenario())
+
+    def bind_as_istio() -> None:
+        successor = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            successor.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            successor.bind(("::", port))
+        finally:
+            successor.close()
+
+    capture.inside(pod, bind_as_istio)

@@ -189,6 +189,14 @@ def _make_socket(netns: Path, kind: str, address: tuple[str, int] | None,
                 sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
             if kind == "listen":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # As Istio's ztunnel binds its in-pod listeners (INPOD_PORT_REUSE, on by
+                # default: istio/ztunnel src/inpod/config.rs, InPodSocketPortReuseFactory):
+                # a successor that sets SO_REUSEPORT and not SO_REUSEADDR can then bind
+                # the pod's ports while this ztunnel's connections still hold them, TIME_WAIT
+                # included (accepted sockets inherit the option).  Without it a ztunnel
+                # enrolling the pod within a minute of this one leaving fails with
+                # EADDRINUSE.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind(address or ("0.0.0.0", 0))
                 sock.listen(1024)
             elif address is not None:
