@@ -53,6 +53,9 @@ def _label(scenario: str, mode: str, step: Mapping[str, Any]) -> str:
 def evaluate(doc: Mapping[str, Any], gates: Gates) -> GateReport:
     """Every gate over every mode and step of ``doc``; the report says what failed and why."""
     report = GateReport()
+    for scenario in doc.get("scenarios") or ():
+        if scenario.get("status") == "failed":
+            report.failures.append(f"{scenario['name']} not measured: {scenario.get('reason')}")
     for scenario, mode in iter_modes(doc):
         name, mode_name = scenario["name"], mode["mode"]
         status = mode.get("status", "ran")

@@ -179,7 +179,11 @@ def render(doc: Mapping[str, Any], gates: GateReport | None = None) -> str:
     body += ["<h2>Summary</h2>", _summary(doc)]
     for scenario in doc.get("scenarios") or ():
         body.append(f"<h2>Scenario {escape(scenario['name'])} "
-                    f"<span class=note>{escape(scenario.get('endpoint_url', ''))}</span></h2>")
+                    f"<span class=note>{escape(scenario.get('endpoint_url') or '')}</span></h2>")
+        if scenario.get("status") == "failed":
+            body.append(f'<p class="fail">not measured: {escape(str(scenario.get("reason")))}'
+                        "</p>")
+            continue
         for m in scenario.get("modes") or ():
             for w in m.get("warnings") or ():
                 body.append(f'<p class="note">{escape(m["label"])}: warning: {escape(w)}</p>')

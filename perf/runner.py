@@ -146,9 +146,19 @@ class PerfRunner:
         sampler_reason = await asyncio.to_thread(self.sampler.unavailable_reason)
         if sampler_reason:
             self.say(f"component CPU/memory unavailable: {sampler_reason}")
-        scenarios = []
+        scenarios: list[dict[str, Any]] = []
         for load in self.profile.loads:
-            scenarios.append(await self.run_scenario(load, nodes, sampler_reason))
+            try:
+                scenarios.append(await self.run_scenario(load, nodes, sampler_reason))
+            except PerfError as exc:
+                # What the other scenarios measured is kept; this one is a failure.
+                self.say(f"{load.scenario}: FAILED: {exc}")
+                scenarios.append({"name": load.scenario, "status": "failed",
+                                  "reason": str(exc), "namespace": f"perf-{load.scenario}",
+                                  "server": None, "endpoint_url": None,
+                                  "waypoint_services": [], "sampler_errors": [], "modes": []})
+        if all(sc.get("status") == "failed" for sc in scenarios):
+            raise PerfError("; ".join(f"{sc['name']}: {sc['reason']}" for sc in scenarios))
         ended = time.time()
         doc = self.document(started, ended, env, scenarios, sampler_reason)
         return doc
@@ -156,6 +166,9 @@ class PerfRunner:
     async def run_scenario(self, load: ScenarioLoad, nodes: list[str],
                            sampler_reason: str | None) -> dict[str, Any]:
         ns = f"perf-{load.scenario}"
+        # Every scenario's pods start under the first implementation, as in a run of
+        # that implementation alone.
+        await self._switch_to(self.adapter)
         server = "echo" if self.options.faults.by_mode else self.options.server
         target = workloads.target_for(load.scenario, ns, nodes, server)
         manifests = [workloads.namespace_manifest(ns), *target.manifests,

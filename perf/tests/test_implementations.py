@@ -220,3 +220,25 @@ def test_mode_ids():
     assert modes.mode_id("l4", "istio") == "l4@istio"
     assert modes.base_mode("l7@istio") == "l7"
     assert modes.base_mode("none") == "none"
+
+
+def test_a_scenario_that_cannot_be_deployed_fails_alone(harness, monkeypatch):
+    log = harness["log"]
+
+    async def rollout(self: PerfRunner, namespace: str, deployments: list[str]) -> None:
+        if namespace == "perf-bookinfo":
+            raise PerfError("deployment perf-bookinfo/ratings-v1 did not become ready")
+
+    monkeypatch.setattr(PerfRunner, "_rollout", rollout)
+    two = SHORT.replace(loads=(*SHORT.loads, SHORT.loads[0].__class__("bookinfo", (10.0,))))
+    doc = _run([FakeAdapter("reference", log), FakeAdapter("istio", log)], two)
+    direct, bookinfo = doc["scenarios"]
+    assert [m["status"] for m in direct["modes"]] == ["ran"] * 5  # kept
+    assert bookinfo["status"] == "failed" and "ratings-v1" in bookinfo["reason"]
+    from perf.gates import Gates, evaluate
+
+    report = evaluate({"scenarios": [bookinfo]}, Gates())
+    assert not report.passed and "bookinfo not measured" in report.failures[0]
+    # with nothing measured at all, the run could not be done
+    with pytest.raises(PerfError, match="ratings-v1"):
+        _run([FakeAdapter("reference", log)], SHORT.replace(loads=two.loads[1:]))
