@@ -47,16 +47,35 @@ BATCH = 500
 REVIEWS_VERSION = re.compile(r"reviews-(v\d+)-")
 
 
-# A client whose only job is to show when configuration is in force: after a change, a
-# canary policy denying it at the same enforcement point is applied; configuration is
-# applied in order, so once the canary is denied the change is in force too, whether
-# or not the change itself has a visible effect.
+# A client whose only job is to show when a policy change is in force: after policies,
+# a canary policy denying it for the same destination (the same Service at a waypoint,
+# the same workload at a ztunnel) is applied.  Once the canary is denied the policies
+# applied before it are in force too, whether or not they have a visible effect.  This
+# assumes only that one kind's objects take effect in the order they were written: a
+# control plane sees them through one watch, whose events come in the order of the
+# writes (Kubernetes API concepts, "Efficient detection of changes"), and istiod builds
+# each push from everything it has seen (ztunnel's Authorization resources, a
+# waypoint's RBAC filter).  Nothing is assumed across kinds: ``apply_in_force`` refuses
+# objects of another kind, and a route, a label or a DestinationRule is waited on by
+# observing its own effect.
 CANARY = "canary"
 
 
 class CanaryNeverEnforced(AssertionError):
     """An earlier test's canary at the same enforcement point never converged: this
     test could not know when its change is in force, and fails at once."""
+
+
+def same_kind(objects: list[dict[str, Any]], canary: dict[str, Any]) -> None:
+    """Refuse to let a canary vouch for objects of another kind: an implementation may
+    watch each kind on its own and push them separately (istiod does), so a canary
+    policy being enforced says nothing about a route or a label written before it."""
+    kind = (canary.get("apiVersion", "").split("/")[0], canary.get("kind"))
+    other = sorted({f"{o.get('kind')}" for o in objects
+                    if (o.get("apiVersion", "").split("/")[0], o.get("kind")) != kind})
+    if other:
+        raise ValueError(f"a {kind[1]} canary cannot show that {', '.join(other)} objects "
+                         "are in force: wait on their own effect instead")
 
 
 def enforcement_point(canary: dict[str, Any]) -> str:
@@ -248,7 +267,9 @@ class AppNamespace:
 
         Fails at once, applying nothing, when a canary at the same enforcement point
         never converged earlier in the run; and when this one never does, says so to
-        the rest of the run (``canary_memory.py``)."""
+        the rest of the run (``canary_memory.py``).  Only objects of the canary's own
+        kind may ride on it (see ``CANARY``)."""
+        same_kind(objects, canary)
         point = self.canary_usable(canary)
         self.cluster.apply([*objects, canary])
         self.await_canary(point, lambda: self.request(CANARY, url), denied,
@@ -260,6 +281,7 @@ class AppNamespace:
         """Delete ``objects`` and then ``canary``; return once the canary client's
         request to ``url`` is ``allowed`` again.  A canary never lifted is remembered
         too: a later canary at that point could otherwise look enforced at once."""
+        same_kind(objects, canary)
         self.cluster.delete([*objects, canary])
         self.await_canary(enforcement_point(canary), lambda: self.request(CANARY, url),
                            allowed, "the change and the canary are gone", "never lifted")

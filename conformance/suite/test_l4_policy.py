@@ -41,9 +41,14 @@ own (``productpage``, ``details``, ``ratings``, ``reviews``; selector policies, 
 every other workload is a bystander), and every client requests every workload of the
 round with one curl.  Knowing when a round is in force without sleeping: a *canary*
 policy per workload (DENY the ``canary`` client) is applied after the round's
-policies; configuration is applied in order, so once the canary is refused everywhere
-the round's policies are in force too.  An ALLOW policy refuses the canary as well, so
-a case puts at most one ALLOW that does not admit the canary, as its last object.
+policies; once the canary is refused everywhere the round's policies are in force
+too.  Assumed, and only this: AuthorizationPolicies for one workload take effect in
+the order written (``conformance/apps.py``, ``CANARY``); every object a round applies
+is an AuthorizationPolicy, so it holds for cases whose effect is "nothing changes"
+(a ``targetRefs`` policy ztunnel never gets, a rule that matches nobody).  Both the
+reference and Istio's istiod and ztunnel pass with it.  An ALLOW policy refuses the
+canary as well, so a case puts at most one ALLOW that does not admit the canary, as
+its last object.
 Removal works the same way in reverse.  Scope cases (which workloads a policy
 reaches: selectors, namespace-wide, the root namespace) share one round whose policies
 each name a different client, so their effects cannot mix.

@@ -2,13 +2,25 @@
 destination sees.
 
 One namespace with a waypoint bound to productpage and reviews serves the module.
-As in test_l4_policy, a canary policy applied after the case's objects (DENY the
-``canary`` client at the waypoint) tells when a change is in force.  Traffic-split
-tests first wait until the new routing is demonstrably in effect (a backend given
-no weight receives nothing over a batch whose chance of that under the old routing
-is below 1e-8), then sample it in batches until a sequential test decides, with error
-rates of at most 1e-4 both ways (conformance/sequential.py), and record the statistics
-in the report.
+
+Knowing when a change is in force, for any implementation:
+
+- **Policies.** As in test_l4_policy, a canary AuthorizationPolicy for the same Service
+  (DENY the ``canary`` client at the waypoint) is applied after the case's policies;
+  once it is enforced, so are they.  Assumed: one kind's objects take effect in the
+  order written (``conformance/apps.py``, ``CANARY``); nothing across kinds.
+- **Routes.** A route (VirtualService with its DestinationRule, or HTTPRoute) is in
+  force once its own effect is seen: every request of a batch of ``PROBE_BATCH``
+  carrying a rule's header match reaches the one version that rule names (under the
+  Service's even spread over three versions, a batch does so with probability
+  (1/3)^20 < 4e-10).  Split routes carry such a rule for this purpose
+  (``PROBE_HEADER``); the other routes' own header rules serve.  It is gone once a
+  batch reaches another version, which no request matching the rule can while it is
+  in force.  The route is one object, so its rules take effect together.
+
+Traffic splits are then sampled in batches until a sequential test decides, with
+error rates of at most 1e-4 both ways (conformance/sequential.py), and the
+statistics go in the report.
 """
 
 from __future__ import annotations
@@ -261,6 +273,27 @@ def virtual_service(ns: str, http: list[dict[str, Any]]) -> dict[str, Any]:
             "spec": {"hosts": ["reviews"], "http": http}}
 
 
+PROBE_HEADER = "x-route-probe"
+PROBE = {PROBE_HEADER: "on"}
+PROBE_BATCH = 20
+
+
+def route_in_force(l7: AppNamespace, headers: dict[str, str], version: str) -> None:
+    """Return once a batch of requests with ``headers`` all reach ``version``."""
+    eventually(lambda: l7.reviews_versions("sleep", REVIEWS, PROBE_BATCH, headers=headers),
+               lambda c: c == {version: PROBE_BATCH},
+               what=f"every request with {headers or 'no header'} reaches {version}: "
+                    "the route is in force")
+
+
+def route_gone(l7: AppNamespace, headers: dict[str, str], version: str) -> None:
+    """Return once a request with ``headers`` reaches another version than ``version``."""
+    eventually(lambda: l7.reviews_versions("sleep", REVIEWS, PROBE_BATCH, headers=headers),
+               lambda c: any(k.startswith("reviews-") and k != version for k in c),
+               what=f"requests with {headers or 'no header'} reach other versions than "
+                    f"{version}: the route is gone")
+
+
 def to(subset: str, weight: int | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {"destination": {"host": "reviews", "subset": subset}}
     if weight is not None:
@@ -273,14 +306,17 @@ def test_header_match_routes_and_removal_restores_the_spread(l7):
     objects = [destination_rule(l7.name), virtual_service(l7.name, [
         {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [to("v2")]},
         {"route": [to("v1")]}])]
-    in_force(l7, objects, "reviews", REVIEWS)
+    jason_only = {"end-user": "jason"}
+    l7.cluster.apply(objects)
     try:
-        jason = l7.reviews_versions("sleep", REVIEWS, 30, headers={"end-user": "jason"})
+        route_in_force(l7, jason_only, "reviews-v2")
+        jason = l7.reviews_versions("sleep", REVIEWS, 30, headers=jason_only)
         assert jason == {"reviews-v2": 30}, jason
         others = l7.reviews_versions("sleep", REVIEWS, 30)
         assert others == {"reviews-v1": 30}, others
     finally:
-        removed(l7, objects, "reviews", REVIEWS)
+        l7.cluster.delete(objects)
+        route_gone(l7, jason_only, "reviews-v2")
     # Without routing, the Service spreads over all three versions again.
     spread = l7.reviews_versions("sleep", REVIEWS, 60)
     assert set(spread) == {"reviews-v1", "reviews-v2", "reviews-v3"}, spread
@@ -296,8 +332,10 @@ def test_fault_abort_and_delay(l7):
          "fault": {"delay": {"fixedDelay": "1s", "percentage": {"value": 100}}},
          "route": [to("v1")]},
         {"route": [to("v1")]}])]
-    in_force(l7, objects, "reviews", REVIEWS)
+    l7.cluster.apply(objects)
     try:
+        # The catch-all rule pins plain requests to v1: seen, the route is in force.
+        route_in_force(l7, {}, "reviews-v1")
         aborted = l7.batch("sleep", REVIEWS, 5, headers={"x-fault": "abort"})
         assert [s for s, _ in aborted] == [418] * 5, aborted
         t = time.monotonic()
@@ -307,32 +345,33 @@ def test_fault_abort_and_delay(l7):
         plain = l7.request("sleep", REVIEWS)
         assert plain.status == 200, plain
     finally:
-        removed(l7, objects, "reviews", REVIEWS)
+        l7.cluster.delete(objects)
+        route_gone(l7, {}, "reviews-v1")
 
 
 def _split_test(l7: AppNamespace, objects: list[dict[str, Any]], weights: dict[str, float],
                 record_property: Any) -> None:
-    in_force(l7, objects, "reviews", REVIEWS)
+    """Apply a split route whose probe rule sends ``PROBE`` requests to reviews-v3, wait
+    for that, sample the split, and wait until the route is gone."""
+    l7.cluster.apply(objects)
     try:
+        route_in_force(l7, PROBE, "reviews-v3")
         zero = {v for v in ("reviews-v1", "reviews-v2", "reviews-v3") if not weights.get(v)}
-        if zero:
-            # In effect once a batch of 50 shows no zero-weight version: under the
-            # even spread of before that happens with probability <= (2/3)^50.
-            eventually(lambda: l7.reviews_versions("sleep", REVIEWS, 50),
-                       lambda c: not (set(c) - set(weights)),
-                       what=f"no traffic reaches {sorted(zero)}")
         result = l7.sample_split("sleep", REVIEWS, {**{v: 0.0 for v in zero}, **weights})
         for key, value in result.properties().items():
             record_property(key, value)
         assert result.passed, result.explain()
     finally:
-        removed(l7, objects, "reviews", REVIEWS)
+        l7.cluster.delete(objects)
+        route_gone(l7, PROBE, "reviews-v3")
 
 
 @pytest.mark.feature(F.WAYPOINT, F.TRAFFIC_SPLIT)
 def test_virtual_service_weights_with_subsets(l7, record_property):
-    objects = [destination_rule(l7.name),
-               virtual_service(l7.name, [{"route": [to("v1", 90), to("v2", 10)]}])]
+    objects = [destination_rule(l7.name), virtual_service(l7.name, [
+        {"match": [{"headers": {PROBE_HEADER: {"exact": PROBE[PROBE_HEADER]}}}],
+         "route": [to("v3")]},
+        {"route": [to("v1", 90), to("v2", 10)]}])]
     _split_test(l7, objects, {"reviews-v1": 0.9, "reviews-v2": 0.1}, record_property)
 
 
@@ -342,11 +381,15 @@ def test_httproute_weights_three_ways(l7, record_property):
              "metadata": {"name": "reviews", "namespace": l7.name},
              "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews",
                                       "port": 9080}],
-                      "rules": [{"backendRefs": [
-                          {"name": "reviews-v1", "port": 9080, "weight": 80},
-                          {"name": "reviews-v2", "port": 9080, "weight": 10},
-                          {"name": "reviews-v3", "port": 9080, "weight": 10}]}]}}
-    # All three get weight, so there is no zero-weight backend to wait on: the route
-    # is in force once the canary applied after it is.
+                      "rules": [
+                          {"matches": [{"headers": [{"name": PROBE_HEADER,
+                                                     "value": PROBE[PROBE_HEADER]}]}],
+                           "backendRefs": [{"name": "reviews-v3", "port": 9080}]},
+                          {"backendRefs": [
+                              {"name": "reviews-v1", "port": 9080, "weight": 80},
+                              {"name": "reviews-v2", "port": 9080, "weight": 10},
+                              {"name": "reviews-v3", "port": 9080, "weight": 10}]}]}}
+    # A header match outranks a rule without one (Gateway API HTTPRouteRule: ties are
+    # broken by the largest number of header matches), so plain requests get the split.
     _split_test(l7, [route], {"reviews-v1": 0.8, "reviews-v2": 0.1, "reviews-v3": 0.1},
                 record_property)

@@ -22,12 +22,14 @@ ANSWERED = Response(status=200, headers={}, body="ok", exit_code=0, stderr="")
 
 
 def ztunnel_canary() -> dict[str, Any]:
-    return {"kind": "AuthorizationPolicy", "metadata": {"name": "zz-canary"},
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "zz-canary"},
             "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY"}}
 
 
 def waypoint_canary() -> dict[str, Any]:
-    return {"kind": "AuthorizationPolicy", "metadata": {"name": "zz-canary"},
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "zz-canary"},
             "spec": {"targetRefs": [{"kind": "Service", "name": "productpage"}],
                      "action": "DENY"}}
 
@@ -103,17 +105,33 @@ def _namespace(memory: CanaryMemory, answer: Response, monkeypatch) -> AppNamesp
     return ns
 
 
+CASE = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "case"}}
+
+
+def test_a_canary_vouches_only_for_objects_of_its_own_kind(tmp_path, monkeypatch):
+    ns = _namespace(CanaryMemory(tmp_path), RESET, monkeypatch)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute"}
+    rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule"}
+    with pytest.raises(ValueError, match="cannot show that DestinationRule, HTTPRoute"):
+        ns.apply_in_force([CASE, route, rule], waypoint_canary(), "http://x/",
+                          lambda r: r.exit_code == 56)
+    with pytest.raises(ValueError, match="HTTPRoute"):
+        ns.delete_in_force([route], waypoint_canary(), "http://x/", lambda r: r.status == 200)
+    assert ns.cluster.applied == [] and ns.asked == 0  # type: ignore[attr-defined]
+
+
 def test_after_a_canary_never_enforced_the_next_fails_at_once_naming_it(
         tmp_path, monkeypatch, short_timeout):
     memory = CanaryMemory(tmp_path)
     first = _namespace(memory, ANSWERED, monkeypatch)  # the canary is never reset
     with pytest.raises(waiting.NotConverged):
-        first.apply_in_force([{"kind": "case"}], ztunnel_canary(), "http://x/",
+        first.apply_in_force([CASE], ztunnel_canary(), "http://x/",
                              lambda r: r.exit_code == 56)
     assert first.asked > 1  # it waited, observing
     later = _namespace(CanaryMemory(tmp_path), RESET, monkeypatch)  # another worker
     with pytest.raises(CanaryNeverEnforced) as raised:
-        later.apply_in_force([{"kind": "case"}], ztunnel_canary(), "http://x/",
+        later.apply_in_force([CASE], ztunnel_canary(), "http://x/",
                              lambda r: r.exit_code == 56)
     # at once: nothing applied, nothing observed
     assert later.cluster.applied == [] and later.asked == 0  # type: ignore[attr-defined]
