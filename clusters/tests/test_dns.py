@@ -17,10 +17,9 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +28,8 @@ from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 from kubernetes import client
 
 from clusters.local.images.dns import DnsApp, Records, build_app, handle_packet, parse_args
+
+from .waiting import until_value
 
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -504,19 +505,6 @@ def test_health_and_readiness(served):
 # -- against the local cluster's API --------------------------------------------------
 
 
-def until(fn: Callable[[], T], check: Callable[[T], bool], timeout: float = 20) -> T:
-    """Ask again until ``check`` holds: the server learns of a change one watch
-    event after the API made it, not at a time a sleep could guess."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s; last: {value}")
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 def test_follows_services_and_slices_from_the_api(cluster, core, namespace, loop_thread):
     app = build_app(
@@ -536,7 +524,7 @@ def test_follows_services_and_slices_from_the_api(cluster, core, namespace, loop
     loop_thread.run(app.start())
     try:
         loop_thread.run(asyncio.wait_for(app.wait_synced(), 20), 25)
-        until(lambda: http_status(app.health.port, "/ready"), lambda s: s == 200)
+        until_value(lambda: http_status(app.health.port, "/ready"), lambda s: s == 200)
         port = app.dns.port
         web = f"web.{namespace}.svc.cluster.local"
         assert query(port, web).header.rcode == RCODE.NXDOMAIN
@@ -548,7 +536,7 @@ def test_follows_services_and_slices_from_the_api(cluster, core, namespace, loop
                 spec=client.V1ServiceSpec(ports=[client.V1ServicePort(name="http", port=80)]),
             ),
         )
-        reply = until(lambda: query(port, web), lambda r: bool(r.rr))
+        reply = until_value(lambda: query(port, web), lambda r: bool(r.rr))
         assert rdatas(reply.rr) == [created.spec.cluster_ip]
         srv = query(port, f"_http._tcp.{web}", "SRV", tcp=True)
         assert rdatas(srv.rr) == [f"0 100 80 {web}."]
@@ -582,11 +570,11 @@ def test_follows_services_and_slices_from_the_api(cluster, core, namespace, loop
             ),
         )
         db = f"db.{namespace}.svc.cluster.local"
-        reply = until(lambda: query(port, db), lambda r: bool(r.rr))
+        reply = until_value(lambda: query(port, db), lambda r: bool(r.rr))
         assert rdatas(reply.rr) == ["198.18.7.1"]
 
         core.delete_namespaced_service("web", namespace)
-        reply = until(lambda: query(port, web), lambda r: r.header.rcode == RCODE.NXDOMAIN)
+        reply = until_value(lambda: query(port, web), lambda r: r.header.rcode == RCODE.NXDOMAIN)
         assert [QTYPE[rr.rtype] for rr in reply.auth] == ["SOA"]
     finally:
         loop_thread.run(app.stop())
@@ -612,7 +600,7 @@ def test_process_starts_logs_one_line_and_exits_zero_on_sigterm(cluster):
         first = proc.stdout.readline()
         assert "cluster DNS for cluster.local on 127.0.0.1:" in first, first
         port = int(first.split("127.0.0.1:")[1].split()[0])
-        reply = until(
+        reply = until_value(
             lambda: query(port, "kubernetes.default.svc.cluster.local"),
             lambda r: r.header.rcode != RCODE.SERVFAIL,
         )

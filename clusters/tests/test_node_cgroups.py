@@ -18,7 +18,7 @@ from clusters.local.provider import LocalCluster
 
 from . import istio_cgroups
 from .conftest import fresh_namespace
-from .waiting import until
+from .waiting import until, until_value
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +83,10 @@ def test_each_container_process_parses_to_its_pod_and_container(core, ns):
     uid = pod.metadata.uid
     ids = {c.name: c.container_id for c in pod.status.container_statuses}
     assert all(i.startswith("local://") for i in ids.values())
+    # Ready says the containers started, not that the shell has forked its child yet.
+    processes = until_value(lambda: _processes_in_pod(uid), lambda found: len(found) >= 3)
     by_container: dict[str, list[int]] = {}
-    for pid, text in _processes_in_pod(uid).items():
+    for pid, text in processes.items():
         parsed_uid, cid = istio_cgroups.pod_uid_and_container_id(text)
         assert parsed_uid == uid, text
         by_container.setdefault(f"local://{cid}", []).append(pid)

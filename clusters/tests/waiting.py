@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import watch
+
+T = TypeVar("T")
+
+
+def until_value(fn: Callable[[], T], check: Callable[[T], bool], timeout: float = 20) -> T:
+    """Ask again until ``check`` holds, for what no watch shows (a DNS server's answer,
+    a pod's processes): the state changes on its own time, not one a sleep could
+    guess.  Fails with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s; last: {value}")
+        time.sleep(0.02)
 
 
 def until(list_fn: Callable[..., Any], predicate: Callable[[list[Any]], bool],
