@@ -58,11 +58,6 @@ def mode_id(mode: str, implementation: str | None = None) -> str:
     return mode if implementation is None else f"{mode}@{implementation}"
 
 
-def base_mode(mode_id_: str) -> str:
-    """The mode of a mode id: ``l4@istio`` -> ``l4``."""
-    return mode_id_.partition("@")[0]
-
-
 def _pods_not_in_state(cluster: Any, namespace: str, captured: bool) -> tuple[bool, list[str]]:
     """Whether the namespace has running pods, and those not yet announced ``captured``
     (or, for ``captured=False``, those still announced captured)."""

@@ -297,27 +297,28 @@ class PerfRunner:
         if self.installed is adapter:
             return
         if self.installed is not None:
-            self.say(f"uninstalling {self.installed.name}")
-            await asyncio.to_thread(self.installed.uninstall, self.cluster)
+            gone = self.installed
+            self.say(f"uninstalling {gone.name}")
+            await asyncio.to_thread(gone.uninstall, self.cluster)
             self.installed = None
-            await self._wait_components_gone()
+            await self._wait_components_gone(gone.root_namespace())
         self.say(f"installing {adapter.name} {self.versions.get(adapter.name, '')}".rstrip())
         await asyncio.to_thread(adapter.install, self.cluster)
         self.installed = adapter
         self.say(f"{adapter.name} installed")
 
-    async def _wait_components_gone(self) -> None:
-        """Wait until no pod of the measured components is left: the next implementation's
-        ztunnel must not share the nodes, or the samples, with the last one's."""
-        namespaces = sorted({c.namespace for c in self.options.components})
+    async def _wait_components_gone(self, namespace: str) -> None:
+        """Wait until no pod is left in the uninstalled implementation's own namespace:
+        the next implementation's ztunnel must not share the nodes, or the samples,
+        with the last one's."""
         timeout = self.options.rollout_timeout_s
-        for ns in namespaces:
-            result = await asyncio.to_thread(
-                self.cluster.kubectl, "wait", "--for=delete", "pods", "--all", "-n", ns,
-                f"--timeout={int(timeout)}s", check=False, timeout=timeout + 10)
-            if result.returncode != 0:
-                raise PerfError(f"pods of the uninstalled implementation were still in {ns} "
-                                f"after {timeout:g}s: {(result.stderr or result.stdout).strip()}")
+        result = await asyncio.to_thread(
+            self.cluster.kubectl, "wait", "--for=delete", "pods", "--all", "-n", namespace,
+            f"--timeout={int(timeout)}s", check=False, timeout=timeout + 10)
+        if result.returncode != 0:
+            raise PerfError(f"pods of the uninstalled implementation were still in "
+                            f"{namespace} after {timeout:g}s: "
+                            f"{(result.stderr or result.stdout).strip()}")
 
     async def _leave(self, state: modes.ModeState, adapter: MeshAdapter,
                      target: workloads.ScenarioTarget) -> str | None:

@@ -133,7 +133,7 @@ def harness(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(PerfRunner, "_rollout", nothing)
     monkeypatch.setattr(PerfRunner, "_pod_of", pod)
     monkeypatch.setattr(PerfRunner, "_wait_components_gone",
-                        lambda self: _logged(log, "components gone"))
+                        lambda self, ns: _logged(log, f"{ns} pods gone"))
     monkeypatch.setattr(runner, "cluster_info", lambda cluster: {})
     monkeypatch.setattr(runner, "node_names", lambda cluster: ["n1", "n2"])
     monkeypatch.setattr(runner.modes, "SETTLE_S", 0.0)
@@ -164,7 +164,7 @@ def test_each_implementation_is_measured_on_the_same_pods_after_the_last_left(ha
         # out of the mesh, binding first, before anything of the next is installed
         "unuse_waypoint reference server", "remove_waypoint reference",
         "unenroll reference",
-        "uninstall reference", "components gone", "install istio",
+        "uninstall reference", "istio-system pods gone", "install istio",
         "enroll istio", "measure l4@istio on istio",
         "add_waypoint istio", "use_waypoint istio server",
         "measure l7@istio on istio",
@@ -218,8 +218,6 @@ def test_adapters_are_named_once(harness):
 def test_mode_ids():
     assert modes.mode_id("l4") == "l4"
     assert modes.mode_id("l4", "istio") == "l4@istio"
-    assert modes.base_mode("l7@istio") == "l7"
-    assert modes.base_mode("none") == "none"
 
 
 def test_a_scenario_that_cannot_be_deployed_fails_alone(harness, monkeypatch):
