@@ -70,12 +70,13 @@ def same_kind(objects: list[dict[str, Any]], canary: dict[str, Any]) -> None:
     """Refuse to let a canary vouch for objects of another kind: an implementation may
     watch each kind on its own and push them separately (istiod does), so a canary
     policy being enforced says nothing about a route or a label written before it."""
-    kind = (canary.get("apiVersion", "").split("/")[0], canary.get("kind"))
-    other = sorted({f"{o.get('kind')}" for o in objects
-                    if (o.get("apiVersion", "").split("/")[0], o.get("kind")) != kind})
+    def group_kind(obj: dict[str, Any]) -> tuple[str, Any]:
+        return obj.get("apiVersion", "").split("/")[0], obj.get("kind")
+
+    other = sorted({f"{o.get('kind')}" for o in objects if group_kind(o) != group_kind(canary)})
     if other:
-        raise ValueError(f"a {kind[1]} canary cannot show that {', '.join(other)} objects "
-                         "are in force: wait on their own effect instead")
+        raise ValueError(f"a {canary.get('kind')} canary cannot show that {', '.join(other)} "
+                         "objects are in force: wait on their own effect instead")
 
 
 def enforcement_point(canary: dict[str, Any]) -> str:

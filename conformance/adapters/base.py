@@ -307,29 +307,30 @@ class MeshAdapter(ABC):
         """
         if waypoint.flavour == FLAVOUR_2022:
             return
-        if kind not in ("namespace", "service", "pod"):
-            raise AdapterError(f"use_waypoint kind must be namespace, service or pod, not {kind!r}")
         labels = [f"{USE_WAYPOINT_LABEL}={waypoint.name}"]
         target_ns = name if kind == "namespace" else namespace
         if waypoint.namespace != target_ns:
             labels.append(f"{USE_WAYPOINT_NAMESPACE_LABEL}={waypoint.namespace}")
-        if kind == "namespace":
-            cluster.kubectl("label", "namespace", name, *labels, "--overwrite")
-        else:
-            cluster.kubectl("label", kind, name, "-n", namespace, *labels, "--overwrite")
+        _label_bindable(cluster, "use_waypoint", namespace, kind, name, *labels, "--overwrite")
 
     def unuse_waypoint(self, cluster: ClusterProvider, namespace: str, kind: BindKind,
                        name: str) -> None:
         """Undo ``use_waypoint``: remove the binding labels (absent ones are no error),
         so the namespace, Service or pod is served by ztunnel alone again."""
-        if kind not in ("namespace", "service", "pod"):
-            raise AdapterError(f"unuse_waypoint kind must be namespace, service or pod, "
-                               f"not {kind!r}")
-        removals = [f"{USE_WAYPOINT_LABEL}-", f"{USE_WAYPOINT_NAMESPACE_LABEL}-"]
-        if kind == "namespace":
-            cluster.kubectl("label", "namespace", name, *removals)
-        else:
-            cluster.kubectl("label", kind, name, "-n", namespace, *removals)
+        _label_bindable(cluster, "unuse_waypoint", namespace, kind, name,
+                        f"{USE_WAYPOINT_LABEL}-", f"{USE_WAYPOINT_NAMESPACE_LABEL}-")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _label_bindable(cluster: ClusterProvider, verb: str, namespace: str, kind: str,
+                    name: str, *args: str) -> None:
+    """``kubectl label`` on what a waypoint binds: a namespace, or a Service or pod of
+    ``namespace``; ``verb`` names the caller in the error for any other kind."""
+    if kind not in ("namespace", "service", "pod"):
+        raise AdapterError(f"{verb} kind must be namespace, service or pod, not {kind!r}")
+    if kind == "namespace":
+        cluster.kubectl("label", "namespace", name, *args)
+    else:
+        cluster.kubectl("label", kind, name, "-n", namespace, *args)

@@ -98,6 +98,12 @@ def _is_local(cluster: ClusterProvider) -> bool:
     return type(cluster).__module__.startswith("clusters.local")
 
 
+def _maps(cluster: ClusterProvider, image: str) -> bool:
+    """Whether the local ``cluster`` runs ``image`` from a mapped build."""
+    maps = getattr(cluster, "maps_image", None)
+    return maps is not None and bool(maps(image))
+
+
 def uninstall_argv(istioctl: str = "istioctl", kubeconfig: Path | str | None = None) -> list[str]:
     """``istioctl uninstall --purge -y``: removes every Istio resource it installed."""
     return [*_base(istioctl, kubeconfig), "uninstall", "--purge", "-y"]
@@ -221,16 +227,14 @@ class IstioAdapter(MeshAdapter):
         except AdapterUnavailable as exc:
             return str(exc)
         if _is_local(cluster):
-            maps = getattr(cluster, "maps_image", None)
-            missing = [i for i in LOCAL_IMAGES if maps is None or not maps(i)]
+            missing = [i for i in LOCAL_IMAGES if not _maps(cluster, i)]
             if missing:
                 return LOCAL_CLUSTER_REASON.format(missing=", ".join(missing))
         return None
 
     def unsupported_on(self, cluster: ClusterProvider) -> dict[str, str]:
         """On the local cluster, the features that need Envoy unless its image is mapped."""
-        maps = getattr(cluster, "maps_image", None)
-        if not _is_local(cluster) or (maps is not None and maps(ENVOY_IMAGE)):
+        if not _is_local(cluster) or _maps(cluster, ENVOY_IMAGE):
             return {}
         return dict.fromkeys(ENVOY_FEATURES, NO_ENVOY_REASON)
 
