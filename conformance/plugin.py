@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import pytest
 
 from clusters.provider import ClusterError, ClusterProvider
+from profiles import features as F
 from reports.gate import Verdict, decide
 from reports.model import (
     SKIP_EXEMPT,
@@ -40,7 +41,6 @@ from reports.model import (
     TestRecord,
 )
 
-from . import features as F
 from .adapters import AdapterError, AdapterUnavailable, MeshAdapter, load_adapter
 from .adapters.base import FLAVOUR_2022, FLAVOUR_TODAY
 from .canary_memory import CanaryMemory
@@ -233,10 +233,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _bring_up(suite: Suite) -> None:
-    from clusters import select
+    from clusters import choose_provider
 
     opt = suite.config.option
-    reason = select.unavailable_reason(opt.cluster)
+    reason = choose_provider.unavailable_reason(opt.cluster)
     if reason:
         suite.unavailable = f"cluster provider {opt.cluster!r} cannot run here: {reason}"
         _write(suite.config, suite.unavailable)
@@ -245,7 +245,7 @@ def _bring_up(suite: Suite) -> None:
     try:
         t = time.monotonic()
         _write(suite.config, f"bringing up the {opt.cluster} cluster ({opt.nodes} nodes)")
-        cluster = select.make_provider(opt.cluster, name=name, nodes=opt.nodes,
+        cluster = choose_provider.make_provider(opt.cluster, name=name, nodes=opt.nodes,
                                        kubeconfig=opt.kubeconfig, context=opt.context,
                                        image_executables=opt.image_exec)
         suite.cluster, suite.owns_cluster = cluster, opt.cluster != "existing"

@@ -9,7 +9,7 @@ counts and p-value, and the run's duration.
 The rules, and why:
 
 * A test counts under a profile when it needs any of the profile's features, as a
-  core test when it needs only core features (:class:`conformance.features.Profile`).
+  core test when it needs only core features (:class:`profiles.features.Profile`).
   Tests skipped as ``not-selected`` are left out of every profile: the user did not
   ask about them, so they say nothing about the profiles that were chosen.
 * A part (core or extended) fails when any of its tests failed, and is partial when
@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from conformance.features import PROFILES, Profile
+from profiles.features import PROFILES, Profile
 from reports.model import PASSED, SKIP_NOT_SELECTED, SKIPPED, RunInfo, TestRecord
 
 API_VERSION = "ambient-harness.dev/v1alpha1"
@@ -55,7 +55,7 @@ NOT_CLAIMED = "skipped"
 def selected_profiles(names: Iterable[str]) -> list[Profile]:
     """The profiles named, in the order given; every profile when none is named.
 
-    Mirrors :func:`conformance.features.parse_profiles` (no ``--conformance-profiles``
+    Mirrors :func:`profiles.features.parse_profiles` (no ``--conformance-profiles``
     means all of them), so the report covers exactly what the run selected.  An unknown
     name raises :class:`ValueError`: a report about a profile we cannot define would
     be misleading.

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..kubectl_exec import KubectlCluster
+from ..kubectl_cluster import KubectlCluster
 from ..provider import ClusterError
 
 

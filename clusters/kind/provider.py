@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..kubectl_exec import KubectlCluster, run_tool
+from ..kubectl_cluster import KubectlCluster, run_tool
 from ..local.state import runtime_root
 from ..provider import ClusterError
 

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from clusters import kubectl_exec
+from clusters import kubectl_cluster
+from clusters.choose_provider import unavailable_reason
 from clusters.existing import ExistingCluster, default_kubeconfig
 from clusters.local.provider import LocalCluster
 from clusters.provider import ClusterError
-from clusters.select import unavailable_reason
 
 
 def _kubeconfig(path: Path, server: str, contexts: tuple[str, ...] = ("ctx",),
@@ -107,7 +107,7 @@ def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     binary = tmp_path / "kubectl"
     binary.write_text(FAKE_KUBECTL.format(python=sys.executable, log=str(log)))
     binary.chmod(0o755)
-    monkeypatch.setattr(kubectl_exec, "kubectl_binary", lambda: str(binary))
+    monkeypatch.setattr(kubectl_cluster, "kubectl_binary", lambda: str(binary))
     return log
 
 

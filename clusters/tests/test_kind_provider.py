@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusters.choose_provider import make_provider, unavailable_reason
 from clusters.kind import DEFAULT_NODE_IMAGE, KIND_VERSION, KindCluster
-from clusters.kubectl_exec import run_tool
+from clusters.kubectl_cluster import run_tool
 from clusters.provider import ClusterError
-from clusters.select import make_provider, unavailable_reason
 
 FAKE_KIND = """\
 #!{python}
@@ -221,13 +221,13 @@ def test_a_missing_kind_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_exec_goes_through_kubectl_with_the_clusters_kubeconfig(kind, tmp_path, monkeypatch):
-    from clusters import kubectl_exec
+    from clusters import kubectl_cluster
 
     seen = tmp_path / "kubectl-argv"
     fake = tmp_path / "bin" / "kubectl"
     fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {seen}\necho hi\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(kubectl_exec, "kubectl_binary", lambda: str(fake))
+    monkeypatch.setattr(kubectl_cluster, "kubectl_binary", lambda: str(fake))
     c = _cluster(kind, tmp_path)
     r = c.exec("ns", "deploy/sleep", ["curl", "-sS", "http://x"])
     assert (r.exit_code, r.stdout) == (0, "hi\n")

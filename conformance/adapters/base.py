@@ -22,7 +22,7 @@ from typing import Any, Literal
 from clusters.provider import ClusterProvider
 
 # -- features: defined with the profiles, re-exported here for adapters ----------------
-from conformance.features import (  # noqa: F401
+from profiles.features import (  # noqa: F401
     ALL_FEATURES,
     CAPTURE,
     HTTP_ROUTING,

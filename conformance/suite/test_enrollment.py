@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from conformance import features as F
 from conformance.apps import AppNamespace, client_workload, principal
 from conformance.waiting import eventually
+from profiles import features as F
 
 pytestmark = pytest.mark.xdist_group("enrollment")
 

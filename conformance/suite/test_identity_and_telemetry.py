@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from clusters.provider import CaptureUnsupported
-from conformance import features as F
 from conformance import metrics
 from conformance.apps import AppNamespace, principal
 from conformance.tls_records import APPLICATION_DATA, flow_records
 from conformance.waiting import eventually
+from profiles import features as F
 
 pytestmark = pytest.mark.xdist_group("identity")
 

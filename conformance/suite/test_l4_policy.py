@@ -63,7 +63,6 @@ from typing import Any
 
 import pytest
 
-from conformance import features as F
 from conformance.apps import (
     CANARY,
     AppNamespace,
@@ -74,6 +73,7 @@ from conformance.apps import (
 )
 from conformance.curl import CURL_EXIT_RECV_ERROR, Outcome
 from conformance.waiting import eventually
+from profiles import features as F
 
 pytestmark = [pytest.mark.feature(F.L4_POLICY), pytest.mark.xdist_group("l4-policy")]
 

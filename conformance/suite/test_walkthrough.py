@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from conformance import features as F
 from conformance import metrics
 from conformance.adapters.base import FLAVOUR_2022, FLAVOUR_TODAY, WaypointInfo
 from conformance.apps import INGRESS_SA, AppNamespace, principal
 from conformance.waiting import eventually
+from profiles import features as F
 
 TITLE = "<title>Simple Bookstore App</title>"
 RBAC_DENIED = "RBAC: access denied"

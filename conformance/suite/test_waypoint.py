@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from conformance import features as F
 from conformance.apps import CANARY, AppNamespace, canary_client, principal
 from conformance.waiting import eventually
+from profiles import features as F
 
 pytestmark = pytest.mark.xdist_group("waypoint")
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from clusters.local.images import istio_build
-from conformance import features as F
+from profiles import features as F
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-istio-local"),
               pytest.mark.timeout(1800)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.features import (
+from profiles.features import (
     CAPTURE,
     HTTP_ROUTING,
     HTTP_TELEMETRY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conformance.features import (
+from profiles.features import (
     CAPTURE,
     HTTP_ROUTING,
     INGRESS,

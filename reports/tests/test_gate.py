@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.features import CAPTURE, HTTP_ROUTING, L4_POLICY, MTLS, WAYPOINT
+from profiles.features import CAPTURE, HTTP_ROUTING, L4_POLICY, MTLS, WAYPOINT
 from reports.gate import (
     EXIT_NO_TEST_RAN,
     EXIT_NOT_RUNNABLE,
