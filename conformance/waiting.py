@@ -9,9 +9,10 @@ implementations are not slowed down and slow ones are not hammered.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from clusters.polling import poll
 
 T = TypeVar("T")
 
@@ -39,16 +40,8 @@ def eventually(observe: Callable[[], T], holds: Callable[[T], bool], *, what: st
     """
     if timeout is None:
         timeout = DEFAULT_TIMEOUT
-    deadline = time.monotonic() + timeout
-    interval = 0.05
-    attempts = 0
-    while True:
-        attempts += 1
-        seen = observe()
-        if holds(seen):
-            return seen
-        if time.monotonic() >= deadline:
-            raise NotConverged(f"timed out after {timeout:g}s ({attempts} observations) "
-                               f"waiting until {what}; last observed: {seen!r}"[:2000])
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        interval = min(interval * 1.5, 0.5)
+    polled = poll(observe, holds, timeout=timeout)
+    if not polled.held:
+        raise NotConverged(f"timed out after {timeout:g}s ({polled.attempts} observations) "
+                           f"waiting until {what}; last observed: {polled.value!r}"[:2000])
+    return polled.value

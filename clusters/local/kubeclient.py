@@ -24,6 +24,8 @@ from urllib.parse import urlencode
 import aiohttp
 import yaml
 
+from clusters.background import BackgroundTask
+
 log = logging.getLogger("kubeclient")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -156,16 +158,15 @@ class Informer:
         self.handler = handler
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._run, f"inf:{self.path}")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"inf:{self.path}")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        # an informer that died has nothing more to say at shutdown
+        with contextlib.suppress(Exception):
+            await self._background.stop()
 
     async def _emit(self, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if self.handler is not None:

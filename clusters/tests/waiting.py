@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from kubernetes import watch
 
+from clusters.polling import poll
+
 T = TypeVar("T")
 
 
@@ -15,14 +17,10 @@ def until_value(fn: Callable[[], T], check: Callable[[T], bool], timeout: float 
     """Ask again until ``check`` holds, for what no watch shows (a DNS server's answer,
     a pod's processes): the state changes on its own time, not one a sleep could
     guess.  Fails with the last value on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s; last: {value}")
-        time.sleep(0.02)
+    polled = poll(fn, check, timeout=timeout, interval=0.02, max_interval=0.02)
+    if not polled.held:
+        raise AssertionError(f"not within {timeout}s; last: {polled.value}")
+    return polled.value
 
 
 def until(list_fn: Callable[..., Any], predicate: Callable[[list[Any]], bool],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import inspect
 import json
 import logging
@@ -32,6 +31,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import yaml
+
+from .background import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -395,21 +396,15 @@ class Informer:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.resource_version = ""
         self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self.run, f"informer {self.path}")
 
     def start(self) -> asyncio.Task[None]:
         """Run in the background; returns the task."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name=f"informer {self.path}")
-        return self._task
+        return self._background.start()
 
     async def stop(self) -> None:
         """Stop watching (``items`` keeps the last state)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def run(self) -> None:
         """List and watch forever."""

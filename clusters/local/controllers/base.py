@@ -10,9 +10,10 @@ and produce exactly the objects clients see.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
+
+from clusters.background import BackgroundTask
 
 from ..apiserver import errors
 from ..apiserver.api import Api
@@ -39,24 +40,21 @@ class Controller:
         self._wakeup = asyncio.Event()
         self._subs: list[Subscription] = []
         self._failures: dict[Any, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._loop, self.name)
         self._retry_handles: set[asyncio.TimerHandle] = set()
 
     def start(self) -> None:
         for key in self.watches:
             self._subs.append(self.api.store.subscribe(key, callback=self._on_event))
         self.resync()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
+        self._background.start()
 
     async def stop(self) -> None:
         for sub in self._subs:
             self.api.store.unsubscribe(sub)
         for handle in self._retry_handles:
             handle.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
     def resync(self) -> None:
         """Queue every key this controller owns (at start)."""

@@ -49,6 +49,8 @@ def run(argv: list[str], stdin: str | None = None) -> str:
 
 
 async def arun(argv: list[str], stdin: str | None = None) -> str:
+    """``run`` without blocking the event loop: the harness's one asynchronous command
+    runner (the reference implementation, a separate distribution, has its own)."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

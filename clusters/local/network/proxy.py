@@ -13,10 +13,11 @@ informers and loads the result atomically with ``nft -f``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from typing import Any
+
+from clusters.background import BackgroundTask
 
 from . import netns
 
@@ -137,19 +138,16 @@ class ServiceProxy:
         self._dirty = asyncio.Event()
         self._applied = ""
         self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._run, "service-proxy")
 
     def changed(self, *_: object) -> None:
         self._dirty.set()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="service-proxy")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
     async def _run(self) -> None:
         await self.services.synced.wait()

@@ -12,7 +12,6 @@ differences.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import random
@@ -22,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from ..background import BackgroundTask
 from .protocol import Change, ClientState, Nack, ProtocolError, encode
 
 log = logging.getLogger(__name__)
@@ -70,23 +70,17 @@ class XdsClient:
         self.disconnected.set()
         self.connections = 0  # successful connections so far, for operators and tests
         self.applied = 0  # server messages applied so far
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self.run, f"xds-client-{self.node}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
         """Run in the background; returns the task (``stop`` ends it)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name=f"xds-client-{self.node}")
-        return self._task
+        return self._background.start()
 
     async def stop(self) -> None:
         """Disconnect and stop retrying; the last configuration stays in ``state``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def __aenter__(self) -> XdsClient:
         self.start()

@@ -100,29 +100,32 @@ table ip {TABLE} {{
     return "".join(line for line in rules.splitlines(keepends=True) if line.strip())
 
 
-async def _run(argv: list[str], stdin: str | None = None) -> str:
+async def run_in_pod(netns: Path, *argv: str, stdin: str | None = None) -> str:
+    """Run a command in the pod's network namespace; its output, or CaptureError.
+
+    The reference's one asynchronous command runner (the harness, a separate
+    distribution, has its own).
+    """
+    command = ["nsenter", f"--net={netns}", "--", *argv]
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        *command,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
     if proc.returncode != 0:
-        raise CaptureError(f"{' '.join(argv)}: {err.decode().strip() or out.decode().strip()}")
+        raise CaptureError(f"{' '.join(command)}: {err.decode().strip() or out.decode().strip()}")
     return out.decode()
-
-
-def _in(netns: Path, *argv: str) -> list[str]:
-    return ["nsenter", f"--net={netns}", "--", *argv]
 
 
 async def install(netns: Path, node_addresses: list[str]) -> None:
     """Redirection rules and the reply route in the pod namespace (idempotent)."""
-    await _run(_in(netns, "nft", "-f", "-"), render_rules(node_addresses))
-    rules = await _run(_in(netns, "ip", "rule", "show", "pref", str(RULE_PREF)))
+    await run_in_pod(netns, "nft", "-f", "-", stdin=render_rules(node_addresses))
+    rules = await run_in_pod(netns, "ip", "rule", "show", "pref", str(RULE_PREF))
     if "lookup" not in rules:
-        await _run(_in(netns, "ip", "rule", "add", "fwmark", f"{CONNMARK:#x}/{MASK:#x}", "pref",
-                       str(RULE_PREF), "lookup", str(ROUTE_TABLE)))
-    await _run(_in(netns, "ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table",
-                   str(ROUTE_TABLE)))
+        await run_in_pod(netns, "ip", "rule", "add", "fwmark", f"{CONNMARK:#x}/{MASK:#x}",
+                         "pref", str(RULE_PREF), "lookup", str(ROUTE_TABLE))
+    await run_in_pod(netns, "ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo",
+                     "table", str(ROUTE_TABLE))
 
 
 async def remove(netns: Path) -> None:
@@ -134,7 +137,7 @@ async def remove(netns: Path) -> None:
     """
     if not netns.exists():
         return
-    await _run(_in(netns, "nft", "-f", "-"), render_rules([], capturing=False))
+    await run_in_pod(netns, "nft", "-f", "-", stdin=render_rules([], capturing=False))
 
 
 # -- sockets inside another namespace ------------------------------------------------

@@ -183,13 +183,10 @@ class Ztunnel:
 
 async def _gateways(netns: Path) -> list[str]:
     """The pod's default gateway: the node's side of its link, the source of probes."""
-    proc = await asyncio.create_subprocess_exec(
-        "nsenter", f"--net={netns}", "--", "ip", "-j", "route", "show", "default",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    out, _ = await proc.communicate()
     try:
-        return [r["gateway"] for r in json.loads(out or b"[]") if r.get("gateway")]
-    except ValueError:
+        out = await capture.run_in_pod(netns, "ip", "-j", "route", "show", "default")
+        return [r["gateway"] for r in json.loads(out or "[]") if r.get("gateway")]
+    except (capture.CaptureError, ValueError):
         return []
 
 

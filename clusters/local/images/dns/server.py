@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import struct
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from clusters.background import BackgroundTask
 
 from ...kubeclient import Informer, KubeClient
 from .records import Records, handle_packet
@@ -169,7 +170,7 @@ class KubeSource:
         self.records = records
         self.services = Informer(client, SERVICES_PATH, self._on_service)
         self.slices = Informer(client, SLICES_PATH, self._on_slice)
-        self._task: asyncio.Task[None] | None = None
+        self._synced = BackgroundTask(self._mark_synced, "dns-synced")
 
     def _on_service(self, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if kind == "DELETED":
@@ -186,7 +187,7 @@ class KubeSource:
     def start(self) -> None:
         self.services.start()
         self.slices.start()
-        self._task = asyncio.get_running_loop().create_task(self._mark_synced())
+        self._synced.start()
 
     async def wait_synced(self) -> None:
         await self.services.synced.wait()
@@ -199,10 +200,7 @@ class KubeSource:
         log.info("synced with the API: %d services, %d endpoint slices; ready", services, slices)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._synced.stop()
         await self.services.stop()
         await self.slices.stop()
         await self.client.close()
