@@ -8,13 +8,9 @@ real kubectl against a stub server that serves them.
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
-import threading
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +25,7 @@ from clusters.local.apiserver.openapi import (
     openapi_v3_document,
     openapi_v3_root,
 )
+from clusters.local.apiserver.resources import ResourceType
 from clusters.local.apiserver.schema import kind_schema
 
 CORE = [
@@ -355,38 +352,13 @@ def test_custom_kind_without_schema_is_free_form():
     assert widget["x-kubernetes-preserve-unknown-fields"] is True
 
 
-@dataclass
-class FakeResourceType:
-    """The duck type ``ResourceInfo.of`` reads (the server's ``ResourceType``)."""
-
-    group: str
-    kind: str
-    plural: str
-    namespaced: bool
-    subresources: frozenset[str] = frozenset()
-    verbs: tuple[str, ...] = openapi.ALL_VERBS
-    crd_versions: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def custom(self) -> bool:
-        return bool(self.crd_versions)
-
-    @property
-    def has_status(self) -> bool:
-        return "status" in self.subresources
-
-    def crd_schema(self, version: str) -> dict[str, Any] | None:
-        return ((self.crd_versions.get(version) or {}).get("schema") or {}).get("openAPIV3Schema")
-
-
 def test_resource_info_of_a_server_resource_type():
-    pods = ResourceInfo.of(FakeResourceType("", "Pod", "pods", True, frozenset({"status"})), "v1")
+    pods = ResourceInfo.of(ResourceType("", ("v1",), "Pod", "pods", "pod", True,
+                                        subresources=frozenset({"status"})), "v1")
     assert pods == ResourceInfo("Pod", "pods", True, True, kind_schema("", "v1", "Pod"))
-    crd = FakeResourceType(
-        "security.istio.io",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-        True,
+    crd = ResourceType(
+        "security.istio.io", ("v1",), "AuthorizationPolicy", "authorizationpolicies",
+        "authorizationpolicy", True,
         crd_versions={"v1": {"schema": {"openAPIV3Schema": POLICY_SCHEMA}}},
     )
     assert ResourceInfo.of(crd, "v1").schema is POLICY_SCHEMA
@@ -428,245 +400,79 @@ def test_documents_are_plain_json_and_a_rebuild_converts_no_model_again():
     assert rebuilt == docs
 
 
-# -- the real kubectl ---------------------------------------------------------------------
+# -- the real kubectl against the real local API ----------------------------------------
 
 
-class _Stub(http.server.BaseHTTPRequestHandler):
-    """Just enough apiserver for kubectl apply/explain: discovery, OpenAPI, a store."""
-
-    docs: dict[tuple[str, str], dict[str, Any]] = {}
-    resources: dict[tuple[str, str], list[ResourceInfo]] = {}
-    store: dict[str, dict[str, Any]] = {}
-    writes: list[tuple[str, str, str, dict[str, Any]]] = []
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        return {
-            "kind": "APIResourceList",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": [
-                {
-                    "name": r.plural,
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": list(r.verbs),
-                }
-                for r in self.resources[(group, version)]
-            ],
-        }
-
-    def do_GET(self) -> None:
-        path = self.path.split("?")[0]
-        groups = [gv for gv in self.resources if gv[0]]
-        if path == "/api":
-            return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
-        if path == "/apis":
-            return self._send(
-                200,
-                {
-                    "kind": "APIGroupList",
-                    "groups": [
-                        {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}]}
-                        for g, v in groups
-                    ],
-                },
-            )
-        if path == "/api/v1":
-            return self._send(200, self._resource_list("", "v1"))
-        if path.count("/") == 3 and path.startswith("/apis/"):
-            return self._send(200, self._resource_list(*path.split("/")[2:]))
-        if path == "/openapi/v3":
-            return self._send(
-                200,
-                openapi_v3_root(
-                    [group_version_path(*gv) for gv in self.docs], lambda g, v: self.docs[(g, v)]
-                ),
-            )
-        if path.startswith("/openapi/v3/"):
-            gv = openapi.parse_group_version_path(path.removeprefix("/openapi/v3/"))
-            return self._send(200, self.docs[gv])
-        if path == "/openapi/v2":
-            if openapi.OPENAPI_V2_PROTOBUF_ACCEPT in self.headers.get("Accept", ""):
-                data = openapi.openapi_v2_protobuf()
-                self.send_response(200)
-                self.send_header("Content-Type", openapi.OPENAPI_V2_PROTOBUF)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return None
-            return self._send(200, openapi.openapi_v2_document())
-        if path in self.store:
-            return self._send(200, self.store[path])
-        self._send(
-            404,
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "reason": "NotFound",
-                "code": 404,
-                "message": "not found",
-            },
-        )
-
-    def _write(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        path, _, query = self.path.partition("?")
-        self.writes.append((self.command, self.headers["Content-Type"], query, body))
-        if self.command == "POST":
-            body["metadata"]["uid"] = "u"
-            self.store[f"{path}/{body['metadata']['name']}"] = body
-            return self._send(201, body)
-        return self._send(200, self.store[path])
-
-    do_POST = _write
-    do_PATCH = _write
+def _requests(log: str, verb: str) -> list[str]:
+    """kubectl's own record (``-v=7``) of its ``verb`` requests: URL and headers each."""
+    return [chunk for chunk in log.split('"Request" ')[1:] if f'verb="{verb}"' in chunk]
 
 
 @pytest.mark.kubectl
-def test_real_kubectl_validates_server_side_and_patches_with_our_metadata(tmp_path: Path):
-    from clusters.provider import ClusterError, kubectl_binary
+def test_real_kubectl_validates_server_side_and_patches_with_our_metadata(cluster, tmp_path):
+    """kubectl reads our discovery and OpenAPI documents and acts on them: it asks the
+    server to validate (fieldValidation on the PATCH operation), computes strategic
+    merge patches from our merge keys for built-in kinds and merge patches for custom
+    ones, explains fields from our schemas, and knows an unknown kind is unknown."""
+    suffix = uuid.uuid4().hex[:8]
+    ns, group = f"openapi-{suffix}", f"openapi-{suffix}.test.local"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"policies.{group}"},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"kind": "Policy", "plural": "policies", "singular": "policy",
+                              "listKind": "PolicyList"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "schema": {"openAPIV3Schema": POLICY_SCHEMA}}]}}
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, crd])
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/policies.{group}")
+
+    def run(*args: str, stdin: str = "", check: bool = True) -> Any:
+        return cluster.kubectl("-n", ns, "-v=7", *args, input=stdin, check=check)
+
+    def manifest(image: str, port: int, env: str) -> str:
+        return json.dumps({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                         "containers": [
+                             {"name": "web", "image": image, "ports": [{"containerPort": port}],
+                              "env": [{"name": env, "value": "1"}]},
+                             {"name": "side", "image": "busybox"},
+                         ]}}}})
 
     try:
-        kubectl = kubectl_binary()
-    except ClusterError as exc:
-        pytest.skip(str(exc))
-    resources = {
-        ("", "v1"): CORE,
-        ("apps", "v1"): BUILTIN[("apps", "v1")],
-        ("security.istio.io", "v1"): ISTIO,
-    }
-    _Stub.resources = resources
-    _Stub.docs = {gv: openapi_v3_document(*gv, res) for gv, res in resources.items()}
-    _Stub.store, _Stub.writes = {}, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "c",
-                            "cluster": {"server": f"http://127.0.0.1:{server.server_port}"},
-                        }
-                    ],
-                    "users": [{"name": "u", "user": {}}],
-                    "contexts": [
-                        {
-                            "name": "x",
-                            "context": {"cluster": "c", "user": "u", "namespace": "default"},
-                        }
-                    ],
-                    "current-context": "x",
-                }
-            )
-        )
-
-        def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [kubectl, f"--kubeconfig={kubeconfig}", f"--cache-dir={tmp_path / 'cache'}", *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
-
-        def manifest(image: str, port: int, env: str) -> str:
-            return json.dumps(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "web"},
-                    "spec": {
-                        "selector": {"matchLabels": {"app": "web"}},
-                        "template": {
-                            "metadata": {"labels": {"app": "web"}},
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": "web",
-                                        "image": image,
-                                        "ports": [{"containerPort": port}],
-                                        "env": [{"name": env, "value": "1"}],
-                                    },
-                                    {"name": "side", "image": "busybox"},
-                                ]
-                            },
-                        },
-                    },
-                }
-            )
-
         first = run("apply", "-f", "-", stdin=manifest("nginx:1", 80, "A"))
         second = run("apply", "-f", "-", stdin=manifest("nginx:2", 8080, "B"))
-        policy = {
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": {"name": "p"},
-            "spec": {"action": "ALLOW"},
-        }
+        policy = {"apiVersion": f"{group}/v1", "kind": "Policy",
+                  "metadata": {"name": "p"}, "spec": {"action": "ALLOW"}}
         run("apply", "-f", "-", stdin=json.dumps(policy))
         policy["spec"]["action"] = "DENY"
         third = run("apply", "-f", "-", stdin=json.dumps(policy))
         explained = run("explain", "deployment.spec.template.spec.containers.ports").stdout
-        # v3 has no PATCH for these kinds: kubectl falls back to client-side
-        # validation against v2, which must exist (and know no schemas).
         items = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}]
-        listed = run(
-            "apply",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-        )
+        listed = run("apply", "-f", "-",
+                     stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         gadget = {"apiVersion": "v1", "kind": "Gadget", "metadata": {"name": "g"}}
-        unknown = subprocess.run(
-            [
-                kubectl,
-                f"--kubeconfig={kubeconfig}",
-                f"--cache-dir={tmp_path / 'cache'}",
-                "apply",
-                "-f",
-                "-",
-            ],
-            input=json.dumps(gadget),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        unknown = run("apply", "-f", "-", stdin=json.dumps(gadget), check=False)
+        stored = json.loads(run("get", "deployment", "web", "-o", "json").stdout)
     finally:
-        server.shutdown()
-        server.server_close()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        cluster.kubectl("delete", "crd", f"policies.{group}", check=False)
 
-    assert "warning" not in first.stderr + second.stderr + third.stderr
-    writes = _Stub.writes[:4]  # deployment create, patch; policy create, patch
-    (_, _, create_query, _), (method, content_type, query, patch), _, (_, cr_type, _, _) = writes
+    for applied in (first, second, third):
+        assert "Warning" not in applied.stderr, applied.stderr
+    (create,) = _requests(first.stderr, "POST")
+    (patch,) = _requests(second.stderr, "PATCH")
+    (cr_patch,) = _requests(third.stderr, "PATCH")
     # kubectl found fieldValidation on the PATCH of our document: validation is ours.
-    assert "fieldValidation=Strict" in create_query and "fieldValidation=Strict" in query
-    # ... and computed a strategic merge patch from our merge keys.
-    assert (method, content_type) == ("PATCH", "application/strategic-merge-patch+json")
-    web = patch["spec"]["template"]["spec"]["containers"][0]
-    assert patch["spec"]["template"]["spec"]["$setElementOrder/containers"] == [
-        {"name": "web"},
-        {"name": "side"},
-    ]
-    assert {"$patch": "delete", "containerPort": 80} in web["ports"]
-    assert {"$patch": "delete", "name": "A"} in web["env"]
-    assert cr_type == "application/merge-patch+json"  # custom kinds: no strategic merge
+    assert "fieldValidation=Strict" in create and "fieldValidation=Strict" in patch
+    # ... and computed a strategic merge patch from our merge keys,
+    assert "Content-Type: application/strategic-merge-patch+json" in patch
+    assert "Content-Type: application/merge-patch+json" in cr_patch  # custom: no strategic
+    # ... which removed the old port and variable by key and kept the sidecar.
+    web, side = stored["spec"]["template"]["spec"]["containers"]
+    assert [p["containerPort"] for p in web["ports"]] == [8080]
+    assert [e["name"] for e in web["env"]] == ["B"] and side["name"] == "side"
     assert "KIND:       Deployment" in explained
     assert "containerPort\t<integer> -required-" in explained
     assert "configmap/c created" in listed.stdout
