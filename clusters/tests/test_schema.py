@@ -479,3 +479,16 @@ def test_a_missing_crd_schema_accepts_anything():
     obj = policy(anything={"goes": [1]})
     assert validate_crd_schema(obj, None, strict=True) == []
     assert prune_crd(obj, None) == (obj, [])
+
+
+def test_patch_tags_come_from_the_client_release_openapi_definitions():
+    """The strategic-merge keys are the release's own (nothing hand-copied): the ones
+    kubectl uses for pods, and ones a hand-kept table had missed."""
+    from clusters.local.apiserver.schema import patch_tags_table
+
+    table = patch_tags_table()
+    assert table["V1PodSpec", "containers"] == (frozenset({"merge"}), "name")
+    assert table["V1PodSpec", "volumes"] == (frozenset({"merge", "retainKeys"}), "name")
+    assert table["V1DeploymentSpec", "strategy"] == (frozenset({"retainKeys"}), None)
+    assert table["V1ObjectMeta", "ownerReferences"] == (frozenset({"merge"}), "uid")
+    assert ("V1JSONSchemaProps", "x-kubernetes-validations") in table

@@ -14,8 +14,8 @@ every position of an object by one of a few relationships:
 * where nothing is declared (``x-kubernetes-preserve-unknown-fields``) the shape is
   *deduced* from the value: maps are granular, lists atomic.
 
-Built-in kinds take these facts from the strategic-merge tags the project already
-keeps (``schema.PATCH_TAGS``: a ``merge`` list with a merge key is associative on
+Built-in kinds take these facts from the strategic-merge tags of the release's OpenAPI
+definitions (``schema.patch_tags_table``: a ``merge`` list with a merge key is associative on
 it, one without a key is a set), corrected where the apply markers of k8s.io/api
 differ from the patch tags (``APPLY_LISTS``, ``ATOMIC_STRUCTS``, ``ATOMIC_MAPS``;
 from the ``+listType``/``+listMapKey``/``+structType``/``+mapType`` markers of

@@ -13,9 +13,9 @@ those, lazily and once per model, keeps this module from hand-copying hundreds o
 types and keeps it in step with the pinned client.
 
 What the models lack is patch metadata (``patchStrategy``/``patchMergeKey`` struct
-tags), so those come from ``PATCH_TAGS`` below, and a few value shapes the
-generator flattens to ``str``/``object`` (quantities, int-or-string) are recovered
-by name.
+tags), so those come from the release's OpenAPI definitions (``patch_tags_table``),
+and a few value shapes the generator flattens to ``str``/``object`` (quantities,
+int-or-string) are recovered by name.
 
 Custom kinds are checked against their CRD's structural ``openAPIV3Schema``
 (``validate_crd_schema``/``prune_crd``).
@@ -43,7 +43,7 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,86 +164,52 @@ INT_OR_STRING_FIELDS = frozenset(
     {"port", "targetPort", "maxSurge", "maxUnavailable", "minAvailable"}
 )
 
-# Patch metadata: the ``patchStrategy``/``patchMergeKey`` struct tags of k8s.io/api
-# (and apimachinery's ObjectMeta), keyed by (client model, JSON field).  Checked
-# against the tags compiled into the pinned kubectl 1.37 binary (``strings kubectl
-# | grep patchStrategy``); fields without tags are atomic lists / recursive maps.
-PATCH_TAGS: dict[tuple[str, str], tuple[frozenset[str], str | None]] = {}
+# Patch metadata: the ``x-kubernetes-patch-strategy``/``-patch-merge-key`` extensions
+# of the Kubernetes OpenAPI definitions (from k8s.io/api's ``patchStrategy`` struct
+# tags), for the Kubernetes release of the pinned client models.  The official client
+# package ships neither the OpenAPI document nor this metadata on its models, so the
+# definitions come from kubernetes-validate, which packages the upstream OpenAPI
+# definitions of each release; nothing is copied by hand.
+OPENAPI_DEFINITIONS_PACKAGE = "kubernetes_validate"
 
 
-def _tag(models: Iterable[str], field: str, strategy: str, key: str | None = None) -> None:
-    for model in models:
-        PATCH_TAGS[model, field] = (frozenset(strategy.split(",")), key)
+def _client_release() -> str:
+    """``v1.37.0`` for client 37.x: the client's major version is Kubernetes' minor."""
+    import kubernetes
+
+    return f"v1.{kubernetes.__version__.split('.')[0]}.0"
 
 
-_CONTAINERS = ("V1Container", "V1EphemeralContainer")
-_tag(["V1ObjectMeta"], "finalizers", "merge")
-_tag(["V1ObjectMeta"], "ownerReferences", "merge", "uid")
-_tag(["V1PodSpec"], "containers", "merge", "name")
-_tag(["V1PodSpec"], "initContainers", "merge", "name")
-_tag(["V1PodSpec"], "ephemeralContainers", "merge", "name")
-_tag(["V1PodSpec"], "volumes", "merge,retainKeys", "name")
-_tag(["V1PodSpec"], "imagePullSecrets", "merge", "name")
-_tag(["V1PodSpec"], "hostAliases", "merge", "ip")
-_tag(["V1PodSpec"], "topologySpreadConstraints", "merge", "topologyKey")
-_tag(["V1PodSpec"], "schedulingGates", "merge", "name")
-_tag(["V1PodSpec"], "resourceClaims", "merge,retainKeys", "name")
-_tag(["V1PodSpec"], "evictionResponders", "merge", "name")
-_tag(_CONTAINERS, "ports", "merge", "containerPort")
-_tag(_CONTAINERS, "env", "merge", "name")
-_tag(_CONTAINERS, "volumeMounts", "merge", "mountPath")
-_tag(_CONTAINERS, "volumeDevices", "merge", "devicePath")
-_tag(["V1ContainerStatus"], "volumeMounts", "merge", "mountPath")
-_tag(["V1ContainerStatus"], "allocatedResourcesStatus", "merge", "name")
-_tag(["V1PodStatus"], "podIPs", "merge", "ip")
-_tag(["V1PodStatus"], "hostIPs", "merge", "ip")
-_tag(["V1PodStatus"], "resourceClaimStatuses", "merge,retainKeys", "name")
-_tag(["V1PodStatus"], "nodeAllocatableResourceClaimStatuses", "merge", "resourceClaimName")
-_tag(["V1NodeSpec"], "podCIDRs", "merge")
-_tag(["V1NodeStatus"], "addresses", "merge", "type")
-_tag(["V1ServiceSpec"], "ports", "merge", "port")
-_tag(["V1ServiceAccount"], "secrets", "merge", "name")
-_tag(["V1DeploymentSpec"], "strategy", "retainKeys")
-_tag(["V1PodDisruptionBudgetSpec"], "selector", "replace")
-_tag(["V1CSINodeSpec"], "drivers", "merge", "name")
-_tag(["V1ResourceClaimStatus"], "reservedFor", "merge", "uid")
-_tag(
-    ["V1MutatingWebhookConfiguration", "V1ValidatingWebhookConfiguration"],
-    "webhooks",
-    "merge",
-    "name",
-)
-_tag(
-    ["V1MutatingWebhook", "V1ValidatingWebhook", "V1ValidatingAdmissionPolicySpec"],
-    "matchConditions",
-    "merge",
-    "name",
-)
-_tag(["V1ValidatingAdmissionPolicySpec"], "variables", "merge", "name")
-_tag(
-    [
-        "V1PodStatus",
-        "V1NodeStatus",
-        "V1NamespaceStatus",
-        "V1PersistentVolumeClaimStatus",
-        "V1ReplicationControllerStatus",
-        "V1ComponentStatus",
-        "V1ServiceStatus",
-        "V1DeploymentStatus",
-        "V1ReplicaSetStatus",
-        "V1StatefulSetStatus",
-        "V1DaemonSetStatus",
-        "V1JobStatus",
-        "V1PodDisruptionBudgetStatus",
-        "V2HorizontalPodAutoscalerStatus",
-        "V1APIServiceStatus",
-        "V1FlowSchemaStatus",
-        "V1PriorityLevelConfigurationStatus",
-    ],
-    "conditions",
-    "merge",
-    "type",
-)
+def _model_name(definition: str) -> str:
+    """The client model of an OpenAPI definition: ``io.k8s.api.core.v1.PodSpec`` is
+    ``V1PodSpec`` (the generator drops the group and capitalises the version)."""
+    *_, version, kind = definition.split(".")
+    return version[:1].upper() + version[1:] + kind
+
+
+@functools.cache
+def patch_tags_table() -> dict[tuple[str, str], tuple[frozenset[str], str | None]]:
+    """(client model, JSON field) -> (patch strategies, merge key), every tagged field."""
+    from importlib import resources
+
+    release = _client_release()
+    path = (resources.files(OPENAPI_DEFINITIONS_PACKAGE) / "kubernetes-json-schema"
+            / f"{release}-local" / "_definitions.json")
+    try:
+        definitions = json.loads(path.read_text())["$defs"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise RuntimeError(f"the Kubernetes {release} OpenAPI definitions are not in "
+                           f"{OPENAPI_DEFINITIONS_PACKAGE} ({exc}): install the version of "
+                           "kubernetes-validate that pyproject.toml pins") from exc
+    table: dict[tuple[str, str], tuple[frozenset[str], str | None]] = {}
+    for name, definition in definitions.items():
+        for field, prop in (definition.get("properties") or {}).items():
+            strategy = prop.get("x-kubernetes-patch-strategy")
+            if strategy:
+                table[_model_name(name), field] = (frozenset(strategy.split(",")),
+                                                   prop.get("x-kubernetes-patch-merge-key"))
+    return table
+
 
 # Required fields this server enforces on built-in kinds.  Kept deliberately small:
 # the real apiserver enforces required-ness in hand-written validation (not from
@@ -345,7 +311,7 @@ class ModelSchema:
 
     def patch_tags(self, field: str) -> tuple[frozenset[str], str | None]:
         """(patch strategies, merge key) of ``field``; empty when untagged."""
-        return PATCH_TAGS.get((self.name, field), (frozenset(), None))
+        return patch_tags_table().get((self.name, field), (frozenset(), None))
 
     def meta(self, field: str) -> PatchMeta:
         """Strategic-merge-patch facts of ``field`` (``PatchSchema`` protocol)."""
