@@ -24,12 +24,12 @@ from typing import Any
 
 from conformance.adapters.base import (
     FLAVOUR_TODAY,
-    WAYPOINT,
     AdapterError,
     MeshAdapter,
     WaypointInfo,
 )
 from perf.workloads import ScenarioTarget
+from profiles.features import WAYPOINT
 
 CAPTURE_ANNOTATION = "ambient.istio.io/redirection"
 CAPTURE_WAIT_S = 20.0

@@ -5,6 +5,12 @@ block their loop, and the official client is synchronous; this client does the
 few things they need (get, list, watch, create, patch, delete) over aiohttp, and
 ``Informer`` keeps a local copy of a collection current with list + watch, relisting
 when the server says the watch resumed from a version it no longer has (410).
+
+The official client's own ``kubernetes.informer.SharedInformer`` (client 37) does not
+fit: it watches from a thread with blocking requests and hands objects over to
+threads, where these programs need events on their own event loop.  The reference
+implementation keeps its own informer for the same reason, and because it is a
+separate distribution that never imports the harness.
 """
 
 from __future__ import annotations

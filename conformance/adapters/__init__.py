@@ -1,11 +1,10 @@
-"""Mesh implementation adapters (DESIGN.md, boundary 2).
+"""Mesh implementation adapters: the suite's one boundary with an implementation.
 
 The suite acts on an implementation only through a :class:`MeshAdapter`: the
 ``reference`` implementation, real ``istio``, or a declarative YAML file.
 """
 
 from .base import (
-    ALL_FEATURES,
     ALL_FLAVOURS,
     FLAVOUR_2022,
     FLAVOUR_TODAY,
@@ -18,7 +17,6 @@ from .base import (
 from .registry import load_adapter
 
 __all__ = [
-    "ALL_FEATURES",
     "ALL_FLAVOURS",
     "FLAVOUR_2022",
     "FLAVOUR_TODAY",

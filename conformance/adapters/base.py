@@ -21,23 +21,6 @@ from typing import Any, Literal
 
 from clusters.provider import ClusterProvider
 
-# -- features: defined with the profiles, re-exported here for adapters ----------------
-from profiles.features import (  # noqa: F401
-    ALL_FEATURES,
-    CAPTURE,
-    HTTP_ROUTING,
-    HTTP_TELEMETRY,
-    INGRESS,
-    L4_POLICY,
-    L7_POLICY,
-    MTLS,
-    TCP_TELEMETRY,
-    TRAFFIC_SPLIT,
-    WALKTHROUGH_2022,
-    WALKTHROUGH_TODAY,
-    WAYPOINT,
-)
-
 # -- API flavours ----------------------------------------------------------------------
 
 FLAVOUR_TODAY = "istio-waypoint"

@@ -44,9 +44,9 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
+from profiles.features import ALL_FEATURES
 
 from .base import (
-    ALL_FEATURES,
     ALL_FLAVOURS,
     AMBIENT_LABEL,
     DEFAULT_METRICS,

@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from clusters.provider import ClusterProvider
-
-from .base import (
+from profiles.features import (
     CAPTURE,
-    FLAVOUR_2022,
-    FLAVOUR_TODAY,
     HTTP_TELEMETRY,
     INGRESS,
     L4_POLICY,
@@ -32,6 +29,11 @@ from .base import (
     TRAFFIC_SPLIT,
     WALKTHROUGH_TODAY,
     WAYPOINT,
+)
+
+from .base import (
+    FLAVOUR_2022,
+    FLAVOUR_TODAY,
     AdapterConfigError,
     AdapterError,
     AdapterUnavailable,

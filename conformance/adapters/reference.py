@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
+from profiles.features import ALL_FEATURES
 
 from ..rollout import wait_rolled_out
 from .base import (
-    ALL_FEATURES,
     ALL_FLAVOURS,
     FLAVOUR_TODAY,
     AdapterConfigError,

@@ -12,19 +12,8 @@ import yaml
 from clusters.provider import ClusterProvider, ExecResult
 from conformance.adapters import istio as istio_mod
 from conformance.adapters.base import (
-    ALL_FEATURES,
-    CAPTURE,
     FLAVOUR_2022,
     FLAVOUR_TODAY,
-    HTTP_TELEMETRY,
-    INGRESS,
-    L4_POLICY,
-    L7_POLICY,
-    MTLS,
-    TCP_TELEMETRY,
-    TRAFFIC_SPLIT,
-    WALKTHROUGH_TODAY,
-    WAYPOINT,
     AdapterConfigError,
     AdapterError,
     AdapterUnavailable,
@@ -35,6 +24,19 @@ from conformance.adapters.declarative import DeclarativeAdapter
 from conformance.adapters.istio import IstioAdapter, waypoint_apply_argv
 from conformance.adapters.reference import MANIFEST_DIR, ReferenceAdapter
 from conformance.adapters.registry import load_adapter
+from profiles.features import (
+    ALL_FEATURES,
+    CAPTURE,
+    HTTP_TELEMETRY,
+    INGRESS,
+    L4_POLICY,
+    L7_POLICY,
+    MTLS,
+    TCP_TELEMETRY,
+    TRAFFIC_SPLIT,
+    WALKTHROUGH_TODAY,
+    WAYPOINT,
+)
 
 
 class FakeCluster(ClusterProvider):

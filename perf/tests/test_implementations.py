@@ -16,15 +16,14 @@ from typing import Any
 import pytest
 
 from conformance.adapters.base import (
-    CAPTURE,
     FLAVOUR_TODAY,
-    WAYPOINT,
     MeshAdapter,
     WaypointInfo,
 )
 from perf import modes, runner
 from perf.profiles import SHORT
 from perf.runner import PerfError, PerfRunner, RunOptions
+from profiles.features import CAPTURE, WAYPOINT
 
 
 class FakeAdapter(MeshAdapter):

@@ -5,7 +5,9 @@ program, and the official ``kubernetes`` client is synchronous (and large); this
 the few things needed (get, list, create, patch, delete, watch) over aiohttp, and
 ``Informer`` keeps a local copy of one collection current with list + watch.  It is this
 distribution's own: the reference implementation depends on nothing of the harness that
-tests it.
+tests it (which has an informer of its own for its agents).  The official client's
+``SharedInformer`` watches from a thread with blocking requests, where the control
+plane needs its events on its event loop.
 
 Credentials: in a pod, ``KubeClient.in_cluster()`` uses the mounted service account.  Its
 token is re-read from the file (at most a minute old) because the kubelet rotates it; a
