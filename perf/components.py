@@ -10,11 +10,9 @@ reported unavailable, not silently zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from perf.resources import PodRef
 
 KINDS = ("deployment", "daemonset", "statefulset")
 
@@ -33,6 +31,23 @@ class ComponentRef:
 
     def text(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """One running pod of a component: what a sampler needs to find its processes."""
+
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    host_network: bool = False
+
+    @classmethod
+    def from_pod(cls, pod: Mapping[str, Any]) -> PodRef:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        return cls(meta["namespace"], meta["name"], meta["uid"], spec.get("nodeName") or "",
+                   bool(spec.get("hostNetwork")))
 
 
 DEFAULT_COMPONENTS: tuple[ComponentRef, ...] = (

@@ -18,10 +18,10 @@ implementation's modes keep their plain ids (``l4``), another's carry its name
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusters.polling import apoll
 from conformance.adapters.base import (
     FLAVOUR_TODAY,
     AdapterError,
@@ -74,13 +74,12 @@ def _pods_not_in_state(cluster: Any, namespace: str, captured: bool) -> tuple[bo
 async def _wait_capture_state(cluster: Any, namespace: str, captured: bool,
                               timeout: float) -> str | None:
     """None once every running pod is in the state, else which pods are not, and why."""
-    deadline = time.monotonic() + timeout
-    off: list[str] = []
-    while time.monotonic() < deadline:
-        running, off = await asyncio.to_thread(_pods_not_in_state, cluster, namespace, captured)
-        if running and not off:
-            return None
-        await asyncio.sleep(0.2)
+    polled = await apoll(
+        lambda: asyncio.to_thread(_pods_not_in_state, cluster, namespace, captured),
+        lambda seen: seen[0] and not seen[1], timeout=timeout, interval=0.2, max_interval=0.2)
+    if polled.held:
+        return None
+    off = polled.value[1]
     what = ("capture not confirmed", "pods without") if captured else \
         ("release not confirmed", "pods still announced")
     return (f"{what[0]} within {timeout:g}s: {what[1]} {CAPTURE_ANNOTATION}=enabled: "

@@ -29,12 +29,12 @@ from typing import Any, TextIO
 from conformance.adapters.base import MeshAdapter
 from perf import components as comp
 from perf import modes, workloads
+from perf.component_samplers import ComponentSampler, sampler_for
 from perf.environment import cluster_info, host_info, node_names
 from perf.histogram import LatencyHistogram
 from perf.loadgen_client import LoadgenError, LoadgenPod
 from perf.plan import BASELINE_MODE, MODE_LABELS, Faults, LoadPlan, Step
 from perf.profiles import Profile, ScenarioLoad
-from perf.resources import ResourceSampler, sampler_for
 from perf.results import (
     SCHEMA,
     SMPS_VERSION,
@@ -42,8 +42,8 @@ from perf.results import (
     step_result,
     summarize,
 )
-from perf.sampling import SamplingLoop
-from perf.usage import window_usage
+from perf.sampling_loop import SamplingLoop
+from perf.step_usage import window_usage
 from perf.validity import invalid_reasons
 
 ZTUNNEL_MIN_CPU_PER_1K = 0.005
@@ -112,7 +112,7 @@ class Progress:
 
 class PerfRunner:
     def __init__(self, cluster: Any, adapter: MeshAdapter | Sequence[MeshAdapter],
-                 options: RunOptions, sampler: ResourceSampler | None = None) -> None:
+                 options: RunOptions, sampler: ComponentSampler | None = None) -> None:
         self.cluster = cluster
         self.adapters = [adapter] if isinstance(adapter, MeshAdapter) else list(adapter)
         if not self.adapters:

@@ -4,7 +4,8 @@ memory, as the cluster grows to 100, 500 and 1,000 pods.
 
 ``python -m perf.scale`` runs it (see ``__main__.py``); ``runner.ScaleRun`` is the run,
 ``population`` makes the pods that need no process, ``probe`` observes from inside the
-cluster, ``procmem`` reads memory from /proc, ``stats`` and ``report`` summarize.
+cluster, ``stats`` and ``report`` summarize; memory and CPU of its processes are read by
+:mod:`perf.process_usage`.
 """
 
 from .population import Layout

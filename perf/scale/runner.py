@@ -37,8 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clusters.polling import poll
+from perf.process_usage import ProcessUsage, pod_usage
+
 from .population import Layout, Population
-from .procmem import ProcessSample, sample_pod
 from .stats import summarize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -320,25 +322,27 @@ class ScaleRun:
         with the capture annotation if asked; polled, at most ``timeout`` seconds."""
         from kubernetes import client
 
-        deadline = time.monotonic() + timeout
         with self.cluster.api_client() as api:
             core = client.CoreV1Api(api)
-            while True:
-                pods = [api.sanitize_for_serialization(p)
+
+            def pods() -> list[dict[str, Any]]:
+                return [api.sanitize_for_serialization(p)
                         for p in core.list_namespaced_pod(namespace).items]
-                done = len(pods) >= count and all(_ready(p) for p in pods) and (
+
+            def done(seen: list[dict[str, Any]]) -> bool:
+                return len(seen) >= count and all(_ready(p) for p in seen) and (
                     not captured or all((p["metadata"].get("annotations") or {}).get(
-                        CAPTURE_ANNOTATION) == "enabled" for p in pods))
-                if done:
-                    return pods
-                if time.monotonic() > deadline:
-                    state = {p["metadata"]["name"]: (p["status"].get("phase"),
-                             (p["metadata"].get("annotations") or {}).get(CAPTURE_ANNOTATION))
-                             for p in pods}
-                    raise BenchmarkError(f"pods in {namespace} not ready"
-                                         f"{' and captured' if captured else ''} within "
-                                         f"{timeout:g}s: {state}")
-                time.sleep(0.25)
+                        CAPTURE_ANNOTATION) == "enabled" for p in seen))
+
+            polled = poll(pods, done, timeout=timeout, interval=0.25, max_interval=0.25)
+        if not polled.held:
+            state = {p["metadata"]["name"]: (p["status"].get("phase"),
+                     (p["metadata"].get("annotations") or {}).get(CAPTURE_ANNOTATION))
+                     for p in polled.value}
+            raise BenchmarkError(f"pods in {namespace} not ready"
+                                 f"{' and captured' if captured else ''} within "
+                                 f"{timeout:g}s: {state}")
+        return polled.value
 
     # -- measuring ----------------------------------------------------------------------------
 
@@ -527,11 +531,9 @@ class ScaleRun:
         return None
 
     def _wait_published(self, expected: int, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        count = self._published_workloads()
-        while count is not None and count < expected and time.monotonic() < deadline:
-            time.sleep(0.5)
-            count = self._published_workloads()
+        # None: the control plane does not export the figure, so nothing to wait for
+        count = poll(self._published_workloads, lambda n: n is None or n >= expected,
+                     timeout=timeout, interval=0.5, max_interval=0.5).value
         if count is not None and count < expected:
             raise BenchmarkError(f"the control plane published {count} workloads, "
                                  f"expected at least {expected} after {timeout:g}s")
@@ -561,7 +563,7 @@ class ScaleRun:
                                                         pod["spec"]["nodeName"])
             else:
                 continue
-            found = sample_pod(pod["metadata"]["name"], netns if netns.exists() else None)
+            found = pod_usage(pod["metadata"]["name"], netns if netns.exists() else None)
             if found is not None:
                 out[key] = _sample_dict(found)
         return out
@@ -617,8 +619,8 @@ def _ready(pod: dict[str, Any]) -> bool:
         for c in status.get("conditions") or ())
 
 
-def _sample_dict(s: ProcessSample) -> dict[str, Any]:
-    return {"pid": s.pid, "rss_bytes": s.rss_kib * 1024, "hwm_bytes": s.hwm_kib * 1024,
+def _sample_dict(s: ProcessUsage) -> dict[str, Any]:
+    return {"pid": s.pid, "rss_bytes": s.rss_bytes, "hwm_bytes": s.peak_rss_bytes,
             "cpu_seconds": round(s.cpu_seconds, 2)}
 
 

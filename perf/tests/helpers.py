@@ -8,7 +8,7 @@ from typing import Any
 from perf.histogram import LatencyHistogram
 from perf.plan import MODE_LABELS
 from perf.results import annotate_baseline, step_result, summarize
-from perf.usage import Sample, window_usage
+from perf.step_usage import Sample, window_usage
 from perf.validity import ValidityRules
 
 T0 = 1_700_000_000.0

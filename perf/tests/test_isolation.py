@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_runner_side_modules_do_not_import_locust_or_gevent() -> None:
     modules = ["perf.cli", "perf.runner", "perf.session", "perf.report_html", "perf.compare",
-               "perf.gates", "perf.resources", "perf.loadgen", "perf.loadgen.agent",
-               "perf.loadgen.echo", "perf.conftest"]
+               "perf.gates", "perf.component_samplers", "perf.process_usage",
+               "perf.sampling_loop", "perf.loadgen", "perf.loadgen.agent", "perf.loadgen.echo",
+               "perf.conftest"]
     code = (f"import {', '.join(modules)}, sys\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'locust'))\n"
             "assert not bad, bad")

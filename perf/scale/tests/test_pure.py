@@ -1,13 +1,11 @@
-"""The benchmark's pure parts: percentiles, population layout, probe verdicts, /proc
-parsing, the report table.  No cluster, no root."""
+"""The benchmark's pure parts: percentiles, population layout, probe verdicts, the report
+table.  No cluster, no root.  (Reading its processes is tested with perf.process_usage.)"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,6 @@ from perf.scale.probe import (
     probe_once,
     serve_data,
 )
-from perf.scale.procmem import parse_stat_cpu, parse_status, pod_pids
 from perf.scale.report import table
 from perf.scale.runner import Config, goal_verdict, policy
 from perf.scale.stats import percentile, summarize
@@ -181,34 +178,6 @@ def test_data_observer_refuses_to_arm_when_the_state_is_already_the_wanted_one()
 
     reply = json.loads(asyncio.run(main()).splitlines()[0])
     assert reply["armed"] is False and list(reply["states"].values()) == ["denied"]
-
-
-# -- /proc ----------------------------------------------------------------------------------------
-
-
-def test_parse_status_and_stat():
-    status = parse_status("Name:\tpython\nVmHWM:\t  120000 kB\nVmRSS:\t  100000 kB\nThreads:\t3\n")
-    assert status == {"VmHWM": 120000, "VmRSS": 100000}
-    stat = "123 (python -m x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0"
-    assert parse_stat_cpu(stat, 100) == 3.0
-
-
-def test_pod_pids_finds_this_process_by_its_environment(monkeypatch):
-    """Read from the real /proc: a child started with AH_POD_NAME is found, by name and
-    by network namespace, and only it."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "AH_POD_NAME": f"perf-scale-test-{os.getpid()}"}
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=env)
-    try:
-        netns = Path(f"/proc/{child.pid}/ns/net")
-        assert pod_pids(env["AH_POD_NAME"]) == [child.pid]
-        assert pod_pids(env["AH_POD_NAME"], netns) == [child.pid]
-        assert pod_pids(env["AH_POD_NAME"] + "-other") == []
-    finally:
-        child.kill()
-        child.wait()
 
 
 # -- the run's pure decisions ---------------------------------------------------------------------

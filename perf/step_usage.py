@@ -1,10 +1,11 @@
-"""Turning resource samples into per-step figures: cores, CPU-seconds per 1,000 requests, memory.
+"""A component's figures over one step: cores, CPU-seconds per 1,000 requests, memory.
 
-Samplers record *cumulative* CPU seconds at irregular moments; a step's window
-rarely starts or ends on a sample, so its CPU is the difference of the cumulative
-curve linearly interpolated at the window's edges.  Memory is the mean and the
-peak of the samples inside the window.  Pure functions, so the arithmetic is
-tested without a cluster.
+Cuts the series of :class:`Sample` that :mod:`perf.sampling_loop` records into step
+windows.  Samples hold *cumulative* CPU seconds at irregular moments; a step's
+window rarely starts or ends on a sample, so its CPU is the difference of the
+cumulative curve linearly interpolated at the window's edges.  Memory is the mean
+and the peak of the samples inside the window.  Pure functions, so the arithmetic
+is tested without a cluster.
 """
 
 from __future__ import annotations

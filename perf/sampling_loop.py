@@ -1,9 +1,12 @@
-"""The sampling loop: component usage at a steady pace while load runs.
+"""The sampling loop: each component's usage at a steady pace while a scenario runs.
 
-It runs as an asyncio task beside the load-generator follower; each sample reads
-``/proc`` (or the metrics API) in a worker thread, so a slow read delays the next
-sample, never the event loop.  Series are kept per component for the whole
-scenario and cut into step windows afterwards (:mod:`perf.usage`).
+A :class:`SamplingLoop` asks a :class:`~perf.component_samplers.ComponentSampler`
+for every component's usage each ``interval_s`` and keeps the answers as a series
+per component, for the whole scenario; :mod:`perf.step_usage` cuts the series into
+step windows afterwards.  It runs as an asyncio task beside the load-generator
+follower (started and stopped by :class:`clusters.background.BackgroundTask`, the
+harness's one copy of that chore); each sample reads ``/proc`` (or the metrics API)
+in a worker thread, so a slow read delays the next sample, never the event loop.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 
-from perf.resources import PodRef, ResourceSampler
-from perf.usage import Sample
+from clusters.background import BackgroundTask
+from perf.component_samplers import ComponentSampler
+from perf.components import PodRef
+from perf.step_usage import Sample
 
 
 class SamplingLoop:
-    def __init__(self, sampler: ResourceSampler, interval_s: float) -> None:
+    """Samples of each target component, taken in the background between start and stop."""
+
+    def __init__(self, sampler: ComponentSampler, interval_s: float) -> None:
         self.sampler = sampler
         self.interval_s = interval_s
         self.series: dict[str, list[Sample]] = {}
         self.targets: dict[str, list[PodRef]] = {}
         self.errors: list[str] = []
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(self._run, "perf-sampling-loop")
         self._sampled = asyncio.Event()
 
     def set_targets(self, targets: Mapping[str, Sequence[PodRef]]) -> None:
@@ -54,21 +61,21 @@ class SamplingLoop:
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def past(self, t: float, timeout: float = 10.0) -> None:
         """Return once every component has a sample after ``t`` (so windows ending at
         ``t`` can be interpolated), or after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.targets and all(self.series.get(c) and self.series[c][-1].t > t
-                                    for c in self.targets):
+        # woken by each round of samples (``_sampled``), not by polling the series
+        while not (self.targets and all(self.series.get(c) and self.series[c][-1].t > t
+                                        for c in self.targets)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return
-            await asyncio.sleep(self.interval_s / 2)
+            self._sampled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sampled.wait(), remaining)

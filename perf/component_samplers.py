@@ -1,7 +1,9 @@
-"""CPU and memory of the mesh's components, sampled while load runs.
+"""Samplers of the mesh's components: each one's cumulative CPU and memory at one moment.
 
-:class:`ResourceSampler` is the interface: given the pods of each component, return
-cumulative CPU seconds and resident memory per component.  Two implementations:
+:class:`ComponentSampler` is the interface: given the pods of each component, return
+a :class:`ComponentUsage` per component (cumulative CPU seconds, resident memory).
+:mod:`perf.sampling_loop` calls one at a steady pace while load runs.  Two
+implementations:
 
 - :class:`LocalProcSampler` for the embedded local cluster, whose containers are
   processes on this machine.  A pod's processes are those in the pod's network
@@ -9,8 +11,9 @@ cumulative CPU seconds and resident memory per component.  Two implementations:
   ztunnel) whose environment carries ``AH_POD_NAME=<pod>``, which the node agent
   sets for every container.  Both must match: several clusters (each with an
   ``istiod-...`` pod) run on one machine at once, and a node's namespace also holds
-  the node agent and exec'd commands.  Figures come from ``/proc/<pid>/stat`` and
-  ``statm``: exact CPU seconds at any moment, no metrics pipeline needed.
+  the node agent and exec'd commands.  Each process's figures are read by
+  :mod:`perf.process_usage` (psutil over ``/proc``): exact CPU seconds at any
+  moment, no metrics pipeline needed.
 - :class:`MetricsApiSampler` for any other cluster: the ``metrics.k8s.io`` API
   (metrics-server, what ``kubectl top`` reads).  Its figures are averages over the
   server's own window (tens of seconds), so short steps are smeared; when the API
@@ -26,27 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from perf.components import PodRef
+from perf.process_usage import GONE, cpu_and_rss, netns_inode, pod_name
+
 NETNS_DIR = Path("/run/netns")
-PROC = Path("/proc")
 
 
 @dataclass(frozen=True)
-class PodRef:
-    namespace: str
-    name: str
-    uid: str
-    node: str
-    host_network: bool = False
-
-    @classmethod
-    def from_pod(cls, pod: Mapping[str, Any]) -> PodRef:
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        return cls(meta["namespace"], meta["name"], meta["uid"], spec.get("nodeName") or "",
-                   bool(spec.get("hostNetwork")))
-
-
-@dataclass(frozen=True)
-class Usage:
+class ComponentUsage:
     """A component at one moment: CPU seconds since an arbitrary origin, memory now."""
 
     cpu_s: float
@@ -55,7 +47,7 @@ class Usage:
     processes: int
 
 
-class ResourceSampler(ABC):
+class ComponentSampler(ABC):
     name: str = "abstract"
     description: str = ""
 
@@ -64,54 +56,37 @@ class ResourceSampler(ABC):
         return None
 
     @abstractmethod
-    def sample(self, components: Mapping[str, Sequence[PodRef]], now: float) -> dict[str, Usage]:
+    def sample(self, components: Mapping[str, Sequence[PodRef]],
+               now: float) -> dict[str, ComponentUsage]:
         """Usage per component; the CPU figure must only grow for a component's
         lifetime in this sampler (it is differenced over step windows)."""
 
 
-# -- the local cluster: /proc ----------------------------------------------------------
-
-
-def parse_stat(text: str) -> tuple[float, int]:
-    """(utime + stime in clock ticks, start time in ticks) from ``/proc/<pid>/stat``.
-
-    The command name (field 2) may contain spaces and parentheses, so fields are
-    counted from the last ``)``.
-    """
-    rest = text.rsplit(")", 1)[1].split()
-    # rest[0] is field 3 (state); utime, stime are fields 14, 15; starttime is 22.
-    return float(int(rest[11]) + int(rest[12])), int(rest[19])
-
-
-def environ_has(environ: bytes, key: str, value: str) -> bool:
-    return f"{key}={value}".encode() in environ.split(b"\0")
+# -- the local cluster: its pods' processes -------------------------------------------
 
 
 @dataclass
 class _Tracked:
     component: str
-    start: int
+    process: psutil.Process  # equal to a later Process(pid) only if the pid was not reused
     last_cpu_s: float = 0.0
 
 
 @dataclass
-class LocalProcSampler(ResourceSampler):
+class LocalProcSampler(ComponentSampler):
     """Processes of the local cluster's pods, found by network namespace and pod name."""
 
     cluster_name: str
     netns_dir: Path = NETNS_DIR
-    proc: Path = PROC
     name: str = "local-proc"
     description: str = ("per-process /proc of each pod's containers (network namespace + "
                         "AH_POD_NAME), exact CPU seconds and RSS")
     _tracked: dict[int, _Tracked] = field(default_factory=dict)
     _gone_cpu: dict[str, float] = field(default_factory=dict)
-    _tick: int = field(default_factory=lambda: os.sysconf("SC_CLK_TCK"))
-    _page: int = field(default_factory=lambda: os.sysconf("SC_PAGE_SIZE"))
 
     def unavailable_reason(self) -> str | None:
-        if not self.proc.is_dir():
-            return f"{self.proc} is not readable"
+        if not Path(psutil.PROCFS_PATH).is_dir():
+            return f"{psutil.PROCFS_PATH} is not readable"
         return None
 
     def _netns_name(self, pod: PodRef) -> str:
@@ -119,7 +94,8 @@ class LocalProcSampler(ResourceSampler):
 
         return node_netns(self.cluster_name, pod.node) if pod.host_network else pod_netns(pod.uid)
 
-    def sample(self, components: Mapping[str, Sequence[PodRef]], now: float) -> dict[str, Usage]:
+    def sample(self, components: Mapping[str, Sequence[PodRef]],
+               now: float) -> dict[str, ComponentUsage]:
         wanted: dict[int, list[tuple[str, str]]] = {}  # netns inode -> [(pod name, component)]
         pods_seen: dict[str, int] = {c: 0 for c in components}
         for component, pods in components.items():
@@ -134,33 +110,28 @@ class LocalProcSampler(ResourceSampler):
         rss: dict[str, int] = {c: 0 for c in components}
         procs: dict[str, int] = {c: 0 for c in components}
         alive: set[int] = set()
-        for entry in self.proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
+        for pid in psutil.pids():
             try:
-                link = os.readlink(entry / "ns" / "net")
-                inode = int(link[link.index("[") + 1:-1])
+                inode = netns_inode(pid)
                 if inode not in wanted:
                     continue
-                ticks, start = parse_stat((entry / "stat").read_text())
+                process = psutil.Process(pid)
                 tracked = self._tracked.get(pid)
-                if tracked is None or tracked.start != start:
-                    environ = (entry / "environ").read_bytes()
-                    component = next((c for pod, c in wanted[inode]
-                                      if environ_has(environ, "AH_POD_NAME", pod)), None)
+                if tracked is None or tracked.process != process:
+                    name = pod_name(process)
+                    component = next((c for pod, c in wanted[inode] if pod == name), None)
                     if component is None:
                         continue
-                    tracked = self._tracked[pid] = _Tracked(component, start)
-                pages = int((entry / "statm").read_text().split()[1])
-            except (OSError, ValueError, IndexError):
+                    tracked = self._tracked[pid] = _Tracked(component, process)
+                cpu_s, rss_bytes = cpu_and_rss(process)
+            except GONE:
                 continue  # exited while we looked
             if tracked.component not in cpu:
                 continue
             alive.add(pid)
-            tracked.last_cpu_s = ticks / self._tick
+            tracked.last_cpu_s = cpu_s
             cpu[tracked.component] += tracked.last_cpu_s
-            rss[tracked.component] += pages * self._page
+            rss[tracked.component] += rss_bytes
             procs[tracked.component] += 1
         for pid in [p for p in self._tracked if p not in alive]:
             gone = self._tracked.pop(pid)
@@ -169,7 +140,7 @@ class LocalProcSampler(ResourceSampler):
                 gone.last_cpu_s
             if gone.component in cpu:
                 cpu[gone.component] += gone.last_cpu_s
-        return {c: Usage(cpu[c], rss[c], pods_seen[c], procs[c]) for c in components}
+        return {c: ComponentUsage(cpu[c], rss[c], pods_seen[c], procs[c]) for c in components}
 
 
 # -- any cluster: metrics.k8s.io ----------------------------------------------------------
@@ -194,7 +165,7 @@ def parse_memory_quantity(text: str) -> int:
 
 
 @dataclass
-class MetricsApiSampler(ResourceSampler):
+class MetricsApiSampler(ComponentSampler):
     """``metrics.k8s.io`` (metrics-server): instantaneous cores integrated over time."""
 
     cluster: Any
@@ -216,10 +187,11 @@ class MetricsApiSampler(ResourceSampler):
                                 "metrics-server): component CPU and memory are unavailable")
         return self._reason
 
-    def sample(self, components: Mapping[str, Sequence[PodRef]], now: float) -> dict[str, Usage]:
+    def sample(self, components: Mapping[str, Sequence[PodRef]],
+               now: float) -> dict[str, ComponentUsage]:
         import json
 
-        out: dict[str, Usage] = {}
+        out: dict[str, ComponentUsage] = {}
         for component, pods in components.items():
             cores = 0.0
             rss = 0
@@ -239,11 +211,11 @@ class MetricsApiSampler(ResourceSampler):
             self._cpu[component] = self._cpu.get(component, 0.0) + \
                 (now - last_t) * (last_cores + cores) / 2
             self._last[component] = (now, cores)
-            out[component] = Usage(self._cpu[component], rss, seen, 0)
+            out[component] = ComponentUsage(self._cpu[component], rss, seen, 0)
         return out
 
 
-def sampler_for(cluster: Any) -> ResourceSampler:
+def sampler_for(cluster: Any) -> ComponentSampler:
     """The best sampler for ``cluster``: /proc for the local cluster, else metrics.k8s.io."""
     from clusters.local.provider import LocalCluster
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perf.usage import MIB, Sample, cpu_at, window_usage
+from perf.step_usage import MIB, Sample, cpu_at, window_usage
 
 
 def samples() -> list[Sample]:

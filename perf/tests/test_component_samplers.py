@@ -1,4 +1,4 @@
-"""Resource samplers: /proc parsing, quantities, and the local sampler on real processes."""
+"""Component samplers: metrics-API quantities, and the local sampler on real processes."""
 
 from __future__ import annotations
 
@@ -10,27 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from perf.resources import (
+from perf.component_samplers import (
     LocalProcSampler,
-    PodRef,
-    environ_has,
     parse_cpu_quantity,
     parse_memory_quantity,
-    parse_stat,
 )
-
-
-def test_parse_stat_survives_odd_command_names() -> None:
-    fields = ["S"] + [str(i) for i in range(4, 53)]
-    fields[11], fields[12], fields[19] = "150", "50", "777"  # utime, stime, starttime
-    ticks, start = parse_stat("42 (a (b) c) " + " ".join(fields))
-    assert ticks == 200 and start == 777
-
-
-def test_environ_match_is_exact() -> None:
-    env = b"PATH=/bin\0AH_POD_NAME=istiod-1\0"
-    assert environ_has(env, "AH_POD_NAME", "istiod-1")
-    assert not environ_has(env, "AH_POD_NAME", "istiod")
+from perf.components import PodRef
 
 
 @pytest.mark.parametrize(("text", "cores"), [("250m", 0.25), ("1", 1.0), ("12345678n", 0.012345678),
@@ -58,7 +43,7 @@ def test_local_sampler_finds_a_pods_processes_by_netns_and_pod_name(tmp_path: Pa
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
                             env={**os.environ, "AH_POD_NAME": "busy"})
     other = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"],
-                             env={**os.environ, "AH_POD_NAME": "someone-else"})
+                             env={**os.environ, "AH_POD_NAME": "busy-1"})
     tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc counts CPU in clock ticks
     try:
         sampler = LocalProcSampler("test", netns_dir=netns)
@@ -78,7 +63,7 @@ def test_local_sampler_finds_a_pods_processes_by_netns_and_pod_name(tmp_path: Pa
         proc.wait()
         other.wait()
     assert first["busy"].processes == 1 and first["busy"].pods == 1
-    assert second["busy"].processes == 1  # the other process has another pod's name
+    assert second["busy"].processes == 1  # the other process's pod name only starts with this one's
     assert first["busy"].rss_bytes > 1 << 20
     # CPU seconds, not ticks or nanoseconds: one thread's CPU never exceeds the wall time
     # (plus a tick of rounding at each end)
