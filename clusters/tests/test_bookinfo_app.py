@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import pytest
 from aiohttp import web
 
 from clusters.local.images.bookinfo import core, pages, services
+from clusters.polling import poll
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -638,16 +638,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_listener(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited early with {proc.returncode}")
+def wait_for_listener(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                return True
         except OSError:
-            time.sleep(0.02)  # poll interval, bounded by the deadline
-    raise AssertionError(f"nothing listening on {port} by the deadline")
+            return False
+
+    polled = poll(lambda: (proc.poll(), listening()),
+                  lambda seen: seen[0] is not None or seen[1], timeout=timeout, interval=0.02)
+    if polled.value[0] is not None:
+        raise AssertionError(f"exited early with {proc.returncode}")
+    assert polled.held, f"nothing listening on {port} within {timeout:g}s"
 
 
 @pytest.mark.slow
@@ -671,7 +674,7 @@ def test_entry_point_serves_and_stops_on_sigterm() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for_listener(port, proc, time.monotonic() + 15)
+        wait_for_listener(port, proc, 15)
         assert request(port, "/health").json() == {"status": "Details is healthy"}
         assert request(port, "/details/0").json()["ISBN-13"] == "123-1234567890"
         proc.send_signal(signal.SIGTERM)
