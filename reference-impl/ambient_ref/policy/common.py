@@ -1,4 +1,4 @@
-"""What the ztunnel (``convert``) and waypoint (``l7``) readers of an AuthorizationPolicy share.
+"""What the ztunnel (``convert``) and waypoint (``l7.convert``) policy readers share.
 
 Both read the same Kubernetes object, so the "envelope" checks (object, kind,
 apiVersion, metadata, spec), the dry-run annotation, the selector and the scalar value

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..identity import Identity
-from .model import Action, Authorization, IPNetwork, Match, MatchKind, Scope, StringMatch
-
-ROOT_NAMESPACE = "istio-system"
+from .common import ROOT_NAMESPACE
+from .model import Authorization, IPNetwork, Match, MatchKind, Scope, StringMatch
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -290,19 +289,35 @@ class PolicyIndex:
         self, workload_namespace: str, workload_labels: Mapping[str, str], conn: Connection
     ) -> Decision:
         """Decide one connection to a workload (see the module docstring for the order)."""
-        deny: list[CompiledAuthorization] = []
-        allow: list[CompiledAuthorization] = []
-        dry_run: list[str] = []
-        for policy in self.applicable(workload_namespace, workload_labels):
-            auth = policy.authorization
-            if auth.dry_run:
-                if policy.matches(conn):
-                    dry_run.append(f"{auth.action} {policy.key}")
-            elif auth.action is Action.DENY:
-                deny.append(policy)
-            else:
-                allow.append(policy)
-        return ordered_decision(deny, allow, tuple(dry_run), lambda p: p.matches(conn))
+        applicable = self.applicable(workload_namespace, workload_labels)
+        return decide(
+            ((p, p.authorization.action, p.authorization.dry_run) for p in applicable),
+            lambda p: p.matches(conn),
+        )
+
+
+def decide(
+    policies: Iterable[tuple[Any, str, bool]], matches: Callable[[Any], bool]
+) -> Decision:
+    """The decision over the applicable policies, shared by ztunnel (L4) and waypoints (L7).
+
+    Each policy comes as ``(policy, action, dry_run)``, ``action`` being ``"ALLOW"`` or
+    ``"DENY"``.  Dry-run policies are evaluated and listed in ``Decision.dry_run`` as
+    ``"<ACTION> <namespace/name>"``, in order, but never decide, nor count as "an ALLOW
+    policy exists"; the others are weighed by ``ordered_decision``.
+    """
+    deny: list[Any] = []
+    allow: list[Any] = []
+    dry_run: list[str] = []
+    for policy, action, is_dry_run in policies:
+        if is_dry_run:
+            if matches(policy):
+                dry_run.append(f"{action} {policy.key}")
+        elif action == "DENY":
+            deny.append(policy)
+        else:
+            allow.append(policy)
+    return ordered_decision(deny, allow, tuple(dry_run), matches)
 
 
 def ordered_decision(deny: Sequence[Any], allow: Sequence[Any], dry_run: tuple[str, ...],
