@@ -64,7 +64,7 @@ class NodeAgents:
                     "nsenter", f"--net={netns.NETNS_DIR / node.netns}", "--",
                     sys.executable, "-m", "clusters.local.node.pidinit",
                     "--proc", str(node_proc(self.state, node.name)), "--",
-                    sys.executable, "-m", "clusters.local.node.agent",
+                    sys.executable, "-m", "clusters.local.node",
                     "--proc", str(node_proc(self.state, node.name)),
                     "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.pod_cidr,
                     "--kubeconfig", str(self.state / KUBECONFIG),

@@ -1,13 +1,15 @@
 """The node agent (the kubelet role): runs the pods bound to one node.
 
-``python -m clusters.local.node.agent`` runs inside the node's network namespace.
-For each pod it makes the pod's cgroup (``cgroups.py``) and a sandbox (namespace,
-address, routes, its bind in the node's ``/var/run/netns``, then the node's CNI
-chain: ``podnetwork.py``, ``cni.py``, plugins running in the node's view), writes
-the pod's IP to its status, makes its volumes (``volumes.py``), starts each
-container as a process in a root of its own inside that namespace and in a
-cgroup of its own (``launch.py``, ``rootfs.py``), probes it, restarts it per
-``restartPolicy`` with back-off, keeps its logs, and writes the pod's status.  On
+It runs inside the node's network namespace (``python -m clusters.local.node``,
+``__main__.py``), watches the pods bound to its node and ties the node's jobs
+together for each, in order.  It makes the pod's cgroup (``cgroups.py``) and a
+sandbox (namespace, address, routes, its bind in the node's ``/var/run/netns``,
+then the node's CNI chain: ``podnetwork.py``, ``cni.py``, plugins running in the
+node's view), writes the pod's IP to its status (``status.py``), makes its
+volumes (``volumes.py``), then runs its init containers in order and its
+containers (``containers.py``: each a process in a root of its own inside that
+namespace and in a cgroup of its own, per ``launch.py``, ``podenv.py`` and
+``rootfs.py``, probed per ``probes.py``, restarted per ``restartPolicy``).  On
 deletion it stops the containers (SIGTERM, SIGKILL after the grace period),
 removes the sandbox (CNI DEL, the node's bind, the namespace), the cgroups and
 the pod's folder, and confirms the deletion.  hostPath volumes live in the node's
@@ -17,345 +19,54 @@ own root (``hostpaths.py``).  It also plays kube-proxy for its node
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
 import contextlib
-import ctypes
-import dataclasses
 import logging
 import os
 import random
-import secrets
 import shutil
-import signal
-import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from ..images import executables
-from ..images.catalog import ImageCatalog, Program, UnknownImage, default_catalog
+from ..images.catalog import ImageCatalog, UnknownImage, default_catalog
 from ..images.executables import ImageExecutable
 from ..kubeclient import Informer, KubeClient, KubeError
 from ..network.proxy import ServiceProxy
 from . import cni, launch, podfiles, rootfs
 from . import sandbox as sandboxes
-from .cgroups import CgroupError, CgroupTree
+from .cgroups import CgroupTree
+from .clock import now, pause
+from .containers import Container
 from .events import EventRecorder
 from .hostpaths import NodeRoot
-from .podenv import ConfigError, PodFacts, container_env, references
+from .podenv import SERVICE_ENV, PodFacts, container_env, read_objects
 from .podnetwork import PodNetwork, SandboxFailed
-from .probes import ProbeFailed, run_probe
-from .status import ContainerView, pod_status
+from .status import keep_written, pod_status
 from .volumes import PodVolumes, Volume, VolumeError
 
 log = logging.getLogger("node")
 
-BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
-# Waiting for a missing ConfigMap, Secret or service account (kubelet re-syncs a
-# pod periodically and on changes): first retry after 1 s, then at most every 10 s.
-RESYNC_START, RESYNC_MAX = 1.0, 10.0
 # kubelet's pod worker retries a failed sync (e.g. sandbox creation) after its
 # backOffPeriod, 10 s, with jitter 0.5 (pkg/kubelet/pod_workers.go, kubelet.go).
 SANDBOX_BACKOFF = 10.0
 DNS_IP = "198.19.0.10"
-API_VIP = "198.19.0.1"
-SERVICE_ENV = {"KUBERNETES_SERVICE_HOST": API_VIP, "KUBERNETES_SERVICE_PORT": "443",
-               "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{API_VIP}:443",
-               "KUBERNETES_PORT_443_TCP": f"tcp://{API_VIP}:443",
-               "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
-               "KUBERNETES_PORT_443_TCP_ADDR": API_VIP}
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Container:
-    def __init__(self, pod: PodWorker, spec: dict[str, Any], init: bool) -> None:
-        self.pod = pod
-        self.spec = spec
-        self.name = spec["name"]
-        self.view = ContainerView(self.name, spec.get("image", ""), init=init)
-        self.process: rootfs.Process | None = None
-        self.image: Program | ImageExecutable | None = None
-        self.stopping = False
-        self.backoff = BACKOFF_START
-        self.probe_tasks: list[asyncio.Task[None]] = []
-        self.readiness_ok = "readinessProbe" not in spec
-        self.startup_ok = "startupProbe" not in spec
-        self.startup_done = asyncio.Event()
-        if self.startup_ok:
-            self.startup_done.set()
-        self.exited = asyncio.Event()
-        self.cgroup: str | None = None  # of the current run (a restart gets a new one)
-
-    @property
-    def log_dir(self) -> Path:
-        return self.pod.dir / "logs" / self.name
-
-    @property
-    def dir(self) -> Path:
-        return podfiles.container_dir(self.pod.dir, self.name)
-
-    def log_path(self, restart: int) -> Path:
-        return self.log_dir / f"{restart}.log"
-
-    def set_ready(self) -> None:
-        running = "running" in self.view.state
-        self.view.ready = running and self.readiness_ok and self.startup_ok
-        self.pod.changed()
-
-    def _waiting(self, reason: str, message: str) -> None:
-        self.view.state = {"waiting": {"reason": reason, "message": message}}
-        self.pod.changed()
-
-    async def start(self) -> bool | None:
-        """Start the process: True once started; None if its configuration is not
-        there yet (a ConfigMap, a Secret: try again later); False if it cannot be
-        created as specified (reason in its state)."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            argv, env, root = await self.pod.launch(self)
-        except ConfigError as exc:
-            self._waiting("CreateContainerConfigError", str(exc))
-            return None
-        except launch.LaunchError as exc:
-            self._waiting("CreateContainerError", str(exc))
-            return False
-        container_id = secrets.token_hex(32)  # as long as containerd's; the cgroup leaf
-        try:
-            self.cgroup, cgroup_dir = self.pod.container_cgroup(container_id)
-        except CgroupError as exc:
-            self._waiting("CreateContainerError", str(exc))
-            return False
-        log_file = open(self.log_path(self.view.restart_count), "ab")  # noqa: SIM115
-        try:
-            # the child joins the cgroup first, then sets its root up (rootfs.enter)
-            self.process = await rootfs.spawn(dataclasses.replace(root, cgroup=cgroup_dir),
-                                              argv, env=env, stdout=log_file,
-                                              stderr=asyncio.subprocess.STDOUT)
-        except rootfs.RootError as exc:
-            self._waiting("CreateContainerError", f"container root: {exc}")
-            await self.pod.remove_cgroup(self.cgroup)
-            return False
-        except OSError as exc:
-            self._waiting("CreateContainerError",
-                          f'exec: "{argv[0]}": {exc.strerror or exc} (looked up in PATH='
-                          f'{env.get("PATH", "")} inside the container)')
-            await self.pod.remove_cgroup(self.cgroup)
-            return False
-        finally:
-            log_file.close()
-        podfiles.write_pid(self.pod.dir, self.name, self.process.pid)
-        self.exited.clear()
-        started_at = now()
-        self.view.container_id = f"local://{container_id}"
-        if isinstance(self.image, Program) and self.image.listens and self.pod.sandbox:
-            # The image is "created" once its program serves (see images/catalog.py).
-            await self._await_listening(self.image.listens)
-        if self.process.returncode is None:
-            self.view.state = {"running": {"startedAt": started_at}}
-            self.view.started = self.startup_ok
-            self.pod.event("Started", f"Started container {self.name}")
-        self.set_ready()
-        return True
-
-    def termination_message(self, code: int) -> str:
-        """What the container wrote to its termination-message file (or, with
-        FallbackToLogsOnError, the end of its log when it failed)."""
-        try:
-            text = (self.dir / "termination-log").read_bytes()[:4096].decode(errors="replace")
-        except OSError:
-            text = ""
-        if not text and code != 0 and \
-                self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
-            with contextlib.suppress(OSError):
-                lines = self.log_path(self.view.restart_count).read_bytes().splitlines()[-80:]
-                text = b"\n".join(lines)[-2048:].decode(errors="replace")
-        return text
-
-    async def _await_listening(self, ports: tuple[int, ...]) -> None:
-        """Until each port accepts a connection, the process exits, or 30 s pass."""
-        assert self.process is not None
-        exited = asyncio.ensure_future(self.process.wait())
-        try:
-            deadline = time.monotonic() + 30
-            for port in ports:
-                while time.monotonic() < deadline and not exited.done():
-                    try:
-                        _, w = await asyncio.wait_for(
-                            asyncio.open_connection(self.pod.ip, port), 0.5)
-                        w.close()
-                        break
-                    except (OSError, TimeoutError):
-                        # Not listening yet (the program is still importing): try
-                        # again in 20 ms, or stop at once if the process exits.
-                        await asyncio.wait({exited}, timeout=0.02)
-        finally:
-            if not exited.done():
-                exited.cancel()
-
-    async def supervise(self) -> None:
-        """Run, wait, restart per policy; returns when the container is done for good."""
-        policy = self.pod.spec.get("restartPolicy", "Always")
-        if self.view.init and policy == "Always":
-            policy = "OnFailure"
-        resync = RESYNC_START
-        while not self.stopping:
-            ok = await self.start()
-            if ok is None:  # its ConfigMap or Secret may appear: try again, as kubelet does
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.pod.terminating.wait(), resync)
-                resync = min(resync * 2, RESYNC_MAX)
-                continue
-            if not ok:
-                return
-            self.start_probes()
-            assert self.process is not None
-            code = await self.process.wait()
-            podfiles.clear_pid(self.pod.dir, self.name)
-            # What the container started goes with it (runc deletes the container's
-            # cgroup, killing what is left in it).
-            await self.pod.remove_cgroup(self.cgroup)
-            self.stop_probes()
-            self.exited.set()
-            finished = now()
-            started = (self.view.state.get("running") or {}).get("startedAt", finished)
-            reason = "Completed" if code == 0 else "Error"
-            if code < 0:  # killed by a signal: the shell convention, as runtimes report
-                code = 128 - code
-            terminated = {"exitCode": code, "reason": reason, "startedAt": started,
-                          "finishedAt": finished, "containerID": self.view.container_id}
-            message = self.termination_message(code)
-            if message:
-                terminated["message"] = message
-            self.view.ready = False
-            if self.stopping:
-                self.view.state = {"terminated": terminated}
-                self.pod.changed()
-                return
-            if policy == "Never" or (policy == "OnFailure" and code == 0):
-                self.view.state = {"terminated": terminated}
-                self.pod.changed()
-                return
-            self.view.last_state = {"terminated": terminated}
-            uptime = _seconds_since(started)
-            if uptime > 600:
-                self.backoff = BACKOFF_START
-            delay = self.backoff
-            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
-            self.view.state = {"waiting": {
-                "reason": "CrashLoopBackOff",
-                "message": f"back-off {delay:g}s restarting failed container={self.name} "
-                           f"pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})"}}
-            self.view.restart_count += 1
-            self.pod.changed()
-            self.pod.event("BackOff", f"Back-off restarting failed container {self.name}",
-                           "Warning")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.pod.terminating.wait(), delay)
-
-    def start_probes(self) -> None:
-        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if kind in self.spec:
-                self.probe_tasks.append(asyncio.get_running_loop().create_task(
-                    self._probe_loop(kind, self.spec[kind])))
-
-    def stop_probes(self) -> None:
-        for t in self.probe_tasks:
-            t.cancel()
-        self.probe_tasks.clear()
-        self.readiness_ok = "readinessProbe" not in self.spec
-        self.startup_ok = "startupProbe" not in self.spec
-        if not self.startup_ok:
-            self.startup_done.clear()
-
-    async def _probe_loop(self, kind: str, probe: dict[str, Any]) -> None:
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
-        period = float(probe.get("periodSeconds", 10))
-        failure_threshold = int(probe.get("failureThreshold", 3))
-        success_threshold = int(probe.get("successThreshold", 1))
-        successes = failures = 0
-        while True:
-            if kind != "startupProbe":
-                await self.startup_done.wait()  # the startup probe goes first
-            try:
-                await run_probe(probe, self.spec, self.pod.ip or "", self.exec_entry,
-                                self.pod.agent.http)
-                successes, failures = successes + 1, 0
-            except ProbeFailed as exc:
-                successes, failures = 0, failures + 1
-                label = {"readinessProbe": "Readiness", "livenessProbe": "Liveness",
-                         "startupProbe": "Startup"}[kind]
-                self.pod.event("Unhealthy", f"{label} probe failed: {exc}", "Warning")
-            if kind == "readinessProbe":
-                ok = self.readiness_ok
-                if successes >= success_threshold:
-                    ok = True
-                elif failures >= failure_threshold or (failures and not self.view.ready):
-                    ok = False
-                if ok != self.readiness_ok:
-                    self.readiness_ok = ok
-                    self.set_ready()
-            elif kind == "startupProbe":
-                if successes >= 1:
-                    self.startup_ok = True
-                    self.startup_done.set()
-                    self.view.started = True
-                    self.set_ready()
-                    return
-                if failures >= failure_threshold:
-                    self.pod.event("Killing", f"Container {self.name} failed startup probe, "
-                                   "will be restarted")
-                    await self.signal(signal.SIGKILL)
-                    return
-            elif failures >= failure_threshold:
-                self.pod.event("Killing", f"Container {self.name} failed liveness probe, "
-                               "will be restarted")
-                await self.kill(int(self.pod.spec.get("terminationGracePeriodSeconds", 30)))
-                return
-            await asyncio.sleep(period)
-
-    def exec_entry(self) -> tuple[list[str], dict[str, str]] | None:
-        """How to run a command in this container (exec probes), if it runs."""
-        if self.process is None or self.process.returncode is not None:
-            return None
-        proc = self.pod.agent.proc
-        return (podfiles.enter_argv(self.process.pid, proc),
-                podfiles.environ(self.process.pid, proc))
-
-    async def signal(self, sig: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-
-    async def kill(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL once ``grace`` seconds passed; waits for the exit."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        await self.signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), grace)
-        except TimeoutError:
-            await self.signal(signal.SIGKILL)
-            await self.process.wait()
-
-
-def _seconds_since(ts: str) -> float:
-    try:
-        return time.time() - datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it is done."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class PodWorker:
+    """One pod on this node, from its binding to its deletion: its images, cgroup,
+    sandbox, /etc files, volumes, then its containers, and its status."""
+
     def __init__(self, agent: NodeAgent, pod: dict[str, Any]) -> None:
         self.agent = agent
         self.pod = pod
@@ -391,6 +102,11 @@ class PodWorker:
         return self.net.sandbox if self.net and self.net.ready else None
 
     @property
+    def hostname(self) -> str:
+        """The pod's hostname: the node's with hostNetwork, else the pod's name."""
+        return self.agent.node if self.host_network else self.name
+
+    @property
     def facts(self) -> PodFacts:
         return PodFacts(self.agent.node, self.agent.node_ip, self.ip or "",
                         self.agent.allocatable)
@@ -403,7 +119,9 @@ class PodWorker:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.status_task = loop.create_task(self._status_writer(), name=f"status:{self.name}")
+        self.status_task = loop.create_task(
+            keep_written(self.agent.client, self.namespace, self.name, self._status,
+                         self._dirty), name=f"status:{self.name}")
         self.task = loop.create_task(self._run(), name=f"pod:{self.name}")
 
     async def _run(self) -> None:
@@ -471,20 +189,14 @@ class PodWorker:
         await asyncio.gather(*(c.kill(grace) for c in self.main + self.init))
         for c in self.main + self.init:
             c.stop_probes()
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await _cancel(self.task)
         if self.net is not None:  # CNI DEL, the node's bind, the namespace
             try:
                 await self.net.teardown()
             except cni.CniError as exc:
                 self.event("FailedKillPod", f"error killing pod: {exc}", "Warning")
         await self.remove_cgroup(self.cgroup)
-        if self.status_task is not None:
-            self.status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.status_task
+        await _cancel(self.status_task)
 
     # -- sandbox and cgroups ---------------------------------------------------------
 
@@ -506,9 +218,8 @@ class PodWorker:
                 await self.net.teardown()
             except cni.CniError as exc:
                 log.warning("%s/%s: %s", self.namespace, self.name, exc)
-            delay = self.agent.sandbox_backoff * (1 + 0.5 * random.random())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.terminating.wait(), delay)
+            await pause(self.terminating,
+                        self.agent.sandbox_backoff * (1 + 0.5 * random.random()))
         return False
 
     def container_cgroup(self, container_id: str) -> tuple[str | None, str | None]:
@@ -538,9 +249,8 @@ class PodWorker:
         """The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf (per dnsPolicy)."""
         etc = self.dir / "etc"
         etc.mkdir(parents=True, exist_ok=True)
-        hostname = self.agent.node if self.host_network else self.name
-        (etc / "hosts").write_text(sandboxes.hosts_file(self.ip or "", hostname))
-        (etc / "hostname").write_text(hostname + "\n")
+        (etc / "hosts").write_text(sandboxes.hosts_file(self.ip or "", self.hostname))
+        (etc / "hostname").write_text(self.hostname + "\n")
         resolv = None
         if self._cluster_dns():
             resolv = etc / "resolv.conf"
@@ -552,35 +262,22 @@ class PodWorker:
         """Every volume made (True), or the pod is being deleted (False)."""
         maker = PodVolumes(self.agent.client, self.pod, self.dir, self.agent.node_root,
                            self.facts, self.agent.ca_pem)
-        delay, reported = RESYNC_START, None
-        while not self.terminating.is_set():
-            try:
-                self.volumes = await maker.prepare()
-                return True
-            except VolumeError as exc:
-                if str(exc) != reported:  # kubelet's event, once per distinct cause
-                    reported = str(exc)
-                    self.event("FailedMount", f"MountVolume.SetUp failed: {exc}", "Warning")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.terminating.wait(), delay)
-            delay = min(delay * 2, RESYNC_MAX)
-        return False
+        volumes = await maker.prepare_until(self.terminating, self._mount_failed)
+        if volumes is None:
+            return False
+        self.volumes = volumes
+        return True
+
+    def _mount_failed(self, exc: VolumeError) -> None:
+        self.event("FailedMount", f"MountVolume.SetUp failed: {exc}", "Warning")
 
     async def launch(self, c: Container
                      ) -> tuple[list[str], dict[str, str], rootfs.RootSpec]:
         """What ``c`` runs, its environment and its root (env read at each start)."""
         assert c.image is not None and self.files is not None
-        objects = {}
-        for plural, name in references([c.spec]):
-            try:
-                objects[(plural, name)] = await self.agent.client.get(
-                    f"/api/v1/namespaces/{self.namespace}/{plural}/{name}")
-            except KubeError as exc:
-                if exc.status != 404:
-                    raise ConfigError(f"reading {plural} {name}: {exc.message}") from None
-                objects[(plural, name)] = None
-        base = launch.base_env(c.image, self.agent.node if self.host_network else self.name,
-                               SERVICE_ENV, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+        objects = await read_objects(self.agent.client, self.namespace, [c.spec])
+        base = launch.base_env(c.image, self.hostname, SERVICE_ENV,
+                               os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
         env = container_env(c.spec, self.pod, self.facts, objects, base)
         argv = launch.argv(c.image, c.spec, env)
         env[podfiles.AGENT_MARKER] = self.name  # how perf/ finds a pod's processes
@@ -592,42 +289,24 @@ class PodWorker:
         root = launch.root_spec(
             c.image, c.spec, env, self.volumes, self.files, str(term), str(scratch),
             netns=str(self.sandbox.path) if self.sandbox else None,
-            hostname=self.agent.node if self.host_network else self.name,
-            proc=self.agent.proc)
+            hostname=self.hostname, proc=self.agent.proc)
         return argv, env, root
 
     # -- status -----------------------------------------------------------------------
 
-    async def _status_writer(self) -> None:
-        written: dict[str, Any] | None = None
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            status = pod_status(
-                self.pod, [c.view for c in self.init], [c.view for c in self.main],
-                pod_ip=self.ip, host_ip=self.agent.node_ip, start_time=self.start_time,
-                now=now(), sandbox_ready=self.sandbox is not None or self.host_network,
-                since=self._since)
-            if status == written:
-                continue
-            try:
-                await self.agent.client.patch(
-                    f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status",
-                    {"status": status})
-                written = status
-            except KubeError as exc:
-                if exc.status == 404:
-                    return
-                log.warning("status of %s/%s not written: %s", self.namespace, self.name, exc)
-                await asyncio.sleep(0.5)
-                self._dirty.set()
-            except (aiohttp.ClientError, OSError) as exc:
-                log.warning("status of %s/%s not written: %s", self.namespace, self.name, exc)
-                await asyncio.sleep(0.5)
-                self._dirty.set()
+    def _status(self) -> dict[str, Any]:
+        """The status a kubelet would write for the pod now."""
+        return pod_status(
+            self.pod, [c.view for c in self.init], [c.view for c in self.main],
+            pod_ip=self.ip, host_ip=self.agent.node_ip, start_time=self.start_time,
+            now=now(), sandbox_ready=self.sandbox is not None or self.host_network,
+            since=self._since)
 
 
 class NodeAgent:
+    """The node: registers it, watches the pods bound to it (a ``PodWorker`` each)
+    and the Services and EndpointSlices it proxies."""
+
     def __init__(self, node: str, node_ip: str, pod_cidr: str, client: KubeClient,
                  state_dir: Path, ca_pem: bytes, registry: Path,
                  image_executables: list[ImageExecutable] | None = None, *,
@@ -791,53 +470,3 @@ def _memory() -> str:
     except OSError:
         pass
     return "0"
-
-
-async def amain(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    client = KubeClient.from_kubeconfig(args.kubeconfig, server=args.server)
-    ca = base64.b64decode(__import__("yaml").safe_load(Path(args.kubeconfig).read_text())
-                          ["clusters"][0]["cluster"]["certificate-authority-data"])
-    mapped = executables.load(Path(args.image_executables)) if args.image_executables else []
-    cgroups = (CgroupTree.find(args.cgroup_root, Path(args.cgroup_registry))
-               if args.cgroup_root and args.cgroup_registry else None)
-    agent = NodeAgent(args.node, args.node_ip, args.pod_cidr, client, Path(args.state_dir),
-                      ca, Path(args.registry), mapped, cgroups=cgroups, proc=args.proc)
-    await agent.run(stop)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clusters.local.node.agent")
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--node-ip", required=True)
-    parser.add_argument("--pod-cidr", required=True)
-    parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--server", required=True)
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--registry", required=True)
-    parser.add_argument("--image-executables", default=None,
-                        help="JSON file of images mapped to executables (images/executables.py)")
-    parser.add_argument("--cgroup-root", help="the node's cgroup root, e.g. "
-                        "/ambient-harness/<cluster>/<node>; without it pods get no cgroups")
-    parser.add_argument("--cgroup-registry", help="the file recording the node's cgroup "
-                        "root before it is made, for cleanup")
-    parser.add_argument("--proc", default="/proc", help="the procfs of the node's PID "
-                        "namespace, which the agent runs in (node/pidinit.py)")
-    args = parser.parse_args(argv)
-    _set_pdeathsig_term()
-    logging.basicConfig(level=os.environ.get("AMBIENT_HARNESS_LOG", "INFO"),
-                        format=f"%(asctime)s %(levelname)s {args.node}: %(message)s",
-                        stream=sys.stderr)
-    return asyncio.run(amain(args))
-
-
-def _set_pdeathsig_term() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

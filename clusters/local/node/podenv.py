@@ -5,7 +5,9 @@ read from the API, so the rules (order, ``$(VAR)`` expansion, ``optional``,
 resource rounding) are testable without a cluster.  Sources: Kubernetes'
 pkg/kubelet/kubelet_pods.go (makeEnvironmentVariables), pkg/api/v1/resource/
 helpers.go (ExtractContainerResourceValue), pkg/fieldpath/fieldpath.go and the
-API reference for EnvVarSource / DownwardAPIVolumeFile.
+API reference for EnvVarSource / DownwardAPIVolumeFile.  ``read_objects`` reads
+those ConfigMaps and Secrets (the one call to the API here), at each start of a
+container, as kubelet does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..kubeclient import KubeClient, KubeError
+
+# The variables kubelet adds for the ``kubernetes`` Service (the API's VIP)
+API_VIP = "198.19.0.1"
+SERVICE_ENV = {"KUBERNETES_SERVICE_HOST": API_VIP, "KUBERNETES_SERVICE_PORT": "443",
+               "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{API_VIP}:443",
+               "KUBERNETES_PORT_443_TCP": f"tcp://{API_VIP}:443",
+               "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
+               "KUBERNETES_PORT_443_TCP_ADDR": API_VIP}
 # Objects read for a pod: ("configmaps"|"secrets", name) -> the object, or None
 # if the API said it does not exist.
 Objects = Mapping[tuple[str, str], dict[str, Any] | None]
@@ -53,6 +64,22 @@ def references(containers: list[dict[str, Any]]) -> set[tuple[str, str]]:
                 if key in ref:
                     refs.add((plural, ref[key].get("name", "")))
     return refs
+
+
+async def read_objects(client: KubeClient, namespace: str,
+                       containers: list[dict[str, Any]]) -> Objects:
+    """The ConfigMaps and Secrets the containers reference, read now (None: not
+    found); ConfigError if one cannot be read."""
+    objects: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for plural, name in references(containers):
+        try:
+            objects[(plural, name)] = await client.get(
+                f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+        except KubeError as exc:
+            if exc.status != 404:
+                raise ConfigError(f"reading {plural} {name}: {exc.message}") from None
+            objects[(plural, name)] = None
+    return objects
 
 
 def object_data(obj: dict[str, Any], plural: str, binary: bool = True) -> dict[str, bytes]:

@@ -1,13 +1,23 @@
 """A pod's status from its containers' states: phase, conditions, container statuses.
 
 Pure functions of the node agent's view, so the phase and condition rules (which
-are what the suite and kubectl read) are testable without processes.
+are what the suite and kubectl read) are testable without processes; and
+``keep_written``, which writes that status to the API each time it changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import aiohttp
+
+from ..kubeclient import KubeClient, KubeError
+
+log = logging.getLogger("node")
 
 
 @dataclass
@@ -108,3 +118,27 @@ def pod_status(pod: dict[str, Any], init: list[ContainerView], main: list[Contai
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
     return status
+
+
+async def keep_written(client: KubeClient, namespace: str, name: str,
+                       current: Callable[[], dict[str, Any]], dirty: asyncio.Event) -> None:
+    """Each time ``dirty`` is set, write ``current()`` as the pod's status unless it is
+    what was written last; a failed write is tried again after 0.5 s.  Returns once
+    the pod is gone."""
+    written: dict[str, Any] | None = None
+    while True:
+        await dirty.wait()
+        dirty.clear()
+        status = current()
+        if status == written:
+            continue
+        try:
+            await client.patch(f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                               {"status": status})
+            written = status
+        except (KubeError, aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, KubeError) and exc.status == 404:
+                return
+            log.warning("status of %s/%s not written: %s", namespace, name, exc)
+            await asyncio.sleep(0.5)
+            dirty.set()

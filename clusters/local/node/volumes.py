@@ -7,21 +7,24 @@ API's TokenRequest with its audience and lifetime, bound to the pod; hostPath
 is read in the node's own root (``hostpaths.py``).  A volume that cannot be made
 yet (a missing ConfigMap that is not ``optional``, a hostPath type mismatch, a
 service account not created yet) raises :class:`VolumeError`; the pod waits and
-tries again, as kubelet does.  What kubelet does later (refreshing tokens at 80%
+tries again (``prepare_until``), as kubelet does.  What kubelet does later (refreshing tokens at 80%
 of their lifetime, updating ConfigMap and Secret files when the objects change)
 is not done: the files are those of the pod's start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..kubeclient import KubeClient, KubeError
 from . import rootfs
+from .clock import RESYNC_MAX, RESYNC_START, pause
 from .hostpaths import HostPathError, NodeRoot
 from .podenv import ConfigError, PodFacts, field_value, object_data, resource_value
 
@@ -115,6 +118,23 @@ class PodVolumes:
             if name not in self.ready:
                 self.ready[name] = await self._make(name, vol)
         return self.ready
+
+    async def prepare_until(self, deleted: asyncio.Event,
+                            failed: Callable[[VolumeError], None]) -> dict[str, Volume] | None:
+        """Every volume made, trying again after kubelet's resync back-off until they
+        are, or None once ``deleted`` is set; ``failed`` hears of each distinct cause
+        once (kubelet's FailedMount event)."""
+        delay, reported = RESYNC_START, None
+        while not deleted.is_set():
+            try:
+                return await self.prepare()
+            except VolumeError as exc:
+                if str(exc) != reported:
+                    reported = str(exc)
+                    failed(exc)
+            await pause(deleted, delay)
+            delay = min(delay * 2, RESYNC_MAX)
+        return None
 
     async def _make(self, name: str, vol: dict[str, Any]) -> Volume:
         folder = self.folder / "volumes" / name
