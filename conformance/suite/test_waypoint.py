@@ -231,7 +231,8 @@ def test_l7_policy_at_the_waypoint(l7, adapter, case):
 @pytest.mark.feature(F.WAYPOINT, F.L4_POLICY)
 def test_destination_sees_the_waypoint_identity(l7):
     """An L4 allow-list at the destination must name the waypoint: traffic arrives
-    from it, not from the client (reference/istio-ambient.md, section 5)."""
+    from it, not from the client (istio/istio tests/integration/ambient/baseline_test.go,
+    ``TestAuthorizationL4`` and ``TestAuthorizationWaypointDefaultDeny``)."""
     ns = l7.name
     wp = l7.waypoints[0]
     only_sleep = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",

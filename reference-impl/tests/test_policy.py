@@ -1,6 +1,8 @@
 """ztunnel's L4 authorization: istiod's conversion and ztunnel's decision.
 
-The expected behaviour is istio-ambient.md section 4 and bookinfo-policy.md section 3.
+The expected behaviour is ztunnel's (istio/ztunnel src/rbac.rs, src/state.rs ``assert_rbac``)
+after istiod's conversion (istio/istio pilot/pkg/serviceregistry/ambient/authorization.go)
+of the API (istio/api security/v1beta1/authorization_policy.proto).
 Everything here is pure and fast: dicts in, decisions out.
 """
 

@@ -1,7 +1,9 @@
 """A waypoint's L7 authorization: compiling, attaching and deciding.
 
-The expected behaviour is bookinfo-policy.md section 3, istio-ambient.md section 5 and
-WALKTHROUGH.md step 8.  Pure and fast: dicts in, decisions out.
+The expected behaviour is the API's (istio/api security/v1beta1/authorization_policy.proto),
+attached as istiod does (istio/istio pilot/pkg/model/policyattachment.go), and the
+walkthrough's step 8 (conformance/suite/test_walkthrough.py in the harness).  Pure and
+fast: dicts in, decisions out.
 """
 
 from __future__ import annotations

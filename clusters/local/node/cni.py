@@ -143,7 +143,8 @@ class NetworkConfigList:
 
 @dataclass(frozen=True)
 class Attachment:
-    """The per-attachment parameters of SPEC.md section 3."""
+    """The per-attachment parameters of the CNI specification (containernetworking/cni
+    SPEC.md, section 3)."""
 
     container_id: str
     netns: str
@@ -205,10 +206,11 @@ def select_network(files: dict[str, str]) -> NetworkConfigList | None:
 def request_config(network: NetworkConfigList, plugin: dict[str, Any],
                    prev_result: dict[str, Any] | None,
                    capability_args: dict[str, Any]) -> dict[str, Any]:
-    """The execution configuration of SPEC.md section 3 ("Deriving execution
-    configuration"): the plugin's object, unknown fields kept, with the list's
-    ``name`` and ``cniVersion``, ``runtimeConfig`` from the capabilities the plugin
-    declares and the runtime provides, ``prevResult``; ``capabilities`` removed."""
+    """The execution configuration of the CNI specification (containernetworking/cni
+    SPEC.md, section 3, "Deriving execution configuration"): the plugin's object,
+    unknown fields kept, with the list's ``name`` and ``cniVersion``, ``runtimeConfig``
+    from the capabilities the plugin declares and the runtime provides, ``prevResult``;
+    ``capabilities`` removed."""
     conf = {k: v for k, v in plugin.items() if k != "capabilities"}
     conf["name"] = network.name
     conf["cniVersion"] = network.cni_version

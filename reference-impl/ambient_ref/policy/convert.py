@@ -1,7 +1,8 @@
 """AuthorizationPolicy (Kubernetes object) to the ztunnel ``Authorization``, as istiod does.
 
-The rules come from istio-ambient.md section 4 ("istiod conversion") and the field list
-of bookinfo-policy.md section 3:
+The rules come from istiod's conversion (istio/istio
+pilot/pkg/serviceregistry/ambient/authorization.go) and the field list of the API
+(istio/api security/v1beta1/authorization_policy.proto):
 
 * ``targetRef``/``targetRefs`` policies belong to waypoints: ztunnel gets nothing and
   no ztunnel condition is written.
@@ -187,7 +188,7 @@ def convert(
     ``root_namespace`` decides GLOBAL scope.  ``trust_domain`` is the mesh's: istiod's
     ambient conversion applies no trust-domain aliasing, so principals are passed through
     verbatim, but one naming another trust domain can never match (ztunnel only accepts
-    peers of its own trust domain, istio-ambient.md section 1, TLS), and the condition
+    peers of its own trust domain, istio/ztunnel src/tls/workload.rs), and the condition
     message says so.
 
     Never raises; see the module docstring for how bad input is handled.

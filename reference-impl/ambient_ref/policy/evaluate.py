@@ -1,4 +1,4 @@
-"""ztunnel's authorization decision for one inbound connection (istio-ambient.md section 4).
+"""ztunnel's authorization decision for one inbound connection (istio/ztunnel src/rbac.rs).
 
 Which policies apply to the destination workload:
 

@@ -1,7 +1,7 @@
 """The policy model ztunnel enforces: the ``istio.security.Authorization`` resource.
 
 istiod turns each Kubernetes AuthorizationPolicy into one of these and streams it to
-every ztunnel (istio-ambient.md section 3, ``Authorization``).  The nesting is the one
+every ztunnel (istio/ztunnel proto/authorization.proto, ``Authorization``).  The nesting is the one
 ztunnel's proto uses:
 
     Authorization -> rules (ORed) -> clauses (ANDed) -> matches (ORed) -> Match fields
@@ -32,7 +32,8 @@ _PLAIN_PREFIX_LEN = re.compile(r"[0-9]{1,3}")
 
 
 class Scope(StrEnum):
-    """Which workloads a policy applies to (istio-ambient.md section 4, evaluation order).
+    """Which workloads a policy applies to (istio/ztunnel src/state.rs ``assert_rbac``,
+    evaluation order).
 
     GLOBAL: every workload in the mesh (a policy without selector in the root namespace).
     NAMESPACE: every workload of the policy's namespace (no selector).
@@ -63,9 +64,10 @@ class MatchKind(StrEnum):
 class StringMatch:
     """One value of a principal or namespace condition.
 
-    Istio writes these as ``abc`` (exact), ``abc*`` (prefix), ``*abc`` (suffix) and ``*``
-    (presence: any non-empty value) (bookinfo-policy.md section 3, string matching).  The
-    proto keeps the four kinds apart; ``parse`` and ``str()`` convert between the two.
+    Istio writes these as ``abc`` (exact), ``abc*`` (prefix), ``*abc`` (suffix) and
+    ``*`` (presence: any non-empty value) (istio/api
+    security/v1beta1/authorization_policy.proto, string matching).  The proto keeps the
+    four kinds apart; ``parse`` and ``str()`` convert between the two.
     """
 
     kind: MatchKind

@@ -1,9 +1,10 @@
 """The resources the control plane pushes to ztunnels: workloads, services, authorizations.
 
-They mirror Istio's workload API (``istio.workload.Workload`` and ``istio.workload.Service``,
-see reference/istio-ambient.md section 3), reduced to what this reference ztunnel uses, in
-plain JSON.  Field names are upstream's, in snake case, so a reader who knows the proto
-recognises them.
+They mirror Istio's workload API (``istio.workload.Workload`` and
+``istio.workload.Service``, see istio/ztunnel proto/workload.proto and
+proto/authorization.proto), reduced to what this reference ztunnel uses, in plain JSON.
+Field names are upstream's, in snake case, so a reader who knows the proto recognises
+them.
 
 Each dataclass converts to and from the JSON dict that travels on the wire.  ``from_dict``
 validates, because a ztunnel must reject (NACK) a malformed resource rather than act on half

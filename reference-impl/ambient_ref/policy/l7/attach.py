@@ -106,11 +106,11 @@ def applies_to_waypoint(
 ) -> bool:
     """Whether a waypoint enforces ``policy`` (an AuthorizationPolicy dict).
 
-    ``flavour="targetRefs"`` (today, istio-ambient.md section 5): only ``targetRefs``
-    count: the waypoint's own Gateway, a Service (or ServiceEntry) in ``service_keys``
-    (``(namespace, name)`` of the services it serves), or the GatewayClass
-    ``istio-waypoint`` from the root namespace.  Selector and namespace-wide policies
-    are the destination ztunnel's, never the waypoint's.
+    ``flavour="targetRefs"`` (today; istio/istio pilot/pkg/model/policyattachment.go):
+    only ``targetRefs`` count: the waypoint's own Gateway, a Service (or ServiceEntry)
+    in ``service_keys`` (``(namespace, name)`` of the services it serves), or the
+    GatewayClass ``istio-waypoint`` from the root namespace.  Selector and
+    namespace-wide policies are the destination ztunnel's, never the waypoint's.
 
     ``flavour="selector"`` (the 2022 preview, ``gatewayClassName: istio-mesh``): the
     waypoint served the workloads of one service account and applied their policies as

@@ -1,9 +1,9 @@
 """AuthorizationPolicy (Kubernetes object) to the ``L7Policy`` a waypoint enforces.
 
 The waypoint twin of ``policy/convert.py``: istiod turns the AuthorizationPolicies
-attached to a waypoint into Envoy RBAC filters (bookinfo-policy.md section 3,
-istio-ambient.md section 5); ``compile_l7`` is that step, written to be read.  It
-returns the ``L7Policy`` (``model``) and one status condition of type
+attached to a waypoint into Envoy RBAC filters (istio/istio
+pilot/pkg/networking/core/listener_waypoint.go); ``compile_l7`` is that step, written
+to be read.  It returns the ``L7Policy`` (``model``) and one status condition of type
 ``WaypointAccepted``; the ``targetRefs`` and ``selector`` it records are read by
 ``attach``, which decides where the policy applies.
 

@@ -20,7 +20,8 @@ from ..evaluate import Decision, decide
 from .attach import for_service
 from .model import L7Action, L7Policy, Request
 
-#: What Envoy's RBAC filter answers a denied request with (bookinfo-policy.md section 3).
+#: What Envoy's RBAC filter answers a denied request with (envoyproxy/envoy
+#: source/extensions/filters/http/rbac/rbac_filter.cc, ``sendLocalReply``).
 DENIED_STATUS = 403
 DENIED_BODY = b"RBAC: access denied"
 

@@ -7,11 +7,12 @@ where ``evaluate`` compiles the model into matchers, each part here matches itse
 against a ``Request``: a policy is read once per configuration change and is small, so
 the model is the matcher, and ``Request`` lives here because the model needs it.
 
-Matching (bookinfo-policy.md section 3): rules are ORed; a rule matches when one of its
-``from`` sources, one of its ``to`` operations and all of its ``when`` conditions match,
-a missing section matching anything.  Within a source or operation the fields are ANDed
-and each field's values ORed; a ``not*`` field holds when none of its values match.
-Strings are Istio's ``abc`` / ``abc*`` / ``*abc`` / ``*`` (``StringMatch``).
+Matching (istio/api security/v1beta1/authorization_policy.proto): rules are ORed; a rule
+matches when one of its ``from`` sources, one of its ``to`` operations and all of its
+``when`` conditions match, a missing section matching anything.  Within a source or
+operation the fields are ANDed and each field's values ORed; a ``not*`` field holds when
+none of its values match. Strings are Istio's ``abc`` / ``abc*`` / ``*abc`` / ``*``
+(``StringMatch``).
 
 Choices a reader should know about, each written down where Istio leaves a gap:
 
