@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from ...background import BackgroundTask
 from ..images.catalog import ImageCatalog, UnknownImage, default_catalog
 from ..images.executables import ImageExecutable
 from ..kubeclient import Informer, KubeClient, KubeError
@@ -55,14 +56,6 @@ SANDBOX_BACKOFF = 10.0
 DNS_IP = "198.19.0.10"
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` (if any) and wait until it is done."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class PodWorker:
     """One pod on this node, from its binding to its deletion: its images, cgroup,
     sandbox, /etc files, volumes, then its containers, and its status."""
@@ -85,8 +78,10 @@ class PodWorker:
         self._dirty = asyncio.Event()
         self._since: dict[str, str] = {}
         self.start_time = now()
-        self.task: asyncio.Task[None] | None = None
-        self.status_task: asyncio.Task[None] | None = None
+        self.task = BackgroundTask(self._run, f"pod:{self.name}")
+        self.status_task = BackgroundTask(
+            lambda: keep_written(self.agent.client, self.namespace, self.name, self._status,
+                                 self._dirty), f"status:{self.name}")
         self.volumes: dict[str, Volume] = {}
         self.files: launch.PodFiles | None = None
 
@@ -118,11 +113,8 @@ class PodWorker:
         self.agent.event(self.pod, reason, message, kind)
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.status_task = loop.create_task(
-            keep_written(self.agent.client, self.namespace, self.name, self._status,
-                         self._dirty), name=f"status:{self.name}")
-        self.task = loop.create_task(self._run(), name=f"pod:{self.name}")
+        self.status_task.start()
+        self.task.start()
 
     async def _run(self) -> None:
         try:
@@ -189,14 +181,14 @@ class PodWorker:
         await asyncio.gather(*(c.kill(grace) for c in self.main + self.init))
         for c in self.main + self.init:
             c.stop_probes()
-        await _cancel(self.task)
+        await self.task.stop()
         if self.net is not None:  # CNI DEL, the node's bind, the namespace
             try:
                 await self.net.teardown()
             except cni.CniError as exc:
                 self.event("FailedKillPod", f"error killing pod: {exc}", "Warning")
         await self.remove_cgroup(self.cgroup)
-        await _cancel(self.status_task)
+        await self.status_task.stop()
 
     # -- sandbox and cgroups ---------------------------------------------------------
 
