@@ -1,8 +1,8 @@
 """The waypoint process: ``python -m ambient_ref.waypoint``.
 
 It terminates HBONE on 15008 with its own identity; each tunnel carries HTTP/1.1,
-which it parses (``http.py``) and, request by request, authorizes (``policy/l7.py``),
-routes (``routing.py``) and forwards over a new HBONE tunnel to the chosen
+which it parses (``http.py``) and, request by request, authorizes (``policy/l7/``),
+routes (``routing/``) and forwards over a new HBONE tunnel to the chosen
 endpoint's ztunnel, which then sees the waypoint's identity.  It reads its
 configuration (Services, pods, VirtualServices, DestinationRules, HTTPRoutes,
 AuthorizationPolicies) straight from the Kubernetes API.  Telemetry on
