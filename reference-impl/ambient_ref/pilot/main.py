@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from ..ca.server import (
 )
 from ..kube import SA_DIR, Informer, KubeClient, KubeError
 from ..policy.convert import convert_for_xds
+from ..process import kube_client, stop_on_signals
 from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
@@ -221,12 +221,8 @@ class ControlPlane:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    kube = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
-            else KubeClient.in_cluster())
+    stop = stop_on_signals()
+    kube = kube_client(args.kubeconfig)
     api_ca = (SA_DIR / "ca.crt").read_bytes() if not args.kubeconfig else None
     authority = await load_or_create_root(KubeSecretStore(kube), args.namespace,
                                           trust_domain=args.trust_domain,

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import re
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..policy.l7 import (
     authorize_l7,
     compile_l7,
 )
+from ..process import stop_on_signals
 from ..xds.compute import compute_workloads
 from ..xds.types import Workload
 from ..xds.waypoints import Waypoint as WaypointRef
@@ -455,10 +455,7 @@ async def serve_status(w: Waypoint) -> list[web.AppRunner]:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     kube = KubeClient.in_cluster()
     account = args.service_account
     identity = f"spiffe://{args.trust_domain}/ns/{args.namespace}/sa/{account}"

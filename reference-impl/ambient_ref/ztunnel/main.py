@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import ssl
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..ca.client import CertBundle, CertificateManager
 from ..ca.root import fetch_root
 from ..hbone import HboneClient, WorkloadCertificate
 from ..kube import SA_DIR, KubeClient, KubeError
+from ..process import kube_client, stop_on_signals
 from ..xds.client import XdsClient
 from ..xds.types import Workload
 from . import capture
@@ -215,12 +215,8 @@ async def serve_health(z: Ztunnel, host: str) -> web.AppRunner:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    kube = (KubeClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
-            else KubeClient.in_cluster())
+    stop = stop_on_signals()
+    kube = kube_client(args.kubeconfig)
     z = Ztunnel(kube, args.node, args.node_ip, args.istiod, args.namespace,
                 Path(args.token_file))
     runners = await serve_health(z, args.health_host)
