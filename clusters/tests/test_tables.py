@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from clusters.local.apiserver import tables
-from clusters.local.apiserver.tables import TableError, column_definitions, human_duration, to_table
+from clusters.local.apiserver import printers
+from clusters.local.apiserver.goformat import human_duration
+from clusters.local.apiserver.tables import TableError, column_definitions, to_table
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -107,7 +108,7 @@ def test_headers_can_be_left_out_for_later_watch_events() -> None:
     assert t["columnDefinitions"] == [] and len(t["rows"]) == 1
 
 
-KINDS = [*sorted(tables._PRINTERS), "CustomResourceDefinition", "ClusterRole", "Widget"]
+KINDS = [*sorted(printers._PRINTERS), "CustomResourceDefinition", "ClusterRole", "Widget"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
