@@ -114,19 +114,25 @@ def test_describe_pod_shows_events(kubectl, ns):
 def test_apply_crd_backed_objects_after_their_crds(kubectl, ns):
     crds = (MANIFESTS / "crds.yaml").read_text()
     kubectl("apply", "-f", "-", input=crds)
-    resources = (MANIFESTS / "istio-objects.yaml").read_text()
-    out = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
-    assert "authorizationpolicy.security.istio.io/productpage-viewer created" in out
-    assert "virtualservice.networking.istio.io/reviews created" in out
-    assert "gateway.gateway.networking.k8s.io/waypoint created" in out
-    again = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
-    assert all(line.endswith("unchanged") for line in again.splitlines() if line.strip()), again
-    listed = kubectl("get", "authorizationpolicies", "-n", ns).stdout
-    assert "productpage-viewer" in listed
-    v1beta1 = kubectl("get", "authorizationpolicies.v1beta1.security.istio.io", "-n", ns,
-                      "productpage-viewer", "-o", "yaml").stdout
-    assert yaml.safe_load(v1beta1)["apiVersion"] == "security.istio.io/v1beta1"
-    kubectl("delete", "-n", ns, "-f", "-", input=resources)
+    try:
+        resources = (MANIFESTS / "istio-objects.yaml").read_text()
+        out = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
+        assert "authorizationpolicy.security.istio.io/productpage-viewer created" in out
+        assert "virtualservice.networking.istio.io/reviews created" in out
+        assert "gateway.gateway.networking.k8s.io/waypoint created" in out
+        again = kubectl("apply", "-n", ns, "-f", "-", input=resources).stdout
+        assert all(line.endswith("unchanged") for line in again.splitlines()
+                   if line.strip()), again
+        listed = kubectl("get", "authorizationpolicies", "-n", ns).stdout
+        assert "productpage-viewer" in listed
+        v1beta1 = kubectl("get", "authorizationpolicies.v1beta1.security.istio.io", "-n", ns,
+                          "productpage-viewer", "-o", "yaml").stdout
+        assert yaml.safe_load(v1beta1)["apiVersion"] == "security.istio.io/v1beta1"
+        kubectl("delete", "-n", ns, "-f", "-", input=resources)
+    finally:
+        # the session's cluster is shared: a later test installs Istio's own CRDs and
+        # expects to create them, not to find these
+        kubectl("delete", "--ignore-not-found", "-f", "-", input=crds)
 
 
 def test_bad_manifests_get_clear_errors(kubectl, ns):
