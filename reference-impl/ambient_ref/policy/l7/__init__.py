@@ -3,9 +3,9 @@
 A waypoint is an Envoy: istiod turns the AuthorizationPolicies attached to it into RBAC
 filters, and Envoy checks every HTTP request against them.  This package is that check,
 written to be read (istio/api security/v1beta1/authorization_policy.proto; istio/istio
-pilot/pkg/model/policyattachment.go), laid out
-like the L4 side one level up (``policy/model.py``, ``convert.py``, ``evaluate.py``),
-with attachment, which L4 does not need on its own, in between:
+pilot/pkg/model/policyattachment.go), laid out like the L4 side one level up
+(``policy/model.py``, ``convert.py``, ``evaluate.py``), with attachment, which L4 does
+not need on its own, in between:
 
 * ``model``: the request and the compiled ``L7Policy``, which matches itself against it
   (twin of ``policy/model.py``).
