@@ -6,17 +6,17 @@ folders.  Here each node has a root of its own, ``<state>/nodes/<node>/root/``, 
 a ``hostPath`` volume's path is read in it: nothing is written to this machine's
 ``/etc``, ``/opt`` or ``/var/run``, and the files of n1 are not n2's.
 
-Exceptions resolve to kernel views, as they would on a node: ``/proc`` is the procfs
-of the node's own PID namespace (``pidinit.py``; istio-cni scans ``/host/proc`` and
-takes the node's network namespace from ``/host/proc/1/ns/net``: istio/istio
+Exceptions resolve to kernel views, as they would on a node: ``/proc`` is the procfs of
+the node's own PID namespace (``pidinit.py``; istio-cni scans ``/host/proc`` and takes
+the node's network namespace from ``/host/proc/1/ns/net``: istio/istio
 cni/pkg/nodeagent/podcgroupns.go, podcgroupns_linux.go), ``/sys``, ``/dev`` and
-``/lib/modules`` (read-only) are this machine's. ``/var/run/netns`` (``/run/netns``)
-is the node's own folder holding a bind of the network namespace of each pod of this
-node, and only those: a node-level component (istio-cni opening ``/host`` + the
-pod's netns path, cni/pkg/nodeagent/pod_cache.go; the reference ztunnel) finds its
-node's pods there, and a bug that reaches for another node's pod fails as it would
-on a real cluster. The folder is a shared mount, so a pod started later appears in
-containers that mounted it earlier (as with ``mountPropagation: HostToContainer``).
+``/lib/modules`` (read-only) are this machine's. ``/var/run/netns`` (``/run/netns``) is
+the node's own folder holding a bind of the network namespace of each pod of this node,
+and only those: a node-level component (istio-cni opening ``/host`` + the pod's netns
+path, cni/pkg/nodeagent/pod_cache.go) finds its node's pods there, and a bug that
+reaches for another node's pod fails as it would on a real cluster. The folder is a
+shared mount, so a pod started later appears in containers that mounted it earlier (as
+with ``mountPropagation: HostToContainer``).
 
 ``NodeRoot.view()`` gives "the node's view" for programs that run on the node
 itself rather than in a pod (CNI plugins, which read ``/etc/cni/net.d`` and talk to

@@ -8,8 +8,11 @@ a user or the suite can rely on capture).  A workload that leaves the mesh gets 
 rules and annotation removed.  Without the control plane it keeps serving with the
 last configuration it had.
 
-Pod namespaces are found at ``/var/run/netns/pod-<uid>`` (the local cluster's
-contract; on other clusters a CNI agent would hand them over, as istio-cni does).
+Pod namespaces are found from the node's ``/proc`` (``podnetns``: the pod's cgroup
+names it, and the namespace must hold the pod's IP), as istio-cni's node agent finds
+pods it did not see created; nothing depends on how a runtime names namespaces.  A
+pod whose first process has not started yet is looked for again with a growing
+delay (0.1 s to 2 s), as a controller requeues.
 Metrics on 15020 (``/metrics``, ``/stats/prometheus``), readiness on 15021
 (``/healthz/ready``).
 """
@@ -36,19 +39,17 @@ from ..kube import SA_DIR, KubeClient, KubeError
 from ..process import kube_client, stop_on_signals
 from ..xds.client import XdsClient
 from ..xds.types import Workload
-from . import capture
+from . import capture, podnetns
 from .metrics import TcpMetrics
+from .podnetns import PodNetns
 from .proxy import PodProxy, Shared
 from .state import MeshState
 
 log = logging.getLogger("ztunnel")
 
-NETNS_DIR = Path("/var/run/netns")
 ANNOTATION = "ambient.istio.io/redirection"
-
-
-def pod_netns(uid: str) -> Path:
-    return NETNS_DIR / f"pod-{uid}"
+# a pod not found on the node yet is looked for again after this delay, doubling
+FIND_RETRY_S = (0.1, 2.0)
 
 
 class Ztunnel:
@@ -64,6 +65,9 @@ class Ztunnel:
         self.metrics = TcpMetrics()
         self.hbone = HboneClient()
         self.proxies: dict[str, PodProxy] = {}
+        self.namespaces: dict[str, PodNetns] = {}
+        self._find_retry = FIND_RETRY_S[0]
+        self._retry_handle: asyncio.TimerHandle | None = None
         self._certs: dict[str, WorkloadCertificate] = {}
         self._dirty = asyncio.Event()
         self.ready = asyncio.Event()
@@ -116,6 +120,7 @@ class Ztunnel:
         self.ready.set()
         log.info("ztunnel on %s ready", self.node)
         await stop.wait()
+        self._retry_later(False)
         reconciler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reconciler
@@ -128,8 +133,7 @@ class Ztunnel:
     def _desired(self) -> dict[str, Workload]:
         return {uid: w for uid, w in self.state.workloads.items()
                 if w.node == self.node and w.protocol == "HBONE"
-                and w.network_mode == "STANDARD" and w.addresses
-                and pod_netns(uid).exists()}
+                and w.network_mode == "STANDARD" and w.addresses}
 
     async def _reconcile_loop(self, shared: Shared) -> None:
         while True:
@@ -138,20 +142,35 @@ class Ztunnel:
             desired = self._desired()
             for uid in [u for u in self.proxies if u not in desired]:
                 await self._release(uid, annotate=True)
-            for uid, workload in desired.items():
-                proxy = self.proxies.get(uid)
-                if proxy is not None:
-                    proxy.workload = workload
-                    continue
+            for uid, proxy in self.proxies.items():
+                proxy.workload = desired[uid]
+            missing = {uid: w for uid, w in desired.items() if uid not in self.proxies}
+            found = await podnetns.find({uid: w.addresses for uid, w in missing.items()})
+            self._retry_later(len(found) < len(missing))
+            for uid, netns in found.items():
+                workload = missing[uid]
+                self.namespaces[uid] = netns
                 try:
-                    await self._capture(shared, uid, workload)
+                    await self._capture(shared, uid, workload, netns.path)
                 except (OSError, capture.CaptureError, KubeError) as exc:
                     log.warning("capturing %s/%s failed: %s", workload.namespace,
                                 workload.name, exc)
                     await self._release(uid, annotate=False)
 
-    async def _capture(self, shared: Shared, uid: str, workload: Workload) -> None:
-        netns = pod_netns(uid)
+    def _retry_later(self, needed: bool) -> None:
+        """Look again for pods not found on the node yet, sooner the first times."""
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        if not needed:
+            self._find_retry = FIND_RETRY_S[0]
+            return
+        self._retry_handle = asyncio.get_running_loop().call_later(self._find_retry,
+                                                                   self._dirty.set)
+        self._find_retry = min(self._find_retry * 2, FIND_RETRY_S[1])
+
+    async def _capture(self, shared: Shared, uid: str, workload: Workload,
+                       netns: Path) -> None:
         proxy = PodProxy(shared, workload, netns)
         self.proxies[uid] = proxy
         await proxy.start()
@@ -161,11 +180,15 @@ class Ztunnel:
 
     async def _release(self, uid: str, annotate: bool) -> None:
         proxy = self.proxies.pop(uid, None)
+        netns = self.namespaces.pop(uid, None)
+        if proxy is not None:
+            with contextlib.suppress(capture.CaptureError, OSError):
+                await capture.remove(proxy.netns)
+            await proxy.stop()
+        if netns is not None:
+            netns.close()
         if proxy is None:
             return
-        with contextlib.suppress(capture.CaptureError, OSError):
-            await capture.remove(proxy.netns)
-        await proxy.stop()
         if annotate:
             with contextlib.suppress(KubeError):
                 await self._annotate(proxy.workload, None)
