@@ -19,9 +19,11 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -51,6 +53,8 @@ SUITE_VERSION = "0.1.0"
 CLUSTER_KINDS = ("local", "kind", "existing")
 
 SUITE_KEY = pytest.StashKey["Suite"]()
+# The folder of the report directory that a failed kind run's cluster logs go to.
+KIND_LOGS = "kind-logs"
 
 
 # -- options ------------------------------------------------------------------------------
@@ -451,6 +455,9 @@ class _Recorder:
         self.suite = suite
         self.doc: dict[str, Any] | None = None
         self.verdict: Verdict | None = None
+        # A failed kind run's exported cluster logs, or why the export failed.
+        self.cluster_logs: Path | None = None
+        self.cluster_logs_problem: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         suite = self.suite
@@ -482,6 +489,12 @@ class _Recorder:
         suite = self.suite
         if session.config.option.collectonly:
             return
+        if session.config.option.cluster == "kind":
+            failed = any(rec.outcome == "failed" for rec in suite.records.values())
+            self.cluster_logs, self.cluster_logs_problem = export_cluster_logs(
+                suite.cluster, failed=failed, dest=suite.report_dir / KIND_LOGS)
+            if self.cluster_logs_problem:
+                _write(session.config, self.cluster_logs_problem)
         from reports.conformance import build_report, write_report
 
         records = list(suite.records.values())
@@ -513,6 +526,10 @@ class _Recorder:
             if getattr(config.option, "htmlpath", None):
                 files.append(config.option.htmlpath)
             terminalreporter.write_line(f"reports: {', '.join(files)}")
+        if self.cluster_logs is not None:
+            terminalreporter.write_line(f"kind cluster logs: {self.cluster_logs}")
+        elif self.cluster_logs_problem:
+            terminalreporter.write_line(self.cluster_logs_problem)
         for line in self.verdict.lines():
             terminalreporter.write_line(line)
 
@@ -542,6 +559,40 @@ class _Recorder:
             from reports.html import profile_table_html
 
             prefix.append(profile_table_html(self.doc))
+        htmlpath = getattr(session.config.option, "htmlpath", None)
+        if self.cluster_logs is not None and htmlpath:
+            prefix.append(cluster_logs_html(self.cluster_logs, Path(htmlpath)))
+
+
+def export_cluster_logs(cluster: ClusterProvider | None, *, failed: bool,
+                        dest: Path) -> tuple[Path | None, str | None]:
+    """After a failed run on kind, ``kind export logs`` into ``dest``: the nodes'
+    journals, kubelet, containerd and container logs, which vanish with the cluster at
+    teardown.  Called once, at session end, so every failure of the run is in them.
+
+    Returns the folder (None when nothing was exported) and, if the export itself
+    failed, why.  An earlier run's folder is removed first, so logs beside a report are
+    always that run's.
+    """
+    shutil.rmtree(dest, ignore_errors=True)
+    export = getattr(cluster, "export_logs", None)
+    if export is None or not failed:
+        return None, None
+    try:
+        return Path(export(dest)), None
+    except ClusterError as exc:
+        return None, f"exporting the kind cluster's logs failed: {exc}"
+
+
+def cluster_logs_html(logs: Path, html_file: Path) -> str:
+    """A link from the HTML report's summary to the exported cluster logs, relative to
+    the report, so the folder can be moved (or archived by CI) together with it."""
+    from urllib.parse import quote
+
+    relative = Path(os.path.relpath(logs, html_file.parent)).as_posix() + "/"
+    return (f'<p class="kind-logs">A test failed: the kind cluster\'s logs (<code>kind export '
+            f'logs</code>: nodes, kubelet, containerd, pods) are in <a href="'
+            f'{escape(quote(relative), quote=True)}">{escape(relative)}</a>.</p>')
 
 
 def _statistics(report: pytest.TestReport) -> dict[str, str]:
