@@ -1,35 +1,41 @@
 """A mesh adapter described by a YAML file, so a third party plugs in with no Python.
 
-Schema (relative paths are resolved against the YAML file's folder; ``{name}``,
-``{namespace}``, ``{service_account}``, ``{for}`` and ``{kubeconfig}`` are replaced
-in waypoint manifests and in command arguments)::
+The schema, every field with its default and the error messages are documented for
+implementers in docs/declarative-adapter.md; the worked example is
+conformance/adapters/examples/reference-declarative.yaml (the reference
+implementation, proven by conformance/tests/test_declarative_example.py).  In short,
+only ``name`` is required and relative paths resolve against the YAML file's folder::
 
     name: acme-mesh                     # required
     version: "1.4.2"                    # or version_command: [acme, version]
     install:
       manifests: [crds.yaml, install.yaml]   # applied in order
       commands: [[acmectl, install, -y]]     # run after the manifests
-      wait_namespaces: [acme-system]         # then wait for every pod there to be Ready
+      wait_namespaces: [acme-system]         # then `kubectl wait` for the pods there to be Ready
     uninstall:                               # default: delete install.manifests in reverse
-      commands: [[acmectl, uninstall, -y]]
+      commands: [[acmectl, uninstall, -y]]   # run first, then the manifests are deleted
       manifests: [install.yaml, crds.yaml]
     enroll:
       label: {istio.io/dataplane-mode: ambient}   # the default
     waypoint:
-      flavours: [istio-waypoint]
-      manifest: |                        # or commands: [[acmectl, waypoint, "{name}"]]
+      flavours: [istio-waypoint]         # one recipe serves every flavour listed
+      manifest: |                        # and/or commands: [[acmectl, waypoint, "{name}"]]
         apiVersion: gateway.networking.k8s.io/v1
         kind: Gateway
         metadata: {name: "{name}", namespace: "{namespace}"}
         spec: {gatewayClassName: istio-waypoint}
       deployment: "{name}"               # where the proxy runs (default "{name}")
-      ready: {condition: Programmed}     # waited for on each Gateway in the manifest
+      ready: {condition: Programmed}     # waited for on each Gateway in the manifest; null: none
     metrics: {ztunnel: 15020/stats/prometheus, waypoint: 15020/stats/prometheus}
     root_namespace: istio-system         # meshConfig.rootNamespace (the default)
     features: [capture, mtls, l4-policy]
 
-Commands run with ``KUBECONFIG`` set to the cluster's.  Bad input raises
-:class:`AdapterConfigError` naming the file and the field, never a traceback.
+Placeholders are replaced as text: ``{name}``, ``{namespace}``, ``{service_account}``
+and ``{for}`` in the waypoint manifest, deployment and commands; ``{kubeconfig}`` in
+install, uninstall and waypoint commands.  Commands run without a shell, in the YAML
+file's folder, with ``KUBECONFIG`` set to the cluster's (not ``version_command``).
+Bad input raises :class:`AdapterConfigError` naming the file and the field, never a
+traceback; a failing command or waypoint raises :class:`AdapterError` saying which.
 """
 
 from __future__ import annotations
@@ -345,6 +351,12 @@ class DeclarativeAdapter(MeshAdapter):
             )
         except FileNotFoundError:
             raise AdapterError(f"{self.name}: command not found: {full[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise AdapterError(f"{self.name}: {' '.join(full)} did not finish within "
+                               f"{self.command_timeout:g}s") from None
+        except OSError as exc:  # not executable, a folder, ...
+            raise AdapterError(f"{self.name}: cannot run {full[0]}: {exc.strerror or exc}; "
+                               "check the command's path and its execute permission") from None
         if proc.returncode != 0:
             raise AdapterError(
                 f"{self.name}: {' '.join(full)} failed ({proc.returncode}): "

@@ -463,6 +463,53 @@ def test_declarative_bad_files(tmp_path: Path, data: Any, message: str) -> None:
     assert message in str(err.value) and str(path) in str(err.value)
 
 
+def test_declarative_commands_placeholders_and_order(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/declarative-adapter.md says of commands: run in the file's folder with
+    the cluster's KUBECONFIG (not the version command), ``{kubeconfig}`` filled in commands
+    only, the waypoint's placeholders in its manifest, commands and deployment,
+    ``ready: {condition: null}`` waits for nothing, and an uninstall runs its commands
+    before deleting its manifests."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    (tmp_path / "install.yaml").write_text("{}\n")
+    log = "echo {tag} $KUBECONFIG $(pwd) >> log"
+    adapter = load_adapter(write(tmp_path, {
+        "name": "acme-mesh",
+        "version_command": ["sh", "-c", "echo ' 2.0 '; echo version ${KUBECONFIG:-none} >> log"],
+        "install": {"commands": [["sh", "-c", log.format(tag="install")]]},
+        "uninstall": {"commands": [["sh", "-c", log.format(tag="uninstall")]],
+                      "manifests": ["install.yaml"]},
+        "waypoint": {
+            "flavours": ["istio-mesh"],
+            "manifest": "kind: Gateway\nmetadata: {name: '{name}', annotations: "
+                        "{a: '{service_account} {for} {kubeconfig} {other}'}}\n",
+            "commands": [["sh", "-c", "echo wp {name} {namespace} {service_account} {for} "
+                                      "{kubeconfig} >> log"]],
+            "deployment": "{service_account}-waypoint-proxy",
+            "ready": {"condition": None},
+        },
+    }))
+    here, kubeconfig = tmp_path.resolve(), "/tmp/fake-kubeconfig"
+    assert adapter.version() == "2.0"
+    cluster = FakeCluster()
+    adapter.install(cluster)
+    info = adapter.add_waypoint(cluster, "ns", "wp", flavour=FLAVOUR_2022, service_account="sa")
+    assert info == WaypointInfo("wp", "ns", "sa-waypoint-proxy", FLAVOUR_2022)
+    [(verb, [gateway])] = cluster.calls  # applied, and nothing waited on
+    assert verb == "apply"
+    assert gateway["metadata"] == {"name": "wp", "annotations": {
+        "a": "sa service {kubeconfig} {other}"}}  # unknown placeholders stay as written
+    cluster.calls.clear()
+    adapter.uninstall(cluster)
+    assert cluster.calls == [("delete", tmp_path / "install.yaml")]
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "version none",
+        f"install {kubeconfig} {here}",
+        f"wp wp ns sa service {kubeconfig}",
+        f"uninstall {kubeconfig} {here}",
+    ]
+
+
 def test_declarative_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AdapterConfigError, match="cannot read adapter file"):
         load_adapter(str(tmp_path / "nope.yaml"))
@@ -486,3 +533,18 @@ def test_suite_never_imports_the_implementation() -> None:
             continue
         text = source.read_text()
         assert "import ambient_ref" not in text and "from ambient_ref" not in text, source
+
+
+def test_declarative_commands_that_hang_or_cannot_run_are_adapter_errors(tmp_path: Path) -> None:
+    """A command that outlives its deadline, or a path that is not executable, ends the
+    install with an error naming the command, never a traceback from subprocess."""
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    path = write(tmp_path, {"name": "acme", "version": "1"})
+    adapter = load_adapter(str(path))
+    assert isinstance(adapter, DeclarativeAdapter)
+    adapter.command_timeout = 0.5
+    with pytest.raises(AdapterError, match=r"sleep 5 did not finish within 0.5s"):
+        adapter._run(["sleep", "5"], None, {})
+    with pytest.raises(AdapterError, match=r"cannot run .*not-executable.sh.*execute permission"):
+        adapter._run([str(script)], None, {})
