@@ -11,7 +11,7 @@ only ``name`` is required and relative paths resolve against the YAML file's fol
     install:
       manifests: [crds.yaml, install.yaml]   # applied in order
       commands: [[acmectl, install, -y]]     # run after the manifests
-      wait_namespaces: [acme-system]         # then `kubectl wait` for the pods there to be Ready
+      wait_namespaces: [acme-system]         # then every workload there rolled out, pods Ready
     uninstall:                               # default: delete install.manifests in reverse
       commands: [[acmectl, uninstall, -y]]   # run first, then the manifests are deleted
       manifests: [install.yaml, crds.yaml]
@@ -52,6 +52,8 @@ import yaml
 from clusters.provider import ClusterError, ClusterProvider
 from profiles.features import ALL_FEATURES
 
+from ..rollout import wait_rolled_out
+from ..waiting import NotConverged
 from .base import (
     ALL_FLAVOURS,
     AMBIENT_LABEL,
@@ -286,6 +288,10 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     return template
 
 
+# how long install.wait_namespaces waits for each namespace to be rolled out
+WAIT_NAMESPACE_S = 120.0
+
+
 class DeclarativeAdapter(MeshAdapter):
     """A :class:`MeshAdapter` whose every action comes from a :class:`DeclarativeConfig`."""
 
@@ -371,16 +377,13 @@ class DeclarativeAdapter(MeshAdapter):
         for argv in steps.commands:
             self._run(argv, cluster, {})
         for ns in steps.wait_namespaces:
-            cluster.kubectl(
-                "wait",
-                "--for=condition=Ready",
-                "pods",
-                "--all",
-                "-n",
-                ns,
-                "--timeout=120s",
-                timeout=130,
-            )
+            # kubectl's rollout rules for every Deployment and DaemonSet, listed at each
+            # look, then every pod Ready: unlike ``kubectl wait pods --all``, pods that
+            # do not exist yet are waited for, not an error
+            try:
+                wait_rolled_out(cluster, ns, timeout=WAIT_NAMESPACE_S)
+            except NotConverged as exc:
+                raise AdapterError(f"{self.name}: install.wait_namespaces: {exc}") from None
 
     def uninstall(self, cluster: ClusterProvider) -> None:
         steps = self.config.uninstall

@@ -386,7 +386,12 @@ def write(tmp_path: Path, data: Any) -> Path:
     return path
 
 
-def test_declarative_round_trip(tmp_path: Path) -> None:
+def test_declarative_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.adapters import declarative
+
+    waited: list[str] = []
+    monkeypatch.setattr(declarative, "wait_rolled_out",
+                        lambda cluster, namespace, timeout: waited.append(namespace))
     for name in ("crds.yaml", "install.yaml"):
         (tmp_path / name).write_text("{}\n")
     adapter = load_adapter(str(write(tmp_path, GOOD)))
@@ -404,7 +409,7 @@ def test_declarative_round_trip(tmp_path: Path) -> None:
         ("apply", tmp_path / "crds.yaml"),
         ("apply", tmp_path / "install.yaml"),
     ]
-    assert cluster.calls[2][1][-3:-1] == ("-n", "acme-system")
+    assert len(cluster.calls) == 2 and waited == ["acme-system"]
     adapter.enroll(cluster, "ns")
     assert cluster.calls[-1] == (
         "kubectl",
@@ -548,3 +553,30 @@ def test_declarative_commands_that_hang_or_cannot_run_are_adapter_errors(tmp_pat
         adapter._run(["sleep", "5"], None, {})
     with pytest.raises(AdapterError, match=r"cannot run .*not-executable.sh.*execute permission"):
         adapter._run([str(script)], None, {})
+
+
+def test_declarative_wait_namespaces_waits_for_rollout_and_names_what_is_pending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``install.wait_namespaces`` is the suite's rollout judgement for each namespace,
+    in order (workloads listed at every look, so late ones are waited for); one that
+    never rolls out ends the install with an AdapterError naming what is pending."""
+    from conformance.adapters import declarative
+    from conformance.waiting import NotConverged
+
+    waited: list[tuple[str, float]] = []
+
+    def rolled_out(cluster: ClusterProvider, namespace: str, timeout: float) -> None:
+        waited.append((namespace, timeout))
+        if namespace == "stuck":
+            raise NotConverged("timed out after 120s waiting until every workload in stuck "
+                               "is rolled out; last observed: {'daemonset/ztunnel': '0 of 2'}")
+
+    monkeypatch.setattr(declarative, "wait_rolled_out", rolled_out)
+    adapter = load_adapter(write(tmp_path, {"name": "acme", "version": "1",
+                                            "install": {"wait_namespaces": ["a", "b"]}}))
+    adapter.install(FakeCluster())
+    assert waited == [("a", declarative.WAIT_NAMESPACE_S), ("b", declarative.WAIT_NAMESPACE_S)]
+    stuck = load_adapter(write(tmp_path, {"name": "acme", "version": "1",
+                                          "install": {"wait_namespaces": ["stuck"]}}))
+    with pytest.raises(AdapterError, match=r"install.wait_namespaces: .*daemonset/ztunnel"):
+        stuck.install(FakeCluster())
