@@ -18,7 +18,7 @@ only ``name`` is required and relative paths resolve against the YAML file's fol
     enroll:
       label: {istio.io/dataplane-mode: ambient}   # the default
     waypoint:
-      flavours: [istio-waypoint]         # one recipe serves every flavour listed
+      flavours: [istio-waypoint]         # or a list of recipes, one per flavour group
       manifest: |                        # and/or commands: [[acmectl, waypoint, "{name}"]]
         apiVersion: gateway.networking.k8s.io/v1
         kind: Gateway
@@ -113,7 +113,8 @@ class DeclarativeConfig:
     install: Steps = field(default_factory=Steps)
     uninstall: Steps | None = None
     enroll_label: Mapping[str, str] = field(default_factory=lambda: dict(AMBIENT_LABEL))
-    waypoint: WaypointRecipe | None = None
+    # one recipe per flavour group; a flavour is served by at most one of them
+    waypoints: tuple[WaypointRecipe, ...] = ()
     metrics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
     features: frozenset[str] = frozenset()
     root_namespace: str = ROOT_NAMESPACE
@@ -218,31 +219,20 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
     if not enroll_label:
         raise c.fail("enroll.label", "must name at least one label")
 
-    waypoint = None
+    waypoints: list[WaypointRecipe] = []
     if "waypoint" in top:
-        wp = c.mapping(
-            top["waypoint"],
-            "waypoint",
-            frozenset({"flavours", "manifest", "commands", "deployment", "ready"}),
-        )
-        flavours = frozenset(c.strings(wp.get("flavours", [FLAVOUR_TODAY]), "waypoint.flavours"))
-        for f in sorted(flavours - ALL_FLAVOURS):
-            raise c.fail(
-                "waypoint.flavours", f"unknown flavour {f!r}; known: {sorted(ALL_FLAVOURS)}"
-            )
-        manifest = c.typed(wp["manifest"], str, "waypoint.manifest") if "manifest" in wp else None
-        commands = c.argv_list(wp.get("commands", []), "waypoint.commands")
-        if manifest is None and not commands:
-            raise c.fail("waypoint", "needs `manifest` or `commands`")
-        ready = c.mapping(wp.get("ready", {}), "waypoint.ready", frozenset({"condition"}))
-        condition = ready.get("condition", "Programmed")
-        waypoint = WaypointRecipe(
-            flavours,
-            manifest,
-            commands,
-            c.string(wp.get("deployment", "{name}"), "waypoint.deployment"),
-            None if condition is None else c.string(condition, "waypoint.ready.condition"),
-        )
+        # one recipe, or a list of them when flavours need different objects (the 2022
+        # Gateway differs in apiVersion, class, annotation and Deployment name)
+        given = top["waypoint"]
+        many = isinstance(given, list)
+        for i, item in enumerate(given if many else [given]):
+            recipe = _waypoint_recipe(c, item, f"waypoint[{i}]" if many else "waypoint")
+            taken = set().union(*(r.flavours for r in waypoints))
+            for f in sorted(recipe.flavours & taken):
+                raise c.fail(f"waypoint[{i}].flavours", f"flavour {f!r} has a recipe already")
+            waypoints.append(recipe)
+        if many and not waypoints:
+            raise c.fail("waypoint", "an empty list: give a recipe or leave `waypoint` out")
 
     metrics = {**DEFAULT_METRICS, **c.str_map(top.get("metrics", {}), "metrics")}
     root_namespace = c.string(top.get("root_namespace", ROOT_NAMESPACE), "root_namespace")
@@ -257,7 +247,7 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
         install,
         uninstall,
         enroll_label,
-        waypoint,
+        tuple(waypoints),
         metrics,
         features,
         root_namespace,
@@ -286,6 +276,27 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
     return template
+
+
+def _waypoint_recipe(c: _Checker, given: Any, where: str) -> WaypointRecipe:
+    wp = c.mapping(given, where, frozenset({"flavours", "manifest", "commands", "deployment",
+                                             "ready"}))
+    flavours = frozenset(c.strings(wp.get("flavours", [FLAVOUR_TODAY]), f"{where}.flavours"))
+    for f in sorted(flavours - ALL_FLAVOURS):
+        raise c.fail(f"{where}.flavours", f"unknown flavour {f!r}; known: {sorted(ALL_FLAVOURS)}")
+    manifest = c.typed(wp["manifest"], str, f"{where}.manifest") if "manifest" in wp else None
+    commands = c.argv_list(wp.get("commands", []), f"{where}.commands")
+    if manifest is None and not commands:
+        raise c.fail(where, "needs `manifest` or `commands`")
+    ready = c.mapping(wp.get("ready", {}), f"{where}.ready", frozenset({"condition"}))
+    condition = ready.get("condition", "Programmed")
+    return WaypointRecipe(
+        flavours,
+        manifest,
+        commands,
+        c.string(wp.get("deployment", "{name}"), f"{where}.deployment"),
+        None if condition is None else c.string(condition, f"{where}.ready.condition"),
+    )
 
 
 # how long install.wait_namespaces waits for each namespace to be rolled out
@@ -317,7 +328,7 @@ class DeclarativeAdapter(MeshAdapter):
         return self.config.features
 
     def api_flavours(self) -> frozenset[str]:
-        return self.config.waypoint.flavours if self.config.waypoint else frozenset()
+        return frozenset().union(*(r.flavours for r in self.config.waypoints))
 
     def metrics_locations(self) -> dict[str, str]:
         return dict(self.config.metrics)
@@ -405,13 +416,13 @@ class DeclarativeAdapter(MeshAdapter):
         for_: str = "service",
         service_account: str | None = None,
     ) -> WaypointInfo:
-        recipe = self.config.waypoint
-        if recipe is None:
+        if not self.config.waypoints:
             raise AdapterError(f"{self.name} declares no `waypoint` recipe")
-        if flavour not in recipe.flavours:
+        recipe = next((r for r in self.config.waypoints if flavour in r.flavours), None)
+        if recipe is None:
             raise AdapterError(
                 f"{self.name} does not speak the {flavour!r} waypoint flavour "
-                f"(declared: {sorted(recipe.flavours)})"
+                f"(declared: {sorted(self.api_flavours())})"
             )
         values = {
             "name": name,
@@ -425,8 +436,8 @@ class DeclarativeAdapter(MeshAdapter):
                 docs = [d for d in yaml.safe_load_all(rendered) if d]
             except yaml.YAMLError as exc:
                 raise AdapterConfigError(
-                    f"{self.config.source}: field `waypoint.manifest`: not valid YAML "
-                    f"once filled in: {exc}"
+                    f"{self.config.source}: field `waypoint.manifest` ({flavour}): not "
+                    f"valid YAML once filled in: {exc}"
                 ) from None
             cluster.apply(docs, namespace=namespace)
             if recipe.ready_condition:

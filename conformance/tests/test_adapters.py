@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -580,3 +581,26 @@ def test_declarative_wait_namespaces_waits_for_rollout_and_names_what_is_pending
                                           "install": {"wait_namespaces": ["stuck"]}}))
     with pytest.raises(AdapterError, match=r"install.wait_namespaces: .*daemonset/ztunnel"):
         stuck.install(FakeCluster())
+
+
+def test_declarative_waypoint_recipes_per_flavour(tmp_path: Path) -> None:
+    """``waypoint`` may list one recipe per flavour (the 2022 Gateway differs from
+    today's); each flavour is made by its own recipe, and two recipes for one flavour,
+    or an empty list, are refused naming the field."""
+    today = {"flavours": ["istio-waypoint"],
+             "manifest": "kind: Gateway\nmetadata: {name: '{name}'}\n"}
+    old = {"flavours": ["istio-mesh"], "commands": [["true"]],
+           "deployment": "{service_account}-waypoint-proxy"}
+    adapter = load_adapter(write(tmp_path, {"name": "acme", "version": "1",
+                                            "waypoint": [today, old]}))
+    assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
+    cluster = FakeCluster()
+    info = adapter.add_waypoint(cluster, "ns", "wp", flavour=FLAVOUR_2022, service_account="sa")
+    assert info.deployment == "sa-waypoint-proxy" and cluster.calls == []  # commands only
+    adapter.add_waypoint(cluster, "ns", "wp2")
+    assert [verb for verb, _ in cluster.calls] == ["apply", "wait"]
+    for bad, message in (([today, today], "field `waypoint[1].flavours`: flavour 'istio-waypoint'"),
+                         ([], "field `waypoint`: an empty list"),
+                         ([today, {"flavours": ["istio-mesh"]}], "field `waypoint[1]`: needs")):
+        with pytest.raises(AdapterConfigError, match=re.escape(message)):
+            load_adapter(write(tmp_path, {"name": "acme", "waypoint": bad}))

@@ -1,21 +1,18 @@
 """The declarative adapter, proven by its worked example.
 
 ``conformance/adapters/examples/reference-declarative.yaml`` installs the project's
-reference implementation through plain manifests and a waypoint Gateway recipe, as a
-third party describes its own mesh (docs/declarative-adapter.md).  Two things are
-shown here:
+reference implementation through plain manifests and a waypoint Gateway recipe per
+API flavour, as a third party describes its own mesh (docs/declarative-adapter.md).
+Two things are shown here:
 
 - without a cluster, that the example says what the built-in ``reference`` adapter
-  does: the same manifests in the same order, the same waypoint Gateway and the same
-  condition waited on, the same metrics, enrollment label, root namespace and version,
-  and the same features except the one the schema cannot express (``walkthrough-2022``:
-  one waypoint recipe serves every listed flavour, so the 2022 ``istio-mesh`` Gateway
-  cannot be declared beside today's);
+  does: the same manifests in the same order, the same waypoint Gateways (both
+  flavours) and the same condition waited on, the same metrics, enrollment label, root
+  namespace, version and features;
 - on its own local cluster, that the whole suite passes through it, run as the main
   job runs it (``conformance.flake.MAIN_JOB``) with ``--implementation`` naming the
-  YAML, read from the reports it wrote: every test of a claimed feature ran and passed,
-  every test of an unclaimed feature was reported unsupported (skipped), never passed,
-  and the profiles' verdicts are those of a partial-by-choice run.
+  YAML, read from the reports it wrote: every test ran and passed, every feature some
+  test needs was exercised, and every profile's verdict is success.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import pytest
 import yaml
 
 from conformance.adapters import load_adapter
-from conformance.adapters.base import FLAVOUR_TODAY
+from conformance.adapters.base import FLAVOUR_2022, FLAVOUR_TODAY
 from conformance.adapters.declarative import DeclarativeAdapter
 from conformance.adapters.reference import ReferenceAdapter
 from conformance.flake import MAIN_JOB
@@ -41,8 +38,6 @@ from .test_adapters import FakeCluster
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "conformance" / "adapters" / "examples" / "reference-declarative.yaml"
-NOT_DECLARABLE = frozenset({F.WALKTHROUGH_2022})
-"""What the reference claims and the example cannot: the 2022 waypoint flavour."""
 RUN_TIMEOUT_S = 1500
 
 
@@ -65,23 +60,28 @@ def test_the_example_installs_the_reference_manifests_in_the_reference_order() -
     assert adapter.config.install.wait_namespaces == ("istio-system",)
 
 
-def test_the_example_claims_what_the_reference_claims_but_the_2022_flavour() -> None:
+def test_the_example_claims_what_the_reference_claims() -> None:
     adapter, reference = example(), ReferenceAdapter()
-    assert adapter.features() == reference.features() - NOT_DECLARABLE
-    assert adapter.api_flavours() == {FLAVOUR_TODAY}
+    assert adapter.features() == reference.features()
+    assert F.WALKTHROUGH_2022 in adapter.features()
+    assert adapter.api_flavours() == reference.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert adapter.version() == reference.version()  # read from reference-impl's pyproject
     assert adapter.metrics_locations() == reference.metrics_locations()
     assert adapter.enroll_labels() == reference.enroll_labels()
     assert adapter.root_namespace() == reference.root_namespace()
 
 
-@pytest.mark.parametrize("for_", ["service", "workload"])
-def test_the_example_makes_the_reference_adapters_waypoint(for_: str) -> None:
-    """The same Gateway applied, the same condition waited on, the same proxy named."""
+@pytest.mark.parametrize(("flavour", "for_"), [(FLAVOUR_TODAY, "service"),
+                                               (FLAVOUR_TODAY, "workload"),
+                                               (FLAVOUR_2022, "service")])
+def test_the_example_makes_the_reference_adapters_waypoint(flavour: str, for_: str) -> None:
+    """The same Gateway applied, the same condition waited on, the same proxy named, for
+    each flavour from its own recipe."""
     made = {}
     for name, adapter in (("example", example()), ("reference", ReferenceAdapter())):
         cluster = FakeCluster()  # its wait checks the predicate is Programmed=True
-        info = adapter.add_waypoint(cluster, "ns", "wp", flavour=FLAVOUR_TODAY, for_=for_)
+        info = adapter.add_waypoint(cluster, "ns", "wp", flavour=flavour,  # type: ignore[arg-type]
+                                    for_=for_, service_account="sa")
         made[name] = info, cluster.calls
     assert made["example"] == made["reference"]
 
@@ -135,51 +135,29 @@ def check_run(returncode: int, stdout: str, stderr: str, reports: Path) -> None:
     doc = yaml.safe_load((reports / "conformance-report.yaml").read_text())
     claimed = example().features()
 
-    # the run: nothing failed, partial only because walkthrough-2022 is not claimed
+    # the run: every test ran and passed
     assert all_failed_tests(doc) == [], output
     assert returncode == 0, output
     assert doc["exitStatus"] == 0
-    assert doc["exitReason"].startswith("exit 0: PARTIAL only by choice"), doc["exitReason"]
+    assert doc["result"] == "success", doc["exitReason"]
     assert stdout.strip().splitlines()[-1] == f"ambient: {doc['exitReason']}"
-    assert doc["result"] == "partial"
     assert doc["implementation"]["project"] == "reference-declarative"
     assert doc["implementation"]["version"] == ReferenceAdapter().version()
-    assert doc["implementation"]["flavours"] == [FLAVOUR_TODAY]
+    assert set(doc["implementation"]["flavours"]) == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert set(doc["supportedFeatures"]) == claimed
-    assert set(doc["unsupportedFeatures"]) == NOT_DECLARABLE
-    assert "unsupportedReasons" not in doc  # a choice, not something the cluster lacks
+    assert not doc.get("unsupportedFeatures")
 
-    # every test: claimed features' tests passed, the others reported unsupported
     cases = junit_cases(reports / "junit.xml")
     assert cases, output
-    for case in cases:
-        if case.features <= claimed:
-            assert case.outcome == "passed", (case, output)
-        else:
-            assert case.outcome == "skipped", case
-            assert "reference-declarative does not claim walkthrough-2022" in case.message, case
+    assert [c for c in cases if c.outcome != "passed"] == [], output
+    assert doc["exitReason"] == f"exit 0: {len(cases)} tests ran and passed", doc
     declared = frozenset().union(*(c.features for c in cases))
-    exercised = frozenset().union(*(c.features for c in cases if c.outcome == "passed"))
-    assert declared - claimed == NOT_DECLARABLE
-    assert exercised == claimed & declared  # each claimed feature some test needs, shown
-    skipped = {c.name for c in cases if c.outcome == "skipped"}
-    assert skipped and all(n.startswith("TestWalkthrough2022::") for n in skipped), skipped
-    # ... each classified as not claimed (a choice), which is why the run exits 0
-    n = len(skipped)
-    assert doc["exitReason"].endswith(f"{n} tests skipped by choice ({n} not claimed)"), doc
+    assert declared <= claimed
+    assert declared == frozenset().union(*(c.features for c in cases if c.outcome == "passed"))
 
-    # the profiles: every part passed in full but WALKTHROUGH's extended one (the 2022
-    # walkthrough); AMBIENT-L4's extended part holds the L4 tests that also need a waypoint
-    verdicts = {p["name"]: (p["core"]["result"], p["extended"]["result"])
-                for p in doc["profiles"]}
-    assert verdicts == {"AMBIENT-L4": ("success", "success"),
-                        "AMBIENT-L7": ("success", "success"),
-                        "WALKTHROUGH": ("success", "partial")}, verdicts
+    # the profiles: every part passed in full
     for profile in doc["profiles"]:
         for part in ("core", "extended"):
+            assert profile[part]["result"] == "success", profile
             stats = profile[part]["statistics"]
-            if (profile["name"], part) != ("WALKTHROUGH", "extended"):
-                assert stats["Passed"] > 0 and stats["Skipped"] == stats["Failed"] == 0, profile
-    [walkthrough] = [p for p in doc["profiles"] if p["name"] == "WALKTHROUGH"]
-    assert set(walkthrough["extended"]["skippedTests"]) == skipped
-    assert walkthrough["extended"]["unsupportedFeatures"] == sorted(NOT_DECLARABLE)
+            assert stats["Passed"] > 0 and stats["Skipped"] == stats["Failed"] == 0, profile
