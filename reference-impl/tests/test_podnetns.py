@@ -107,3 +107,13 @@ def test_a_namespace_is_trusted_only_if_it_holds_the_pods_ip(tmp_path):
     finally:
         for name in names.values():
             subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_nothing_wanted_reads_nothing(monkeypatch):
+    """The ztunnel asks on every configuration change; with every pod served already
+    it must not scan the node's processes."""
+    def scan(*_):
+        raise AssertionError("/proc scanned for no pod")
+
+    monkeypatch.setattr(podnetns, "candidates", scan)
+    assert asyncio.run(podnetns.find({})) == {}

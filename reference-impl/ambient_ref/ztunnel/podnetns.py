@@ -127,6 +127,8 @@ async def find(pods: Mapping[str, Collection[str]], proc: Path = HOST_PROC) -> d
     not found yet (its first process not started) is simply absent: the caller tries
     again later.
     """
+    if not pods:  # every pod of the node is served already: no scan of /proc
+        return {}
     found = await asyncio.to_thread(candidates, set(pods), proc)
     held: dict[str, PodNetns] = {}
     for uid, paths in found.items():
