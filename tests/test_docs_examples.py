@@ -63,8 +63,7 @@ def _module(path: Path) -> ast.Module:
 
 
 def suite_options() -> set[str]:
-    """What ``pytest_addoption`` of conformance/plugin.py adds (directly, or through a
-    helper it calls with the names)."""
+    """The long options ``pytest_addoption`` of conformance/plugin.py adds."""
     (hook,) = [node for node in _module(REPO / "conformance" / "plugin.py").body
                if isinstance(node, ast.FunctionDef) and node.name == "pytest_addoption"]
     return _option_names(hook)
