@@ -87,6 +87,9 @@ class ClusterProvider(ABC):
     """A running Kubernetes API and the means to act on it."""
 
     name: str
+    # Whether ``load_image`` puts images from this machine on the nodes (kind does);
+    # elsewhere images come from a registry the cluster pulls from.
+    can_load_images: bool = False
 
     # -- life cycle ---------------------------------------------------------------
 

@@ -86,6 +86,8 @@ class KindCluster(KubectlCluster):
     generated one, and then ``nodes`` is not used.
     """
 
+    can_load_images = True
+
     def __init__(self, name: str = DEFAULT_NAME, node_image: str = DEFAULT_NODE_IMAGE,
                  nodes: int = 2, kind_binary: str | Path | None = None,
                  config: Path | dict[str, Any] | None = None, keep: bool = False, *,

@@ -153,3 +153,20 @@ def test_a_bad_mapping_stops_the_cluster_before_it_starts(tmp_path, monkeypatch)
     with pytest.raises(ClusterError, match=f"{ex.ENV_VAR}: 'bad ref' is not an image"):
         LocalCluster("bad-mapping", root=tmp_path).up()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_entrypoint_image_runs_the_command_its_arguments_name():
+    # The reference implementation's one image (registered through its entry point):
+    # the container's args pick the component, and the start waits for its ports.
+    catalog = default_catalog()
+    pilot = catalog.resolve("ambient-reference/ambient:0.1.0", {"args": ["pilot"]})
+    assert pilot.argv[-3:] == ["-m", "ambient_ref", "pilot"] and pilot.listens == (15012,)
+    waypoint = catalog.resolve("registry.example/ambient-reference/ambient:dev",
+                               {"command": ["ambient-reference"], "args": ["waypoint", "-v"]})
+    assert waypoint.argv[-3:] == ["ambient_ref", "waypoint", "-v"]
+    assert waypoint.listens == (15021,)
+    # no component: the entrypoint runs and fails with its usage, as the image would
+    bare = catalog.resolve("ambient-reference/ambient:0.1.0", {})
+    assert bare.argv[-2:] == ["-m", "ambient_ref"] and bare.listens == ()
+    with pytest.raises(UnknownImage, match=r"command 'sh' is not in the image.*as args"):
+        catalog.resolve("ambient-reference/ambient:0.1.0", {"command": ["sh", "-c", "x"]})

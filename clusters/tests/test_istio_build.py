@@ -42,12 +42,12 @@ def test_the_mapping_runs_each_image_from_the_build(tmp_path):
 
 
 def test_the_mapping_leaves_another_meshs_images_of_the_same_name_alone(tmp_path):
-    """A perf run measures the reference and Istio on one cluster: Istio's build must not
-    run in place of ``ambient-reference/pilot`` or ``ambient-reference/ztunnel``."""
+    """A perf run may measure several meshes on one cluster: Istio's build must not run
+    in place of another mesh's ``pilot`` or ``ztunnel`` image."""
     build = _build(tmp_path / "bin")
     mapped = executables.parse([str(istio_build.write_mapping(build, tmp_path / "m.yaml"))], "t")
-    for image in ("ambient-reference/pilot:0.1.0", "ambient-reference/ztunnel:0.1.0",
-                  "example.com/mesh/install-cni:1"):
+    for image in ("example.com/mesh/pilot:0.1.0", "example.com/mesh/ztunnel:0.1.0",
+                  "example.com/mesh/install-cni:1", "ambient-reference/ambient:0.1.0"):
         assert executables.find(mapped, image) is None, image
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusters.provider import ClusterProvider, ExecResult
+from clusters.provider import ClusterError, ClusterProvider, ExecResult
 from conformance.adapters import istio as istio_mod
 from conformance.adapters.base import (
     FLAVOUR_2022,
@@ -123,14 +123,84 @@ def test_reference_image_options_replace_components(rollout_waits) -> None:
     docs = [arg for kind, arg in cluster.calls if kind == "apply"][1]
     images = _images(docs)
     assert images["ztunnel"] == ["example/zt:broken"]
-    assert images["istiod"] == ["ambient-reference/pilot:0.1.0"]
+    assert images["istiod"] == ["ambient-reference/ambient:0.1.0"]
     [istiod] = [d for d in docs if d["metadata"]["name"] == "istiod" and d["kind"] == "Deployment"]
     env = istiod["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "WAYPOINT_IMAGE", "value": "example/wp:x"} in env
+    assert not [kind for kind, _ in cluster.calls if kind == "load_image"]  # not kind
+
+
+def test_reference_image_option_runs_every_component_from_it(rollout_waits) -> None:
+    adapter = ReferenceAdapter()
+    adapter.configure({"image": "registry.example/ambient:dev",
+                       "images": {"ztunnel": "example/zt:broken"}})
+    cluster = FakeCluster()
+    adapter.install(cluster)
+    docs = [arg for kind, arg in cluster.calls if kind == "apply"][1]
+    assert _images(docs) == {"istiod": ["registry.example/ambient:dev"],
+                             "ztunnel": ["example/zt:broken"],
+                             "istio-ingressgateway": ["registry.example/ambient:dev"]}
+    [istiod] = [d for d in docs if d["metadata"]["name"] == "istiod" and d["kind"] == "Deployment"]
+    env = istiod["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "WAYPOINT_IMAGE", "value": "registry.example/ambient:dev"} in env
+
+
+class LoadingCluster(FakeCluster):
+    """A cluster that loads images from the local engine, as kind does."""
+
+    name = "kind-fake"
+    can_load_images = True
+
+    def __init__(self, missing: set[str] = frozenset()) -> None:
+        super().__init__()
+        self.missing = missing
+
+    def load_image(self, image: str, archive: Path | None = None) -> None:
+        if image in self.missing:
+            raise ClusterError(f"kind load docker-image {image}: image not present locally")
+        self.calls.append(("load_image", image))
+
+
+def test_reference_on_kind_loads_its_image_before_installing(rollout_waits) -> None:
+    adapter = ReferenceAdapter()
+    cluster = LoadingCluster()
+    assert adapter.check_available(cluster) is None
+    adapter.install(cluster)
+    assert cluster.kinds()[:3] == ["load_image", "apply", "apply"]
+    assert [a for k, a in cluster.calls if k == "load_image"] == [adapter.default_image()]
+    # a build under test is loaded too, the waypoints' image with the rest
+    adapter.configure({"images": {"waypoint": "example/wp:x"}})
+    cluster = LoadingCluster()
+    adapter.install(cluster)
+    assert sorted(a for k, a in cluster.calls if k == "load_image") == [
+        adapter.default_image(), "example/wp:x"]
+
+
+def test_reference_on_kind_without_its_image_says_how_to_build_it(rollout_waits) -> None:
+    adapter = ReferenceAdapter()
+    cluster = LoadingCluster(missing={adapter.default_image()})
+    with pytest.raises(AdapterError) as info:
+        adapter.install(cluster)
+    message = str(info.value)
+    assert f"docker build -t {adapter.default_image()} reference-impl" in message
+    assert "not present locally" in message and "load_images: false" in message
+    assert "apply" not in cluster.kinds()  # nothing half-installed
+    # pulled from a registry instead: nothing loaded
+    adapter.configure({"image": "registry.example/ambient:1", "load_images": False})
+    cluster = LoadingCluster(missing={"registry.example/ambient:1"})
+    adapter.install(cluster)
+    assert "load_image" not in cluster.kinds()
+
+
+def test_reference_manifests_name_the_distributions_version() -> None:
+    adapter = ReferenceAdapter()
+    docs = [d for d in yaml.safe_load_all((MANIFEST_DIR / "install.yaml").read_text()) if d]
+    assert all(v == [adapter.default_image()] for v in _images(docs).values())
 
 
 @pytest.mark.parametrize("options", [{"imagez": {}}, {"images": {"sidecar": "x"}},
-                                     {"images": ["x"]}])
+                                     {"images": ["x"]}, {"image": ""}, {"image": ["x"]},
+                                     {"load_images": "no"}])
 def test_reference_rejects_bad_options(options) -> None:
     with pytest.raises(AdapterConfigError):
         ReferenceAdapter().configure(options)
@@ -157,11 +227,17 @@ def test_reference_claims_and_version() -> None:
     assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert adapter.version() not in ("", "unknown")
     assert adapter.metrics_locations()["waypoint"] == "15020/stats/prometheus"
-    # Outside the local cluster its images must be given: there are none published.
-    assert "no container images" in (adapter.check_available(FakeCluster()) or "")
+    # On a cluster that cannot load images, the image must be published and named.
+    reason = adapter.check_available(FakeCluster()) or ""
+    assert "not published" in reason and "'image' option" in reason
+    assert "docker build -t ambient-reference/ambient:" in reason
+    adapter.configure({"image": "registry.example/ambient:1"})
+    assert adapter.check_available(FakeCluster()) is None
     adapter.configure({"images": {c: f"registry.example/{c}:1" for c in
                                   ("pilot", "ztunnel", "waypoint", "ingress")}})
     assert adapter.check_available(FakeCluster()) is None
+    adapter.configure({"load_images": False})  # kind, pulling from a registry: name it
+    assert "not published" in (adapter.check_available(LoadingCluster()) or "")
 
 
 def test_reference_waypoint_today() -> None:

@@ -1,28 +1,32 @@
-"""Images of this distribution for the ambient-harness local cluster's catalog.
+"""This distribution's image for the ambient-harness local cluster's catalog.
 
-On a real cluster these are container images built from this distribution; the
-local cluster runs the same modules as processes, with this interpreter.
+On a real cluster the image is built from this folder's ``Dockerfile``: one image,
+``ambient-reference/ambient``, whose entrypoint is ``ambient-reference`` and whose
+arguments pick the component (``cli.py``).  The local cluster runs the same
+entrypoint as a process, with its own interpreter.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PILOT_IMAGE = r"(^|/)ambient-reference/pilot(:[\w.\-]+)?$"
-ZTUNNEL_IMAGE = r"(^|/)ambient-reference/ztunnel(:[\w.\-]+)?$"
-WAYPOINT_IMAGE = r"(^|/)ambient-reference/waypoint(:[\w.\-]+)?$"
+IMAGE = "ambient-reference/ambient"
+VERSION = "0.1.0"
+IMAGE_PATTERN = r"(^|/)ambient-reference/ambient(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$"
+ENTRYPOINT = "ambient-reference"
+# The ports each component serves once started (a container counts as running when
+# its process is up; the catalog waits for these so a probe never races the start).
+LISTENS = {"pilot": (15012,), "ztunnel": (), "waypoint": (15021,)}
 
 
 def register(catalog: Any) -> None:
     """Called by the local cluster's image catalog (entry point ``ambient_harness.images``).
 
-    Only plain data crosses: the image pattern, the module to run, the ports it serves
-    once started; the catalog builds the program (this distribution never imports the
-    harness).
+    Only plain data crosses: the image pattern, the entrypoint and the module that
+    runs it, the ports each command serves; the catalog builds the program (this
+    distribution never imports the harness).
     """
-    catalog.register_module(PILOT_IMAGE, "ambient_ref.pilot", listens=(15012,),
-                            description="ambient-reference/pilot (the control plane)")
-    catalog.register_module(ZTUNNEL_IMAGE, "ambient_ref.ztunnel", listens=(),
-                            description="ambient-reference/ztunnel (the node proxy)")
-    catalog.register_module(WAYPOINT_IMAGE, "ambient_ref.waypoint", listens=(15021,),
-                            description="ambient-reference/waypoint (the L7 proxy)")
+    catalog.register_entrypoint(
+        IMAGE_PATTERN, "ambient_ref", entrypoint=ENTRYPOINT, listens=LISTENS,
+        description=f"{IMAGE} (the reference implementation; args pick "
+                    f"{'|'.join(LISTENS)})")

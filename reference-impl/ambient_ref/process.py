@@ -1,6 +1,6 @@
 """What every component's process does first: stop cleanly on a signal, reach the API.
 
-istiod, the ztunnel and the waypoint each run ``python -m ambient_ref.<component>``
+istiod, the ztunnel and the waypoint each run ``ambient-reference <component>``
 and begin the same way; that beginning lives here once.
 """
 

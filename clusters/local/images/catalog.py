@@ -7,7 +7,7 @@ Bookinfo's images to the project's Python Bookinfo, ``curlimages/curl`` to the
 command given (so ``exec ... curl`` is the real curl), the cluster's own DNS
 image to its DNS server.  Other projects add catalog images through the
 ``ambient_harness.images`` entry point group (the reference implementation
-registers its control plane, ztunnel and waypoint this way).  An image nobody
+registers its one image, whose arguments pick the component, this way).  An image nobody
 mapped or registered fails its pod the way a failed pull does.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -109,6 +109,26 @@ class ImageCatalog:
         separate distribution, installed beside the harness, plugs its images in)."""
         self.register(pattern, lambda _m, _c: python_module(module, *args, listens=listens),
                       description)
+
+    def register_entrypoint(self, pattern: str, module: str, *, entrypoint: str,
+                            listens: Mapping[str, tuple[int, ...]],
+                            description: str) -> None:
+        """An image whose entrypoint is a Python module taking the container's arguments,
+        the first of them a command (the reference implementation's one image runs
+        ``ambient-reference pilot|ztunnel|waypoint``).  ``listens`` says the ports each
+        command serves once started.  A container ``command`` may name the entrypoint
+        itself (Kubernetes' command replaces an image's ENTRYPOINT); any other command
+        is a program this catalog does not have."""
+        def resolve(_match: re.Match[str], container: dict[str, Any]) -> Program:
+            command = [str(a) for a in container.get("command") or ()]
+            if command and Path(command[0]).name != entrypoint:
+                raise UnknownImage(
+                    f"{description}: the container's command {command[0]!r} is not in the "
+                    f"image (its entrypoint is {entrypoint!r}); give the command as args")
+            argv = command[1:] + [str(a) for a in container.get("args") or ()]
+            ports = listens.get(argv[0], ()) if argv else ()
+            return python_module(module, *argv, listens=ports)
+        self.register(pattern, resolve, description)
 
     def resolve(self, image: str, container: dict[str, Any]) -> Program | ImageExecutable:
         """The user's mapping first (in its order), then the catalog's images."""

@@ -23,8 +23,8 @@ ENV_VAR = "AMBIENT_HARNESS_ISTIO_BIN"
 BINARIES = ("pilot-discovery", "istioctl", "istio-cni", "install-cni", "ztunnel")
 # The images istioctl's ambient profile renders, by name: any tag, any hub with
 # "istio" in it (docker.io/istio, gcr.io/istio-testing), but not another mesh's
-# image of the same name (ambient-reference/pilot), which a perf run may measure
-# on the same cluster.
+# image of the same name (example.com/mesh/pilot), which a perf run may measure on
+# the same cluster.
 PILOT, INSTALL_CNI, ZTUNNEL = IMAGES = ("*istio*/pilot", "*istio*/install-cni", "*istio*/ztunnel")
 
 

@@ -1,4 +1,4 @@
-"""The control plane (istiod's role): ``python -m ambient_ref.pilot``.
+"""The control plane (istiod's role): ``ambient-reference pilot``.
 
 One process, one HTTPS port (15012) for both services a ztunnel needs:
 
@@ -284,11 +284,11 @@ async def amain(args: argparse.Namespace) -> int:
 
 # The image waypoints run, as Istio's proxy image is a setting of istiod: a cluster
 # that mirrors images, or a build under test, points it elsewhere.
-WAYPOINT_IMAGE = os.environ.get("WAYPOINT_IMAGE", "ambient-reference/waypoint:0.1.0")
+WAYPOINT_IMAGE = os.environ.get("WAYPOINT_IMAGE", "ambient-reference/ambient:0.1.0")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ambient_ref.pilot")
+    parser = argparse.ArgumentParser(prog="ambient-reference pilot")
     parser.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "istio-system"))
     parser.add_argument("--trust-domain", default=os.environ.get("TRUST_DOMAIN",
                                                                  "cluster.local"))

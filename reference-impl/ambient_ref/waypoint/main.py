@@ -1,4 +1,4 @@
-"""The waypoint process: ``python -m ambient_ref.waypoint``.
+"""The waypoint process: ``ambient-reference waypoint``.
 
 It terminates HBONE on 15008 with its own identity; each tunnel carries HTTP/1.1,
 which it parses (``http.py``) and, request by request, authorizes (``policy/l7/``),
@@ -475,7 +475,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m ambient_ref.waypoint")
+    parser = argparse.ArgumentParser(prog="ambient-reference waypoint")
     parser.add_argument("--namespace", default=env.get("POD_NAMESPACE", "default"))
     parser.add_argument("--gateway", default=env.get("GATEWAY_NAME", "waypoint"))
     parser.add_argument("--flavour", default=env.get("WAYPOINT_FLAVOUR", "istio-waypoint"))

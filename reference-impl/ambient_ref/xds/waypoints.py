@@ -148,7 +148,7 @@ def bind(waypoints: Mapping[tuple[str, str], Waypoint], namespaces: Iterable[Kub
     return service_use, workload_use
 
 
-def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/waypoint:0.1.0",
+def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/ambient:0.1.0",
                        ) -> list[dict[str, Any]]:
     """The ServiceAccount, Deployment and Service the control plane runs for a waypoint."""
     labels = {GATEWAY_NAME_LABEL: wp.gateway,
@@ -163,7 +163,7 @@ def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/waypoint:0.
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "serviceAccountName": wp.deployment,
                       "containers": [{
-                          "name": "istio-proxy", "image": image,
+                          "name": "istio-proxy", "image": image, "args": ["waypoint"],
                           "env": [{"name": "GATEWAY_NAME", "value": wp.gateway},
                                   {"name": "WAYPOINT_FLAVOUR", "value": wp.flavour},
                                   {"name": "SERVICE_ACCOUNT", "value": wp.deployment},

@@ -37,6 +37,9 @@ CONNMARK = 0x111  # connections the ztunnel delivers to the pod, replies come ba
 MASK = 0xFFF
 OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT = 15001, 15006, 15008
 TABLE = "ztunnel_capture"
+# The programs the ztunnel runs (``run_in_pod``): its image must hold them
+# (Dockerfile; a test checks every call names one of these).
+COMMANDS = ("nsenter", "nft", "ip")
 ROUTE_TABLE = 100
 RULE_PREF = 32764
 

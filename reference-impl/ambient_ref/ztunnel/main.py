@@ -1,4 +1,4 @@
-"""The ztunnel process, one per node: ``python -m ambient_ref.ztunnel``.
+"""The ztunnel process, one per node: ``ambient-reference ztunnel``.
 
 It runs in the node's network namespace (hostNetwork), subscribes to the control
 plane's configuration, and captures every mesh workload on its node: for each it
@@ -253,7 +253,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ambient_ref.ztunnel")
+    parser = argparse.ArgumentParser(prog="ambient-reference ztunnel")
     parser.add_argument("--node", default=os.environ.get("NODE_NAME", ""))
     parser.add_argument("--node-ip", default=os.environ.get("INSTANCE_IP", ""))
     parser.add_argument("--istiod", default=os.environ.get("CA_ADDRESS",
