@@ -113,3 +113,54 @@ def test_denied_plaintext_is_dropped_after_the_connect_completes(monkeypatch):
 
     assert asyncio.run(body()) == ("open", "reset")
     assert 'response_flags="DENY"' in proxy.shared.metrics.exposition().decode()
+
+
+def _deny(principal: str) -> dict:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "deny-one", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
+                     "rules": [{"from": [{"source": {"principals": [principal]}}]}]}}
+
+
+def test_open_connections_a_new_deny_refuses_are_closed_and_others_kept():
+    """ztunnel's PolicyWatcher (istio/ztunnel src/proxy/connection_manager.rs): on a
+    policy change every open inbound connection is authorized again, and those now
+    refused are closed."""
+    import socket
+
+    from ambient_ref.policy.evaluate import Connection
+
+    proxy = _proxy([])
+
+    async def body() -> tuple[int, bytes | str, str, int]:
+        ends = []
+        for identity in (SLEEP, NOTSLEEP):
+            ours, theirs = socket.socketpair()
+            theirs.setblocking(False)
+            _, writer = await asyncio.open_connection(sock=ours)
+            proxy.inbound.track(Connection.of("198.18.1.7", identity, POD_IP, 9080), writer)
+            ends.append(theirs)
+        assert proxy.recheck_inbound() == 0  # no policy: both stay
+        auth = convert(_deny("cluster.local/ns/default/sa/notsleep")).authorization
+        assert auth is not None
+        proxy.shared.state.update({"u1": proxy.workload}, {},
+                                  {"default/deny-one": auth.to_dict()})
+        closed = proxy.recheck_inbound()
+        loop = asyncio.get_running_loop()
+        try:
+            notsleep: bytes | str = await asyncio.wait_for(loop.sock_recv(ends[1], 1), 5)
+        except ConnectionResetError:
+            notsleep = "reset"
+        try:
+            ends[0].recv(1)
+            sleep = "ended"
+        except BlockingIOError:
+            sleep = "open"
+        for end in ends:
+            end.close()
+        return closed, notsleep, sleep, len(proxy.inbound)
+
+    closed, notsleep, sleep, still_open = asyncio.run(body())
+    assert closed == 1
+    assert notsleep in (b"", "reset"), notsleep  # notsleep's connection ended
+    assert sleep == "open" and still_open == 1

@@ -99,6 +99,10 @@ class Ztunnel:
         assert self.xds is not None
         st = self.xds.state
         self.state.update(st.workloads, st.services, st.authorizations)
+        # Policies may have changed: what they now refuse is closed, open or not
+        # (ztunnel's PolicyWatcher; connections.py).
+        for proxy in self.proxies.values():
+            proxy.recheck_inbound()
         self._dirty.set()
 
     async def run(self, stop: asyncio.Event) -> None:

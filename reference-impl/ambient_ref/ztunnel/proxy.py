@@ -12,7 +12,9 @@ so the source address stays the pod's.
 Inbound: the CONNECT's authority must name this pod (400 otherwise), the L4
 policies must allow the peer (401 otherwise), then the ztunnel connects to the
 application from inside the pod with the client's address as source (503 if that
-fails) and relays.  Plaintext inbound is authorized with no identity.
+fails) and relays.  Plaintext inbound is authorized with no identity.  Open inbound
+connections are authorized again whenever the policies change, and closed once they
+are refused (``connections.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from ..hbone import (
     relay,
     reset_transport,
 )
-from ..policy.evaluate import Connection
+from ..policy.evaluate import Connection, Decision
 from ..xds.types import Workload
 from . import capture
+from .connections import InboundConnections
 from .metrics import UNKNOWN, ConnectionLabels, Peer, TcpMetrics
 from .route import outbound_route
 from .state import MeshState
@@ -82,6 +85,7 @@ class PodProxy:
         self._hbone = HboneServer(self._on_connect, self._server_context)
         self._hbone_listener = None
         self._current_cert: WorkloadCertificate | None = None
+        self.inbound = InboundConnections()
 
     async def start(self) -> None:
         """Bind the three listeners inside the pod (before the redirection rules point
@@ -106,6 +110,20 @@ class PodProxy:
 
     def rotate(self, cert: WorkloadCertificate) -> None:
         self._current_cert = cert
+
+    def recheck_inbound(self) -> int:
+        """Close the open inbound connections the policies in force now refuse (real
+        ztunnel's PolicyWatcher; ``connections.py``); how many were closed."""
+        return self.inbound.recheck(lambda conn: self._authorize(conn).allowed)
+
+    def _authorize(self, conn: Connection) -> Decision:
+        """The L4 decision for a connection to this pod, as ztunnel asserts it when the
+        connection arrives and again on every policy change."""
+        identity = conn.source.identity
+        if identity is not None and self._enforced_by_waypoint(identity):
+            return Decision(True, "enforced by the workload's waypoint")
+        return self.shared.state.policies.authorize(
+            self.workload.namespace, self.workload.labels, conn)
 
     def _server_context(self, _local: object) -> object:
         assert self._current_cert is not None
@@ -207,21 +225,24 @@ class PodProxy:
             reporter="destination", source=_peer(source, identity),
             destination=_peer(self.workload), mtls=True)
         self.shared.metrics.open(labels)
-        if not self._enforced_by_waypoint(identity):
-            decision = self.shared.state.policies.authorize(
-                self.workload.namespace, self.workload.labels,
-                Connection.of(peer_ip, identity, host, port))
-            if not decision.allowed:
-                self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
-                log.info("connection closed due to policy rejection: %s (%s -> %s:%d)",
-                         decision.reason, identity, host, port)
-                return ConnectResponse.reject(401, decision.reason)
+        conn = Connection.of(peer_ip, identity, host, port)
+        decision = self._authorize(conn)
+        if not decision.allowed:
+            self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
+            log.info("connection closed due to policy rejection: %s (%s -> %s:%d)",
+                     decision.reason, identity, host, port)
+            return ConnectResponse.reject(401, decision.reason)
+        tracked = []
 
         async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             sock = await capture.connect_from(self.netns, (host, port), source_ip=peer_ip)
-            return await asyncio.open_connection(sock=sock)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            tracked.append(self.inbound.track(conn, writer))
+            return reader, writer
 
         def done(result: object) -> None:
+            for entry in tracked:
+                self.inbound.untrack(entry)
             self.shared.metrics.close(labels, getattr(result, "bytes_from_tunnel", 0),
                                       getattr(result, "bytes_to_tunnel", 0))
 
@@ -248,9 +269,8 @@ class PodProxy:
         labels = ConnectionLabels(reporter="destination",
                                   source=_peer(self.shared.state.by_ip.get(peer_ip)),
                                   destination=_peer(self.workload))
-        decision = self.shared.state.policies.authorize(
-            self.workload.namespace, self.workload.labels,
-            Connection.of(peer_ip, None, orig_ip, orig_port))
+        conn = Connection.of(peer_ip, None, orig_ip, orig_port)
+        decision = self._authorize(conn)
         self.shared.metrics.open(labels)
         if not decision.allowed:
             self.shared.metrics.close(_with_flag(labels, "DENY"), 0, 0)
@@ -266,7 +286,11 @@ class PodProxy:
             self.shared.metrics.close(_with_flag(labels, "CONNECT"), 0, 0)
             reset_transport(writer)
             return
-        received, sent = await _splice(reader, writer, upstream)
+        tracked = self.inbound.track(conn, writer)
+        try:
+            received, sent = await _splice(reader, writer, upstream)
+        finally:
+            self.inbound.untrack(tracked)
         self.shared.metrics.close(labels, sent, received)
 
 
