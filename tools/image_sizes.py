@@ -8,9 +8,9 @@ contents instead:
   Python 3.11 on x86-64 (the wheels the image's pip picks on amd64), into a folder
   whose files are then summed (pip compiles .pyc files there as it does in the image);
 - the Debian layer: the ``Installed-Size`` Debian declares for each package the
-  Dockerfile installs and for every package they depend on that is not of priority
-  ``required`` (those are in every Debian image), an upper bound, since the base image
-  may hold some of them already.
+  Dockerfile installs and every package they depend on, less Debian's minbase (the
+  packages of priority ``required`` and their dependencies, in every Debian image); an
+  upper bound, since the Python base image holds a few more of them.
 
 The base image (``python:3.11-slim-bookworm``) is not measured: no registry is
 reachable here.  Packages are fetched from PyPI through pip's cache.

@@ -157,12 +157,8 @@ class ReferenceAdapter(MeshAdapter):
     def _load_images(self, cluster: ClusterProvider, docs: list[dict[str, Any]]) -> None:
         """On a cluster that loads images from the local engine (kind), put every image
         the install and its waypoints run on the nodes first: they are built here, not
-        pulled.  The local cluster runs them from its catalog instead."""
-        from clusters.local.provider import LocalCluster
-
-        if isinstance(cluster, LocalCluster) or not cluster.can_load_images:
-            return
-        if not self.load_images:
+        pulled.  (The local cluster cannot load images: it runs them from its catalog.)"""
+        if not (cluster.can_load_images and self.load_images):
             return
         wanted = {c["image"] for d in docs if d.get("kind") in ("Deployment", "DaemonSet")
                   for c in d["spec"]["template"]["spec"]["containers"]}

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 IMAGE = "ambient-reference/ambient"
-VERSION = "0.1.0"
 IMAGE_PATTERN = r"(^|/)ambient-reference/ambient(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$"
 ENTRYPOINT = "ambient-reference"
 # The ports each component serves once started (a container counts as running when
