@@ -318,11 +318,11 @@ class AppNamespace:
         r = self.cluster.exec(self.name, f"deploy/{from_client}", argv, timeout=timeout + 30)
         return curl.parse(r.exit_code, r.stdout, r.stderr)
 
-    def request_each(self, from_client: str, urls: list[str], *,
-                     timeout: float = 10) -> list[curl.Outcome]:
+    def request_each(self, from_client: str, urls: list[str], *, timeout: float = 10,
+                     per_second: int | None = None) -> list[curl.Outcome]:
         """One GET to each of ``urls`` from ``deploy/<from_client>``, each on its own
         connection, with one curl (``curl.each_argv``); outcomes in URL order."""
-        argv = curl.each_argv(urls, timeout=timeout)
+        argv = curl.each_argv(urls, timeout=timeout, per_second=per_second)
         r = self.cluster.exec(self.name, f"deploy/{from_client}", argv,
                               timeout=30 + timeout * len(urls))
         try:

@@ -38,14 +38,20 @@ __all__ = [
     "CURL_EXIT_RECV_ERROR",
     "CURL_EXIT_TIMEOUT",
     "MARKER",
+    "KeptAlive",
     "Outcome",
     "Response",
+    "Tunnelled",
     "batch_argv",
     "curl_argv",
     "each_argv",
+    "kept_alive_argv",
     "parse",
     "parse_batch",
     "parse_each",
+    "parse_kept_alive",
+    "parse_tunnel",
+    "tunnel_argv",
 ]
 
 MARKER = "~~conformance-curl-4b7e1d~~"
@@ -55,6 +61,11 @@ _WRITE_OUT = f"\\n{MARKER}%{{http_code}}\\n"
 _EACH_WRITE_OUT = f"{MARKER}%{{http_code}} %{{exitcode}}\\n"
 """:func:`each_argv`'s ``-w``: bodies go to /dev/null, so stdout is only these lines."""
 _EACH_LINE = re.compile(re.escape(MARKER) + r"(\d{3}) (\d+)")
+_TUNNEL_WRITE_OUT = f"{MARKER}%{{http_connect}} %{{http_code}}"
+""":func:`tunnel_argv`'s ``-w``: the proxy's answer to CONNECT, then the final status."""
+_TUNNEL = re.compile(re.escape(MARKER) + r"(\d{3}) (\d{3})")
+_KEPT_ALIVE_WRITE_OUT = f"{MARKER}%{{http_code}} %{{num_connects}} %{{exitcode}}\\n"
+_KEPT_ALIVE_LINE = re.compile(re.escape(MARKER) + r"(\d{3}) (\d+) (\d+)")
 _TAIL = re.compile("\n" + re.escape(MARKER) + r"(\d{3})\n\Z")
 _STATUS_LINE = re.compile(r"HTTP/(\d(?:\.\d)?) +(\d{3})(?: .*)?")
 
@@ -211,19 +222,49 @@ def batch_argv(
     return argv
 
 
-def each_argv(urls: list[str], *, timeout: float = 10) -> list[str]:
+def each_argv(urls: list[str], *, timeout: float = 10,
+              per_second: int | None = None) -> list[str]:
     """argv for one GET to each of ``urls``, in order; read with :func:`parse_each`.
 
     Each transfer asks the server to close (``Connection: close``), so no two share a
     connection: a connection-level decision (an L4 policy) is taken for every URL.
-    Bodies are discarded; ``timeout`` applies to each transfer.
+    Bodies are discarded; ``timeout`` applies to each transfer.  ``per_second`` starts
+    at most that many transfers a second (``--rate``, curl >= 7.84): steady traffic.
     """
     if not urls:
         raise ValueError("each_argv needs at least one URL")
     argv = [*_BASE, "-H", "Connection: close", "--max-time", _seconds("timeout", timeout),
             "-w", _EACH_WRITE_OUT]
+    if per_second is not None:
+        if per_second < 1:
+            raise ValueError(f"per_second must be at least 1, not {per_second}")
+        argv += ["--rate", f"{per_second}/s"]
     for url in urls:
         _check_url(url)
+        argv += ["-o", "/dev/null", "--url", url]
+    return argv
+
+
+def tunnel_argv(proxy: str, url: str, *, timeout: float = 10) -> list[str]:
+    """argv for a GET of ``url`` through ``proxy`` with HTTP/1.1 ``CONNECT``
+    (``--proxytunnel``), bodies discarded; read with :func:`parse_tunnel`.  What a
+    client outside the mesh does when it speaks plaintext to an HBONE port."""
+    _check_url(proxy)
+    _check_url(url)
+    return [*_BASE, "--proxytunnel", "--proxy", proxy, "--max-time", _seconds("timeout", timeout),
+            "-o", "/dev/null", "-w", _TUNNEL_WRITE_OUT, "--url", url]
+
+
+def kept_alive_argv(url: str, count: int, *, per_second: int, timeout: float = 10) -> list[str]:
+    """argv for ``count`` GETs of ``url`` at ``per_second`` on one kept-alive connection
+    as long as it lasts, stopping at the first failure (``--fail-early``); read with
+    :func:`parse_kept_alive`.  Each line says whether that transfer had to connect."""
+    if count < 1 or per_second < 1:
+        raise ValueError("kept_alive_argv needs a count and a rate of at least 1")
+    _check_url(url)
+    argv = [*_BASE, "--fail-early", "--rate", f"{per_second}/s",
+            "--max-time", _seconds("timeout", timeout), "-w", _KEPT_ALIVE_WRITE_OUT]
+    for _ in range(count):
         argv += ["-o", "/dev/null", "--url", url]
     return argv
 
@@ -357,3 +398,46 @@ def parse_each(stdout: str, count: int) -> list[Outcome]:
     if len(outcomes) != count:
         raise ValueError(f"{count} transfers asked for, {len(outcomes)} reported: {stdout[:300]!r}")
     return outcomes
+
+
+@dataclass(frozen=True)
+class Tunnelled:
+    """What :func:`tunnel_argv`'s curl saw: the proxy's status for CONNECT and the
+    final response's (0 when none came), and curl's exit code."""
+
+    connect_status: int
+    status: int
+    exit_code: int
+
+    @property
+    def any_http_answer(self) -> bool:
+        return self.connect_status != 0 or self.status != 0
+
+
+def parse_tunnel(exit_code: int, stdout: str) -> Tunnelled:
+    match = _TUNNEL.search(stdout)
+    if not match:
+        raise ValueError(f"not tunnel_argv's write-out (curl exit {exit_code}): {stdout[:200]!r}")
+    return Tunnelled(int(match.group(1)), int(match.group(2)), exit_code)
+
+
+@dataclass(frozen=True)
+class KeptAlive:
+    """One transfer of :func:`kept_alive_argv`'s curl."""
+
+    status: int
+    connects: int
+    """New connections this transfer made: 0 when it reused the previous one."""
+    exit_code: int
+
+
+def parse_kept_alive(stdout: str) -> list[KeptAlive]:
+    """The transfers :func:`kept_alive_argv`'s curl made, in order (fewer than asked
+    for when one failed: curl stops there)."""
+    transfers = []
+    for line in (x for x in stdout.split("\n") if x):
+        match = _KEPT_ALIVE_LINE.fullmatch(line)
+        if not match:
+            raise ValueError(f"not kept_alive_argv's write-out: {line[:80]!r}")
+        transfers.append(KeptAlive(*(int(g) for g in match.groups())))
+    return transfers

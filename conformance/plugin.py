@@ -43,6 +43,7 @@ from reports.model import (
     TestRecord,
 )
 
+from . import exclusive
 from .adapters import AdapterError, AdapterUnavailable, MeshAdapter, load_adapter
 from .adapters.base import FLAVOUR_2022, FLAVOUR_TODAY
 from .canary_memory import CanaryMemory
@@ -174,6 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "scenario: the class's tests are ordered steps; the first failure stops "
                    "the rest")
+    config.addinivalue_line(
+        "markers", f"{exclusive.MARKER}: the test breaks the shared mesh (and restores it); "
+                   "no other test runs meanwhile (conformance/exclusive.py)")
     config.addinivalue_line(
         "markers", "feature(*names): the conformance features the test needs "
                    f"({', '.join(sorted(F.ALL_FEATURES))})")
@@ -392,6 +396,26 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     failed = _scenario_failure(item)
     if failed:
         pytest.fail(f"not run: the scenario stopped at {failed}", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Disruptive tests last (a stable sort): see conformance/exclusive.py."""
+    items.sort(key=lambda item: item.get_closest_marker(exclusive.MARKER) is not None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    """Every test runs under the run's mesh lock: shared, or exclusive when it is
+    ``disruptive``."""
+    suite = item.config.stash[SUITE_KEY]
+    folder = suite.canaries.folder
+    if folder is None or suite.cluster is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with exclusive.holding(folder / exclusive.LOCK_FILE,
+                           exclusive=item.get_closest_marker(exclusive.MARKER) is not None):
+        yield
 
 
 _SCENARIO_FAILED = pytest.StashKey[str]()

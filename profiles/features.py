@@ -10,7 +10,8 @@ A *profile* bundles features the way Gateway API's conformance profiles do: its
 *core* features are what an implementation of the profile must have, *extended*
 ones are optional parts it may claim.  A test counts under a profile when it needs
 any of the profile's features; it is a core test there when it needs only core
-features.  Skipping a core test makes the profile ``partial``.
+features, besides those the profile ``builds_on`` (other profiles' features it uses
+as tools).  Skipping a core test makes the profile ``partial``.
 """
 
 from __future__ import annotations
@@ -41,10 +42,28 @@ WALKTHROUGH_2022 = "walkthrough-2022"
 """The 2022 getting-started walkthrough end to end (``istio-mesh`` waypoints)."""
 WALKTHROUGH_TODAY = "walkthrough-today"
 """The same walkthrough with today's API (``istio-waypoint`` + ``istio.io/use-waypoint``)."""
+HBONE_AUTHN = "hbone-authn"
+"""An enrolled pod's HBONE port (15008) takes only mutual TLS from the mesh: plaintext,
+or TLS without a mesh certificate, never reaches the application."""
+POLICY_RECHECK = "policy-recheck"
+"""Connections opened before a DENY that covers them are closed once it is in force."""
+WAYPOINT_FAIL_CLOSED = "waypoint-fail-closed"
+"""A service whose waypoint has no ready endpoint is not reached around it."""
+ZTUNNEL_RESTART = "ztunnel-restart"
+"""The node proxy can be deleted under traffic: it comes back, and no request is
+answered on a path without authentication meanwhile."""
+CONTROL_PLANE_OUTAGE = "control-plane-outage"
+"""With the control plane scaled to zero, traffic and policies stay; back, it is heard."""
+WAYPOINT_RESTART = "waypoint-restart"
+"""A waypoint restarted under traffic never lets a request skip its L7 policy."""
+CNI_RESTART = "cni-restart"
+"""A CNI node agent (an implementation that has one) restarted leaves pods enrolled."""
 
 ALL_FEATURES: frozenset[str] = frozenset({
     CAPTURE, MTLS, L4_POLICY, TCP_TELEMETRY, WAYPOINT, L7_POLICY, TRAFFIC_SPLIT,
     HTTP_ROUTING, HTTP_TELEMETRY, INGRESS, WALKTHROUGH_2022, WALKTHROUGH_TODAY,
+    HBONE_AUTHN, POLICY_RECHECK, WAYPOINT_FAIL_CLOSED,
+    ZTUNNEL_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART, CNI_RESTART,
 })
 
 
@@ -54,6 +73,10 @@ class Profile:
     description: str
     core: frozenset[str]
     extended: frozenset[str] = frozenset()
+    builds_on: frozenset[str] = frozenset()
+    """Other profiles' features its tests use as tools (an ALLOW list to tell an
+    intruder apart): needing them alone neither brings a test into this profile nor
+    keeps it from being a core test here."""
 
     @property
     def features(self) -> frozenset[str]:
@@ -63,7 +86,7 @@ class Profile:
         return bool(test_features & self.features)
 
     def is_core_test(self, test_features: frozenset[str]) -> bool:
-        return test_features <= self.core
+        return test_features - self.builds_on <= self.core
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -75,6 +98,15 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("WALKTHROUGH", "the Bookinfo getting-started walkthrough, step by step",
             core=frozenset({WALKTHROUGH_TODAY}),
             extended=frozenset({WALKTHROUGH_2022, INGRESS})),
+    Profile("AMBIENT-SECURITY", "the mesh under attack: no way around mutual TLS, policy "
+            "or the waypoint",
+            core=frozenset({HBONE_AUTHN, POLICY_RECHECK, WAYPOINT_FAIL_CLOSED}),
+            builds_on=frozenset({L4_POLICY, TCP_TELEMETRY, WAYPOINT, L7_POLICY})),
+    Profile("AMBIENT-RESILIENCE", "the mesh under faults: its own components restarted or "
+            "gone under steady traffic",
+            core=frozenset({ZTUNNEL_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART}),
+            extended=frozenset({CNI_RESTART}),
+            builds_on=frozenset({L4_POLICY, WAYPOINT, L7_POLICY})),
 )}
 
 

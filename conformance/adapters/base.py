@@ -164,6 +164,19 @@ def waypoint_deployment(flavour: str, name: str, service_account: str | None) ->
 # -- the adapter -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MeshComponents:
+    """The mesh's own workloads, as the resilience tests find them."""
+
+    namespace: str = "istio-system"
+    control_plane: str = "istiod"
+    """The control plane's Deployment."""
+    node_proxy: str = "app=ztunnel"
+    """A label selector for the node proxy's pods (one per node)."""
+    cni_agent: str | None = "k8s-app=istio-cni-node"
+    """A label selector for the CNI node agent's pods, None when there is none."""
+
+
 class MeshAdapter(ABC):
     """How the suite installs, configures and locates one ambient implementation.
 
@@ -196,6 +209,11 @@ class MeshAdapter(ABC):
         """The mesh's root namespace: a policy there without a selector applies to every
         workload, and one with a selector to matching workloads of every namespace."""
         return ROOT_NAMESPACE
+
+    def components(self) -> MeshComponents:
+        """Where the mesh's own workloads run, for the resilience tests that delete or
+        scale them; Istio's names by default (``istioctl install --set profile=ambient``)."""
+        return MeshComponents()
 
     def configure(self, options: Mapping[str, Any]) -> None:
         """Adapter options from ``--adapter-config``; an adapter that takes none refuses

@@ -29,6 +29,11 @@ only ``name`` is required and relative paths resolve against the YAML file's fol
     metrics: {ztunnel: 15020/stats/prometheus, waypoint: 15020/stats/prometheus}
     root_namespace: istio-system         # meshConfig.rootNamespace (the default)
     features: [capture, mtls, l4-policy]
+    components:                          # for the resilience tests; Istio's names by default
+      namespace: istio-system
+      control_plane: istiod              # a Deployment
+      node_proxy: app=ztunnel            # label selectors of pods
+      cni_agent: k8s-app=istio-cni-node  # null: there is none
 
 Placeholders are replaced as text: ``{name}``, ``{namespace}``, ``{service_account}``
 and ``{for}`` in the waypoint manifest, deployment and commands; ``{kubeconfig}`` in
@@ -50,7 +55,7 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
-from profiles.features import ALL_FEATURES
+from profiles.features import ALL_FEATURES, CNI_RESTART
 
 from ..rollout import wait_rolled_out
 from ..waiting import NotConverged
@@ -64,9 +69,12 @@ from .base import (
     AdapterError,
     Flavour,
     MeshAdapter,
+    MeshComponents,
     WaypointInfo,
     gateway_condition,
 )
+
+COMPONENT_FIELDS = ("namespace", "control_plane", "node_proxy", "cni_agent")
 
 TOP_LEVEL = frozenset(
     {
@@ -80,6 +88,7 @@ TOP_LEVEL = frozenset(
         "metrics",
         "root_namespace",
         "features",
+        "components",
     }
 )
 
@@ -118,6 +127,7 @@ class DeclarativeConfig:
     metrics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
     features: frozenset[str] = frozenset()
     root_namespace: str = ROOT_NAMESPACE
+    components: MeshComponents = field(default_factory=MeshComponents)
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -239,6 +249,13 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
     features = frozenset(c.strings(top.get("features", []), "features"))
     for f in sorted(features - ALL_FEATURES):
         raise c.fail("features", f"unknown feature {f!r}; known: {', '.join(sorted(ALL_FEATURES))}")
+    given = c.mapping(top.get("components", {}), "components", frozenset(COMPONENT_FIELDS))
+    components = MeshComponents(**{
+        key: None if given[key] is None and key == "cni_agent"
+        else c.string(given[key], f"components.{key}") for key in given})
+    if components.cni_agent is None and CNI_RESTART in features:
+        raise c.fail("components.cni_agent", f"null, yet `features` claims {CNI_RESTART}: "
+                     "name the CNI agent's pods or drop the claim")
     return DeclarativeConfig(
         name,
         source,
@@ -251,6 +268,7 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
         metrics,
         features,
         root_namespace,
+        components,
     )
 
 
@@ -338,6 +356,9 @@ class DeclarativeAdapter(MeshAdapter):
 
     def root_namespace(self) -> str:
         return self.config.root_namespace
+
+    def components(self) -> MeshComponents:
+        return self.config.components
 
     def check_available(self, cluster: ClusterProvider) -> str | None:
         steps = [self.config.install, *([self.config.uninstall] if self.config.uninstall else [])]

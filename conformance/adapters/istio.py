@@ -20,15 +20,22 @@ from typing import Any
 from clusters.provider import ClusterProvider
 from profiles.features import (
     CAPTURE,
+    CNI_RESTART,
+    CONTROL_PLANE_OUTAGE,
+    HBONE_AUTHN,
     HTTP_TELEMETRY,
     INGRESS,
     L4_POLICY,
     L7_POLICY,
     MTLS,
+    POLICY_RECHECK,
     TCP_TELEMETRY,
     TRAFFIC_SPLIT,
     WALKTHROUGH_TODAY,
     WAYPOINT,
+    WAYPOINT_FAIL_CLOSED,
+    WAYPOINT_RESTART,
+    ZTUNNEL_RESTART,
 )
 
 from .base import (
@@ -61,7 +68,7 @@ LOCAL_IMAGES = ("docker.io/istio/pilot", "docker.io/istio/install-cni", "docker.
 # traffic through the ingress gateway from its first steps, and adds waypoints).
 ENVOY_IMAGE = "docker.io/istio/proxyv2"
 ENVOY_FEATURES = (WAYPOINT, L7_POLICY, TRAFFIC_SPLIT, HTTP_TELEMETRY, INGRESS,
-                  WALKTHROUGH_TODAY)
+                  WALKTHROUGH_TODAY, WAYPOINT_FAIL_CLOSED, WAYPOINT_RESTART)
 NO_ENVOY_REASON = (
     "no Envoy on this local cluster: waypoints and gateways run Istio's proxyv2 image "
     f"({ENVOY_IMAGE}), and no --image-exec mapping provides it (a build of istiod, "
@@ -268,6 +275,13 @@ class IstioAdapter(MeshAdapter):
                 HTTP_TELEMETRY,
                 INGRESS,
                 WALKTHROUGH_TODAY,
+                HBONE_AUTHN,
+                POLICY_RECHECK,
+                WAYPOINT_FAIL_CLOSED,
+                ZTUNNEL_RESTART,
+                CONTROL_PLANE_OUTAGE,
+                WAYPOINT_RESTART,
+                CNI_RESTART,
             }
         )
 

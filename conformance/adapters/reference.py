@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
-from profiles.features import ALL_FEATURES
+from profiles.features import ALL_FEATURES, CNI_RESTART
 
 from ..rollout import wait_rolled_out
 from .base import (
@@ -26,6 +26,7 @@ from .base import (
     AdapterError,
     Flavour,
     MeshAdapter,
+    MeshComponents,
     WaypointInfo,
     gateway_condition,
     waypoint_deployment,
@@ -118,7 +119,11 @@ class ReferenceAdapter(MeshAdapter):
             return "unknown"
 
     def features(self) -> frozenset[str]:
-        return ALL_FEATURES
+        # Its ztunnel captures pods itself: there is no CNI node agent to restart.
+        return ALL_FEATURES - {CNI_RESTART}
+
+    def components(self) -> MeshComponents:
+        return MeshComponents(cni_agent=None)
 
     def api_flavours(self) -> frozenset[str]:
         return ALL_FLAVOURS

@@ -185,7 +185,7 @@ def test_use_waypoint_naming_a_missing_waypoint_keeps_l4_working(bookinfo, waypo
     assert ns.request("sleep", URL).status == 200
 
 
-@pytest.mark.feature(F.WAYPOINT, F.L7_POLICY)
+@pytest.mark.feature(F.WAYPOINT, F.L7_POLICY, F.WAYPOINT_FAIL_CLOSED)
 def test_a_service_whose_waypoint_has_no_ready_pod_is_not_reached_around_it(
         bookinfo, waypoint_flavour):
     """Fail closed: with its waypoint scaled to zero, a Service's traffic fails rather

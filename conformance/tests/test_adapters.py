@@ -28,6 +28,7 @@ from conformance.adapters.registry import load_adapter
 from profiles.features import (
     ALL_FEATURES,
     CAPTURE,
+    CNI_RESTART,
     HTTP_TELEMETRY,
     INGRESS,
     L4_POLICY,
@@ -37,6 +38,8 @@ from profiles.features import (
     TRAFFIC_SPLIT,
     WALKTHROUGH_TODAY,
     WAYPOINT,
+    WAYPOINT_FAIL_CLOSED,
+    WAYPOINT_RESTART,
 )
 
 
@@ -223,7 +226,10 @@ def test_reference_uninstall_reverses_order() -> None:
 
 def test_reference_claims_and_version() -> None:
     adapter = ReferenceAdapter()
-    assert adapter.features() == ALL_FEATURES
+    # everything but restarting a CNI agent, which it does not have
+    assert adapter.features() == ALL_FEATURES - {CNI_RESTART}
+    assert adapter.components().cni_agent is None
+    assert IstioAdapter().components().cni_agent == "k8s-app=istio-cni-node"
     assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert adapter.version() not in ("", "unknown")
     assert adapter.metrics_locations()["waypoint"] == "15020/stats/prometheus"
@@ -405,7 +411,7 @@ def test_istio_on_a_local_cluster_without_envoy_gives_up_what_needs_it() -> None
     cluster.maps_image = lambda image: image in mapped  # type: ignore[attr-defined]
     limits = IstioAdapter().unsupported_on(cluster)
     assert set(limits) == {WAYPOINT, L7_POLICY, TRAFFIC_SPLIT, HTTP_TELEMETRY, INGRESS,
-                           WALKTHROUGH_TODAY}
+                           WALKTHROUGH_TODAY, WAYPOINT_FAIL_CLOSED, WAYPOINT_RESTART}
     assert all("docker.io/istio/proxyv2" in why for why in limits.values())
     assert not set(limits) & {CAPTURE, MTLS, L4_POLICY, TCP_TELEMETRY}
     mapped.add("docker.io/istio/proxyv2")
@@ -514,6 +520,12 @@ def test_declarative_defaults(tmp_path: Path) -> None:
     assert adapter.features() == frozenset() and adapter.api_flavours() == frozenset()
     assert adapter.version() == "unknown"
     assert adapter.root_namespace() == "istio-system"  # Istio's meshConfig default
+    assert adapter.components() == IstioAdapter().components()  # Istio's names
+    other = load_adapter(write(tmp_path, {"name": "x", "components": {
+        "namespace": "acme-system", "node_proxy": "app=acme-node", "cni_agent": None}}))
+    assert (other.components().namespace, other.components().node_proxy,
+            other.components().control_plane, other.components().cni_agent) == (
+        "acme-system", "app=acme-node", "istiod", None)
 
 
 @pytest.mark.parametrize(
@@ -534,6 +546,10 @@ def test_declarative_defaults(tmp_path: Path) -> None:
         ({"name": "x", "waypoint": {"flavours": ["x"], "commands": [["a"]]}}, "unknown flavour"),
         ({"name": "x", "enroll": {"label": []}}, "field `enroll.label`: expected dict"),
         ({"name": "x", "root_namespace": ""}, "field `root_namespace`: must not be empty"),
+        ({"name": "x", "components": {"proxy": "a"}}, "field `components.proxy`: unknown field"),
+        ({"name": "x", "components": {"node_proxy": None}}, "field `components.node_proxy`"),
+        ({"name": "x", "features": ["cni-restart"], "components": {"cni_agent": None}},
+         "field `components.cni_agent`: null, yet `features` claims cni-restart"),
         (["name"], "must be a YAML mapping"),
         ("name: [unclosed", "not valid YAML"),
     ],

@@ -20,9 +20,13 @@ from conformance.curl import (
     batch_argv,
     curl_argv,
     each_argv,
+    kept_alive_argv,
     parse,
     parse_batch,
     parse_each,
+    parse_kept_alive,
+    parse_tunnel,
+    tunnel_argv,
 )
 
 TAIL = f"\n{MARKER}"
@@ -386,3 +390,59 @@ def test_real_curl_agrees_with_parse(server: str, tmp_path: Path) -> None:
                                      Outcome(200, 0)]
     # A connection each, even for the same server: nothing was reused.
     assert len({port for _, port in _Handler.served}) == 3
+
+
+# -- tunnels and kept-alive streams (the security tests' probes) -----------------------------
+
+
+def test_each_argv_with_a_rate() -> None:
+    argv = each_argv(["http://a/"], per_second=5)
+    assert argv[argv.index("--rate") + 1] == "5/s"
+    with pytest.raises(ValueError, match="at least 1"):
+        each_argv(["http://a/"], per_second=0)
+
+
+def test_parse_tunnel_and_kept_alive_refuse_other_output() -> None:
+    assert parse_tunnel(56, f"{MARKER}000 000").any_http_answer is False
+    assert parse_tunnel(0, f"{MARKER}200 404").any_http_answer is True
+    with pytest.raises(ValueError, match="not tunnel_argv"):
+        parse_tunnel(7, "")
+    with pytest.raises(ValueError, match="not kept_alive_argv"):
+        parse_kept_alive("HTTP/1.1 200 OK\n")
+    with pytest.raises(ValueError):
+        kept_alive_argv("http://a/", 0, per_second=1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/curl").exists(), reason="needs /usr/bin/curl")
+def test_real_curl_tunnel_tells_an_http_answer_from_none(server: str, tmp_path: Path) -> None:
+    # An HTTP server answers CONNECT (501 from http.server): an HTTP answer.
+    answered = parse_tunnel(*_run(tunnel_argv(server, "http://198.18.0.1:9080/", timeout=5),
+                                  tmp_path)[:2])
+    assert answered.any_http_answer and answered.connect_status == 501, answered
+    # A listener that hangs up on whatever it reads (a TLS-only port): no answer at all.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        port = listener.getsockname()[1]
+        refused = parse_tunnel(*_run(tunnel_argv(f"http://127.0.0.1:{port}",
+                                                 "http://198.18.0.1:9080/", timeout=5),
+                                     tmp_path)[:2])
+    assert not refused.any_http_answer and refused.exit_code not in (0, 7), refused
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/curl").exists(), reason="needs /usr/bin/curl")
+def test_real_curl_kept_alive_reuses_one_connection(server: str, tmp_path: Path) -> None:
+    code, out, _ = _run(kept_alive_argv(f"{server}/hello", 3, per_second=20), tmp_path)
+    transfers = parse_kept_alive(out)
+    assert code == 0 and [(t.status, t.connects, t.exit_code) for t in transfers] == [
+        (200, 1, 0), (200, 0, 0), (200, 0, 0)]
+    assert len({port for _, port in _Handler.served}) == 1  # one client port: one connection

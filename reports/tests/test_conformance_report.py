@@ -259,7 +259,8 @@ def test_report_is_independent_of_record_order():
 
 
 def test_profiles_default_to_all_and_unknown_names_are_refused():
-    assert [p.name for p in selected_profiles([])] == ["AMBIENT-L4", "AMBIENT-L7", "WALKTHROUGH"]
+    assert [p.name for p in selected_profiles([])] == ["AMBIENT-L4", "AMBIENT-L7", "WALKTHROUGH",
+                                                       "AMBIENT-SECURITY", "AMBIENT-RESILIENCE"]
     assert [p.name for p in selected_profiles(["ambient-l7", "AMBIENT-L7"])] == ["AMBIENT-L7"]
     with pytest.raises(ValueError, match="NOPE"):
         build_report(run(["nope"], claimed=L4), [])

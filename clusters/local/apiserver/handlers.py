@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,18 @@ DEFAULT_WATCH_SECONDS = 1800
 # Subresources served by someone other than this module (the node side serves logs
 # and exec): name -> handler(request, api, rt, ns, name) -> response.
 SubresourceHandler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+def warning_header(texts: list[str]) -> str:
+    """``Warning`` header values as Kubernetes writes them (k8s.io/apimachinery
+    pkg/util/net/http.go ``NewWarningHeader``): code 299, agent ``-``, the text quoted
+    with ``\\`` and ``"`` escaped; a text with a control character is not sent at all
+    (the real server drops it), which also keeps a field named ``"\\x1f"`` from
+    breaking the response's headers."""
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    kept = [t for t in texts if not any(unicodedata.category(c) == "Cc" for c in t)]
+    return ", ".join(f"299 - {quoted(t)}" for t in kept)
 
 
 @dataclass
@@ -329,7 +342,9 @@ class Handlers:
         headers = {}
         if opts is not None and opts.warnings:
             # Like the real server: unknown fields dropped under fieldValidation=Warn.
-            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in opts.warnings[:10])
+            warning = warning_header(opts.warnings[:10])
+            if warning:
+                headers["Warning"] = warning
         obj = self.api.present(t.rt, obj, t.version)
         if out.transform == "Table":
             return _respond(out, self._table(request, t, out, [obj], obj["metadata"].get(
@@ -602,9 +617,32 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
             "protobuf: write the object as a manifest and use 'kubectl apply -f', or pipe "
             "'kubectl create ... --dry-run=client -o yaml' into 'kubectl apply -f -'")
     try:
-        if "yaml" in ctype:
-            return yaml.load(raw, Loader=_JsonLikeYamlLoader)
-        return orjson.loads(raw)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        doc = yaml.load(raw, Loader=_JsonLikeYamlLoader) if "yaml" in ctype else orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise errors.bad_request(f"the request body is not valid "
                                  f"{'YAML' if 'yaml' in ctype else 'JSON'}: {exc}") from None
+    depth = nesting_depth(doc)
+    if depth > MAX_NESTING:
+        raise errors.bad_request(
+            f"the request body nests {depth} levels deep; the local cluster accepts at most "
+            f"{MAX_NESTING} (a real API server decodes up to 10000): flatten the object")
+    return doc
+
+
+MAX_NESTING = 128
+"""Objects and arrays within one another that a request body may have.  The server
+works on objects recursively (validation, pruning, copies, encoding), and Python's
+recursion limit is reached a little beyond 200; objects of every kind the harness
+meets, CRD schemas included, stay far below 128."""
+
+
+def nesting_depth(doc: Any) -> int:
+    """How many objects and arrays deep ``doc`` goes (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict)
+                                                  else value))
+    return deepest

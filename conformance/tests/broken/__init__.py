@@ -19,6 +19,14 @@ VARIANTS = {
     "ztunnel-falls-through": ("ztunnel", "conformance.tests.broken.ztunnel_falls_through"),
     "ztunnel-exact-as-prefix": ("ztunnel", "conformance.tests.broken.ztunnel_exact_as_prefix"),
     "ztunnel-ignores-selectors": ("ztunnel", "conformance.tests.broken.ztunnel_ignores_selectors"),
+    "ztunnel-keeps-open-connections": (
+        "ztunnel", "conformance.tests.broken.ztunnel_keeps_open_connections"),
+    "ztunnel-takes-plaintext-hbone": (
+        "ztunnel", "conformance.tests.broken.ztunnel_takes_plaintext_hbone"),
+    "ztunnel-forgets-policies-offline": (
+        "ztunnel", "conformance.tests.broken.ztunnel_forgets_policies_offline"),
+    "ztunnel-uncaptures-on-exit": (
+        "ztunnel", "conformance.tests.broken.ztunnel_uncaptures_on_exit"),
     "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
     "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
 }

@@ -128,8 +128,13 @@ class Ztunnel:
         reconciler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reconciler
+        # Stopping is not leaving the mesh: the pods keep their redirection, so while no
+        # ztunnel listens in them their traffic fails (closed) rather than going out in
+        # plaintext around every policy, and the next ztunnel on the node takes them
+        # over (istio/istio architecture/ambient/ztunnel-cni-lifecycle.md: the pod's
+        # rules are istio-cni's, not ztunnel's).
         for uid in list(self.proxies):
-            await self._release(uid, annotate=False)
+            await self._release(uid, annotate=False, uncapture=False)
         await self.xds.stop()
         await self.manager.close()
         await self.hbone.close()
@@ -182,12 +187,13 @@ class Ztunnel:
         await self._annotate(workload, "enabled")
         log.info("captured %s/%s (%s)", workload.namespace, workload.name, proxy.ip)
 
-    async def _release(self, uid: str, annotate: bool) -> None:
+    async def _release(self, uid: str, annotate: bool, uncapture: bool = True) -> None:
         proxy = self.proxies.pop(uid, None)
         netns = self.namespaces.pop(uid, None)
         if proxy is not None:
-            with contextlib.suppress(capture.CaptureError, OSError):
-                await capture.remove(proxy.netns)
+            if uncapture:
+                with contextlib.suppress(capture.CaptureError, OSError):
+                    await capture.remove(proxy.netns)
             await proxy.stop()
         if netns is not None:
             netns.close()

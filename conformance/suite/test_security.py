@@ -1,0 +1,165 @@
+"""AMBIENT-SECURITY: ways around the mesh, tried from the wire.
+
+The other profiles check that the right traffic gets through and the wrong principal
+is refused.  These tests try to get around the mesh instead:
+
+* speak plaintext to an enrolled pod's HBONE port (15008) from outside the mesh.
+  ztunnel's inbound listener terminates TLS before it reads anything else, and its
+  server configuration requires a client certificate chained to the mesh's roots
+  (istio/ztunnel ``src/proxy/inbound.rs``, ``Inbound::run``: every accepted connection
+  goes through ``InboundAcceptor`` first; ``src/tls/certificate.rs``,
+  ``server_config``: ``with_client_cert_verifier``), so plaintext never reaches the
+  application; ztunnel's own namespaced tests expect exactly this of an uncaptured
+  client (``tests/namespaced.rs``, ``malicious_calls_inpod``: "HBONE: Connection
+  succeeds (ztunnel listens) but request fails due to TLS");
+* keep a connection open across a DENY that covers it: ztunnel authorizes open
+  inbound connections again whenever policies change and closes those no longer
+  allowed (istio/ztunnel ``src/proxy/connection_manager.rs``, ``PolicyWatcher::run``
+  and ``ConnectionManager::close``).
+
+The third check of the profile, a service whose waypoint has no ready pod, is in
+test_enrollment.py with the other waypoint-availability cases.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from conformance import curl
+from conformance.apps import CANARY, AppNamespace, canary_client, principal
+from conformance.waiting import DEFAULT_TIMEOUT, eventually
+from profiles import features as F
+
+pytestmark = pytest.mark.xdist_group("security")
+
+HBONE_PORT = 15008
+"""Where ztunnel serves HBONE inside every enrolled pod (istio/ztunnel ``src/config.rs``:
+``inbound_addr`` is port 15008)."""
+RATINGS = "http://ratings:9080/ratings/0"
+REFUSED = (52, 56)
+STREAM_RATE = 2
+"""Requests a second on the kept-alive connection."""
+
+
+class Security:
+    def __init__(self, mesh: AppNamespace, outside: AppNamespace) -> None:
+        self.mesh, self.outside = mesh, outside
+
+
+@pytest.fixture(scope="module")
+def security(namespaces) -> Security:
+    mesh = namespaces("sec", extra=canary_client())
+    outside = namespaces("sec-out", enroll=False, bookinfo=False)
+    return Security(mesh, outside)
+
+
+# -- plaintext to the HBONE port -----------------------------------------------------------
+
+
+@pytest.mark.feature(F.HBONE_AUTHN)
+def test_plaintext_to_the_hbone_port_never_reaches_the_application(security):
+    """A client outside the mesh asks an enrolled pod's HBONE port, in plaintext, to
+    tunnel it to the pod's application (HTTP/1.1 CONNECT, what an HBONE request would
+    be without TLS), and sends a plain GET there too.  Neither may get any HTTP answer:
+    not from the port itself and not from the application behind it.  The same client
+    reaches the application's own port (no policy forbids plaintext here), so what
+    fails at 15008 fails because of the mesh, not the network.  With nothing
+    listening at 15008 the pod's HBONE port is not served at all: no mesh."""
+    mesh, outside = security.mesh, security.outside
+    ip = mesh.pod("ratings")["status"]["podIP"]
+    app_url = f"http://{ip}:9080/ratings/0"
+    control = outside.request("sleep", app_url)
+    assert control.status == 200, f"the outside client cannot reach ratings at all: {control}"
+    hbone = f"{ip}:{HBONE_PORT}"
+    tries = {"CONNECT in plaintext": curl.tunnel_argv(f"http://{hbone}", app_url),
+             "GET in plaintext": curl.each_argv([f"http://{hbone}/ratings/0"])}
+    for what, argv in tries.items():
+        r = mesh.cluster.exec(outside.name, "deploy/sleep", argv, timeout=60)
+        if what.startswith("CONNECT"):
+            seen = curl.parse_tunnel(r.exit_code, r.stdout)
+            answered, exit_code = seen.any_http_answer, seen.exit_code
+        else:
+            [outcome] = curl.parse_each(r.stdout, 1)
+            answered, exit_code = outcome.status != 0, outcome.exit_code
+        assert exit_code != curl.CURL_EXIT_CONNECT_FAILED, (
+            f"{what}: nothing listens on {hbone}: the enrolled pod's HBONE port "
+            f"is not served (curl exit 7: {r.stderr.strip()})")
+        assert not answered, (f"{what} to {hbone} got an HTTP answer: the HBONE "
+                              f"port took plaintext ({r.stdout.strip()[-200:]})")
+        assert exit_code != 0, f"{what}: curl succeeded without an answer: {r}"
+
+
+# -- a connection opened before a DENY ---------------------------------------------------
+
+
+def deny_sleep_at_ratings(ns: str) -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "deny-sleep", "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "ratings"}}, "action": "DENY",
+                     "rules": [{"from": [{"source": {"principals": [principal(ns, "sleep")]}}]}]}}
+
+
+def canary_at_ratings(ns: str) -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "zz-canary-ratings", "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "ratings"}}, "action": "DENY",
+                     "rules": [{"from": [{"source": {"principals": [principal(ns, CANARY)]}}]}]}}
+
+
+@pytest.mark.feature(F.POLICY_RECHECK, F.L4_POLICY, F.TCP_TELEMETRY)
+def test_a_connection_open_before_a_deny_is_closed_once_it_is_in_force(security):
+    """sleep requests ratings twice a second on one kept-alive connection; once ratings'
+    ztunnel counts that connection open, a DENY for sleep is applied, and known to be
+    in force when the canary applied after it is refused.  The open connection must be
+    closed: the stream ends in a failure well before its last request.  Without the
+    re-check every request would go on over the connection admitted before the DENY,
+    and the stream would run to its end.
+
+    The stream must not have reconnected before the failure (each earlier request
+    reused the first connection), so the failure is the closing of that connection,
+    or the refusal of the new one curl opened because it was closed."""
+    mesh = security.mesh
+    ns = mesh.name
+    source = f"spiffe://{principal(ns, 'sleep')}"
+    opened_before = mesh.inbound_connections("ratings", source_principal=source)
+    count = int(STREAM_RATE * (DEFAULT_TIMEOUT + 30))
+    argv = curl.kept_alive_argv(RATINGS, count, per_second=STREAM_RATE)
+    result: dict[str, Any] = {}
+
+    def stream() -> None:
+        try:
+            result["exec"] = mesh.cluster.exec(ns, "deploy/sleep", argv,
+                                               timeout=count / STREAM_RATE + 60)
+        except Exception as exc:  # re-raised below
+            result["error"] = exc
+
+    thread = threading.Thread(target=stream, daemon=True, name="kept-alive stream")
+    thread.start()
+    try:
+        eventually(lambda: mesh.inbound_connections("ratings", source_principal=source),
+                   lambda opened: opened > opened_before or not thread.is_alive(),
+                   what="ratings' ztunnel counts the stream's connection from sleep "
+                        "(istio_tcp_connections_opened_total)")
+        assert thread.is_alive(), f"the stream ended before the DENY was applied: {result}"
+        mesh.apply_in_force([deny_sleep_at_ratings(ns)], canary_at_ratings(ns), RATINGS,
+                            lambda r: r.exit_code in REFUSED)
+    finally:
+        thread.join(count / STREAM_RATE + 90)
+    if "error" in result:
+        raise result["error"]
+    r = result["exec"]
+    transfers = curl.parse_kept_alive(r.stdout)
+    assert transfers and transfers[0].status == 200, f"the stream never got going: {r}"
+    last = transfers[-1]
+    assert len(transfers) < count and last.exit_code != 0, (
+        f"all {len(transfers)} requests of the stream were answered: the connection opened "
+        "before the DENY stayed open after it was in force")
+    early = [i for i, t in enumerate(transfers[1:-1], 1) if t.connects]
+    assert not early, (f"the stream reconnected before the DENY (requests {early}): the "
+                       "failure cannot be told from a connection lost for another reason")
+    assert last.exit_code in (*REFUSED, 18), (
+        f"the stream ended with curl exit {last.exit_code}, not a closed or refused "
+        f"connection: {r.stderr.strip()[-300:]}")
