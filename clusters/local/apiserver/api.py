@@ -299,7 +299,7 @@ class Api:
         if not isinstance(new, dict):
             raise errors.ApiError(422, "Invalid", "the patch did not produce an object",
                                   kind=rt.kind, name=name, group=rt.group)
-        new.setdefault("metadata", {})
+        _object_shape(rt, new)
         _check_version(rt, new, old)
         new["metadata"]["name"] = name
         if rt.namespaced:
@@ -656,13 +656,7 @@ class Api:
                 f'the API version in the data ({api_version}) does not match the expected API '
                 f"version ({rt.api_version(version)})"
             )
-        meta = obj.get("metadata")
-        if meta is None:
-            meta = obj["metadata"] = {}
-        if not isinstance(meta, dict):
-            raise errors.invalid(rt.kind, rt.group, "", [
-                _cause("metadata", "FieldValueInvalid", "Invalid value: must be an object")
-            ])
+        meta = _object_shape(rt, obj)
         if rt.namespaced:
             body_ns = meta.get("namespace")
             if body_ns and body_ns != ns:
@@ -732,6 +726,28 @@ class Api:
                                     f'Invalid value: "{obj["metadata"]["name"]}": {name_problem}'))
         if causes:
             raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
+
+
+def _object_shape(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """Make ``obj``'s top level what the server's own code may rely on, and return its
+    metadata.  A built-in kind's ``null`` field is absent, as decoding JSON into the real
+    server's Go structs makes it (``spec: null`` is an empty spec, then validated as
+    one); ``metadata``, ``spec`` and ``status`` that are not objects are refused with
+    the field named, before any defaulting reads them."""
+    if not rt.custom:
+        for key in [k for k, v in obj.items() if v is None]:
+            del obj[key]
+    if obj.get("metadata") is None:
+        obj["metadata"] = {}
+    model = None if rt.custom else schema.kind_schema(rt.group, rt.versions[0], rt.kind)
+    wrong = [key for key in ("metadata", "spec", "status")
+             if key in obj and not isinstance(obj[key], dict)
+             and (key == "metadata" or (model is not None and key in model.fields))]
+    if wrong:
+        raise errors.invalid(rt.kind, rt.group, "", [
+            _cause(key, "FieldValueInvalid", f'Invalid value: "{schema._json_type(obj[key])}": '
+                   f"{key} in body must be of type object") for key in wrong])
+    return obj["metadata"]
 
 
 def _check_version(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:

@@ -37,6 +37,8 @@ log = logging.getLogger("apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
+MAX_HEADER_BYTES = 1 << 20
+
 
 @dataclass
 class ServerConfig:
@@ -96,7 +98,11 @@ class ApiServer:
         self.handlers = Handlers(self.api, self.admin_token, "")
         app = web.Application(middlewares=[self.handlers.middleware], client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", self.handlers.dispatch)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        # A request line and headers up to 1 MiB, as Go's http.Server (DefaultMaxHeaderBytes)
+        # takes them: a long selector is the server's to refuse, with a Status.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                                     max_line_size=MAX_HEADER_BYTES,
+                                     max_field_size=MAX_HEADER_BYTES)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ctx,
                            reuse_address=False)
