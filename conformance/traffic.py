@@ -128,6 +128,12 @@ class SteadyTraffic:
             raise AssertionError(f"traffic from {self.client} to {self.url} did not flow: "
                                  f"{len(self.seen)} of {want} requests observed")
 
+    def finished(self, within: float = 0) -> bool:
+        """Whether the traffic ended by itself (its count or deadline), waiting up to
+        ``within`` seconds for it."""
+        self._thread.join(within)
+        return not self._thread.is_alive()
+
     def stop(self) -> list[Observation]:
         """Stop after the batch in flight and return everything observed; raises what
         ended the traffic early, if anything did."""

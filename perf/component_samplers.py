@@ -45,6 +45,8 @@ class ComponentUsage:
     rss_bytes: int
     pods: int
     processes: int
+    open_fds: int | None = None
+    """File descriptors open in the component's processes (None: not measured)."""
 
 
 class ComponentSampler(ABC):
@@ -109,6 +111,7 @@ class LocalProcSampler(ComponentSampler):
         cpu: dict[str, float] = {c: self._gone_cpu.get(c, 0.0) for c in components}
         rss: dict[str, int] = {c: 0 for c in components}
         procs: dict[str, int] = {c: 0 for c in components}
+        fds: dict[str, int] = {c: 0 for c in components}
         alive: set[int] = set()
         for pid in psutil.pids():
             try:
@@ -124,6 +127,7 @@ class LocalProcSampler(ComponentSampler):
                         continue
                     tracked = self._tracked[pid] = _Tracked(component, process)
                 cpu_s, rss_bytes = cpu_and_rss(process)
+                open_fds = process.num_fds()
             except GONE:
                 continue  # exited while we looked
             if tracked.component not in cpu:
@@ -133,6 +137,7 @@ class LocalProcSampler(ComponentSampler):
             cpu[tracked.component] += tracked.last_cpu_s
             rss[tracked.component] += rss_bytes
             procs[tracked.component] += 1
+            fds[tracked.component] += open_fds
         for pid in [p for p in self._tracked if p not in alive]:
             gone = self._tracked.pop(pid)
             # An exited process's CPU stays in its component's total: the counter only grows.
@@ -140,7 +145,8 @@ class LocalProcSampler(ComponentSampler):
                 gone.last_cpu_s
             if gone.component in cpu:
                 cpu[gone.component] += gone.last_cpu_s
-        return {c: ComponentUsage(cpu[c], rss[c], pods_seen[c], procs[c]) for c in components}
+        return {c: ComponentUsage(cpu[c], rss[c], pods_seen[c], procs[c], fds[c])
+                for c in components}
 
 
 # -- any cluster: metrics.k8s.io ----------------------------------------------------------

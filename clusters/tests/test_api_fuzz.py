@@ -163,13 +163,16 @@ def still_serving(api: RawKube) -> None:
 @FUZZ
 @given(case=broken_objects(), method=st.sampled_from(["POST", "PUT"]))
 # found by longer runs (each was a 500): an unknown field named "\x1f" (its Warning
-# header), 100 levels of nesting, ``spec: null``
+# header), 100 levels of nesting, ``spec: null``, a name that is an object
 @example(case=("authorizationpolicy", SEEDS["authorizationpolicy"][0],
                {**SEEDS["authorizationpolicy"][1], "\x1f": 0}), method="POST")
 @example(case=("authorizationpolicy", SEEDS["authorizationpolicy"][0],
                {**SEEDS["authorizationpolicy"][1], "kind": Deep(100)}), method="POST")
 @example(case=("deployment", SEEDS["deployment"][0],
                {**SEEDS["deployment"][1], "spec": None}), method="POST")
+@example(case=("authorizationpolicy", SEEDS["authorizationpolicy"][0],
+               {**SEEDS["authorizationpolicy"][1], "metadata": {"name": {"a": 1}}}),
+         method="POST")
 def test_broken_objects_are_refused_naming_the_field_never_a_5xx(api, case, method):
     kind, url, obj = case
     name = obj["metadata"].get("name") if isinstance(obj.get("metadata"), dict) else None

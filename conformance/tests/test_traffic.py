@@ -44,7 +44,7 @@ def test_stats_count_failures_and_their_window() -> None:
 def test_traffic_is_bounded_and_keeps_every_outcome_in_order() -> None:
     ns = FakeNamespace([OK, RESET, OK])
     with SteadyTraffic(ns, "sleep", "http://x/", batch=4, max_requests=10) as t:  # type: ignore[arg-type]
-        t._thread.join(30)  # it ends by itself, at max_requests
+        assert t.finished(within=30)  # it ends by itself, at max_requests
     assert [o.outcome for o in t.seen][:3] == [OK, RESET, OK] and len(t.seen) == 10
     assert ns.calls == 3  # 4 + 4 + 2: never more than max_requests
     assert all(a.batch_began <= b.batch_began for a, b in zip(t.seen, t.seen[1:], strict=False))

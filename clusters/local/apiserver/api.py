@@ -743,11 +743,18 @@ def _object_shape(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     wrong = [key for key in ("metadata", "spec", "status")
              if key in obj and not isinstance(obj[key], dict)
              and (key == "metadata" or (model is not None and key in model.fields))]
-    if wrong:
-        raise errors.invalid(rt.kind, rt.group, "", [
-            _cause(key, "FieldValueInvalid", f'Invalid value: "{schema._json_type(obj[key])}": '
-                   f"{key} in body must be of type object") for key in wrong])
-    return obj["metadata"]
+    causes = [_cause(key, "FieldValueInvalid", f'Invalid value: "{schema._json_type(obj[key])}": '
+                     f"{key} in body must be of type object") for key in wrong]
+    meta = obj["metadata"]
+    if isinstance(meta, dict):  # the fields the server reads before validating
+        causes += [_cause(f"metadata.{key}", "FieldValueInvalid",
+                          f'Invalid value: "{schema._json_type(meta[key])}": metadata.{key} in '
+                          "body must be of type string")
+                   for key in ("name", "generateName", "namespace", "resourceVersion", "uid")
+                   if meta.get(key) is not None and not isinstance(meta[key], str)]
+    if causes:
+        raise errors.invalid(rt.kind, rt.group, "", causes)
+    return meta
 
 
 def _check_version(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
