@@ -312,9 +312,10 @@ class AppNamespace:
 
     def request(self, from_client: str, url: str, *, method: str = "GET",
                 headers: dict[str, str] | None = None, data: str | None = None,
-                timeout: float = 10) -> curl.Response:
+                timeout: float = 10, insecure: bool = False) -> curl.Response:
         """One HTTP request with the real curl inside ``deploy/<from_client>``."""
-        argv = curl.curl_argv(url, method=method, headers=headers, data=data, timeout=timeout)
+        argv = curl.curl_argv(url, method=method, headers=headers, data=data, timeout=timeout,
+                              insecure=insecure)
         r = self.cluster.exec(self.name, f"deploy/{from_client}", argv, timeout=timeout + 30)
         return curl.parse(r.exit_code, r.stdout, r.stderr)
 

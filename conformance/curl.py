@@ -162,8 +162,12 @@ def curl_argv(
     data: str | None = None,
     timeout: float = 10,
     connect_timeout: float | None = None,
+    insecure: bool = False,
 ) -> list[str]:
     """argv for one request whose stdout :func:`parse` reads back unambiguously.
+
+    ``insecure`` skips verifying an HTTPS server's certificate (``--insecure``), for a
+    request whose point is what the server answers, not who it is.
 
     ``timeout`` bounds the whole transfer (``--max-time``): a policy that drops rather
     than resets must still end the call.  The URL is passed with ``--url`` and URL
@@ -181,6 +185,8 @@ def curl_argv(
     argv += ["--max-time", _seconds("timeout", timeout)]
     if connect_timeout is not None:
         argv += ["--connect-timeout", _seconds("connect_timeout", connect_timeout)]
+    if insecure:
+        argv.append("--insecure")
     argv += ["-w", _WRITE_OUT, "--url", url]
     return argv
 

@@ -176,6 +176,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "scenario: the class's tests are ordered steps; the first failure stops "
                    "the rest")
     config.addinivalue_line(
+        "markers", "needs_component(name): the test applies only to an implementation that "
+                   "has this component (a field of MeshAdapter.components())")
+    config.addinivalue_line(
         "markers", f"{exclusive.MARKER}: the test breaks the shared mesh (and restores it); "
                    "no other test runs meanwhile (conformance/exclusive.py)")
     config.addinivalue_line(
@@ -268,6 +271,10 @@ def _bring_up(suite: Suite) -> None:
             _write(suite.config, suite.unavailable)
             return
         _limit(suite, suite.adapter.unsupported_on(cluster))
+        lacking = sorted(k for k, v in vars(suite.adapter.components()).items() if v is None)
+        if lacking:
+            _write(suite.config, f"{suite.adapter.name} has no {', '.join(lacking)}: the tests "
+                                 "that need one do not apply (they are deselected)")
         for reason in sorted(set(suite.limits.values())):
             names = sorted(f for f, why in suite.limits.items() if why == reason)
             _write(suite.config, f"unsupported here: {', '.join(names)}: {reason}")
@@ -398,9 +405,24 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"not run: the scenario stopped at {failed}", pytrace=False)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Disruptive tests last (a stable sort): see conformance/exclusive.py."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Disruptive tests last (a stable sort): see conformance/exclusive.py.  Tests of a
+    component the implementation does not have (``needs_component``) do not apply to
+    it: they are deselected, and the run says so, rather than skipped as unsupported."""
     items.sort(key=lambda item: item.get_closest_marker(exclusive.MARKER) is not None)
+    suite = config.stash.get(SUITE_KEY, None)
+    if suite is None:
+        return
+    components = suite.adapter.components()
+    absent = [item for item in items if any(
+        getattr(components, m.args[0]) is None for m in item.iter_markers("needs_component"))]
+    if absent:
+        config.hook.pytest_deselected(items=absent)
+        items[:] = [item for item in items if item not in absent]
+        if not suite.is_worker:
+            _write(config, f"not applicable to {suite.adapter.name}: "
+                           f"{', '.join(sorted({i.name for i in absent}))} (needs a component "
+                           "it does not have: MeshAdapter.components())")
 
 
 @pytest.hookimpl(hookwrapper=True)

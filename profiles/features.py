@@ -47,23 +47,25 @@ HBONE_AUTHN = "hbone-authn"
 or TLS without a mesh certificate, never reaches the application."""
 POLICY_RECHECK = "policy-recheck"
 """Connections opened before a DENY that covers them are closed once it is in force."""
+CA_IDENTITY_BINDING = "ca-identity-binding"
+"""A workload's credentials obtain a certificate for its own identity from the mesh's CA,
+and never one for another identity."""
 WAYPOINT_FAIL_CLOSED = "waypoint-fail-closed"
 """A service whose waypoint has no ready endpoint is not reached around it."""
-ZTUNNEL_RESTART = "ztunnel-restart"
-"""The node proxy can be deleted under traffic: it comes back, and no request is
-answered on a path without authentication meanwhile."""
+NODE_AGENT_RESTART = "node-agent-restart"
+"""The node's mesh agents (the node proxy; the CNI node agent, where the implementation
+has one) can be deleted under traffic: they come back, pods stay enrolled, and no
+request is answered on a path without authentication meanwhile."""
 CONTROL_PLANE_OUTAGE = "control-plane-outage"
 """With the control plane scaled to zero, traffic and policies stay; back, it is heard."""
 WAYPOINT_RESTART = "waypoint-restart"
 """A waypoint restarted under traffic never lets a request skip its L7 policy."""
-CNI_RESTART = "cni-restart"
-"""A CNI node agent (an implementation that has one) restarted leaves pods enrolled."""
 
 ALL_FEATURES: frozenset[str] = frozenset({
     CAPTURE, MTLS, L4_POLICY, TCP_TELEMETRY, WAYPOINT, L7_POLICY, TRAFFIC_SPLIT,
     HTTP_ROUTING, HTTP_TELEMETRY, INGRESS, WALKTHROUGH_2022, WALKTHROUGH_TODAY,
-    HBONE_AUTHN, POLICY_RECHECK, WAYPOINT_FAIL_CLOSED,
-    ZTUNNEL_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART, CNI_RESTART,
+    HBONE_AUTHN, POLICY_RECHECK, WAYPOINT_FAIL_CLOSED, CA_IDENTITY_BINDING,
+    NODE_AGENT_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART,
 })
 
 
@@ -101,11 +103,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("AMBIENT-SECURITY", "the mesh under attack: no way around mutual TLS, policy "
             "or the waypoint",
             core=frozenset({HBONE_AUTHN, POLICY_RECHECK, WAYPOINT_FAIL_CLOSED}),
+            extended=frozenset({CA_IDENTITY_BINDING}),
             builds_on=frozenset({L4_POLICY, TCP_TELEMETRY, WAYPOINT, L7_POLICY})),
     Profile("AMBIENT-RESILIENCE", "the mesh under faults: its own components restarted or "
             "gone under steady traffic",
-            core=frozenset({ZTUNNEL_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART}),
-            extended=frozenset({CNI_RESTART}),
+            core=frozenset({NODE_AGENT_RESTART, CONTROL_PLANE_OUTAGE, WAYPOINT_RESTART}),
             builds_on=frozenset({L4_POLICY, WAYPOINT, L7_POLICY})),
 )}
 

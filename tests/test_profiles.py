@@ -26,9 +26,9 @@ def test_a_tool_from_another_profile_keeps_a_test_core() -> None:
     # needing only the tools does not bring a test into the profile
     assert not security.covers(frozenset({F.L4_POLICY}))
     # an extended feature still makes it an extended test
+    assert not security.is_core_test(frozenset({F.CA_IDENTITY_BINDING}))
     resilience = F.PROFILES["AMBIENT-RESILIENCE"]
-    assert not resilience.is_core_test(frozenset({F.CNI_RESTART, F.L4_POLICY}))
-    assert resilience.is_core_test(frozenset({F.ZTUNNEL_RESTART, F.L4_POLICY}))
+    assert resilience.is_core_test(frozenset({F.NODE_AGENT_RESTART, F.L4_POLICY}))
 
 
 def test_unknown_names_are_refused_with_the_known_ones() -> None:

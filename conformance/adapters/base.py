@@ -165,6 +165,23 @@ def waypoint_deployment(flavour: str, name: str, service_account: str | None) ->
 
 
 @dataclass(frozen=True)
+class CertificateAuthority:
+    """Where the mesh's CA takes certificate requests, for the suite to ask it itself."""
+
+    url: str
+    """Reached from inside a client pod (through its capture, like any workload's)."""
+    protocol: str = "json-https"
+    """``json-https``: the reference's (``POST`` of ``{"csr", "identity"}`` with the
+    workload's service-account token as bearer; ``{"certChain": [...]}`` back).  The
+    only protocol the suite speaks so far: Istio's is gRPC."""
+    audience: str | None = None
+    """The audience the CA requires of the token, if any (Istio: ``istio-ca``)."""
+
+
+CA_PROTOCOLS = ("json-https",)
+
+
+@dataclass(frozen=True)
 class MeshComponents:
     """The mesh's own workloads, as the resilience tests find them."""
 
@@ -214,6 +231,11 @@ class MeshAdapter(ABC):
         """Where the mesh's own workloads run, for the resilience tests that delete or
         scale them; Istio's names by default (``istioctl install --set profile=ambient``)."""
         return MeshComponents()
+
+    def certificate_authority(self) -> CertificateAuthority | None:
+        """The CA the suite may ask for certificates as a workload would (the
+        ``ca-identity-binding`` feature needs one); None when it cannot."""
+        return None
 
     def configure(self, options: Mapping[str, Any]) -> None:
         """Adapter options from ``--adapter-config``; an adapter that takes none refuses

@@ -34,6 +34,10 @@ only ``name`` is required and relative paths resolve against the YAML file's fol
       control_plane: istiod              # a Deployment
       node_proxy: app=ztunnel            # label selectors of pods
       cni_agent: k8s-app=istio-cni-node  # null: there is none
+    certificate_authority:               # for ca-identity-binding: where workloads get certificates
+      url: https://istiod.istio-system.svc:15012/v1/certificate
+      protocol: json-https               # the only one the suite speaks
+      audience: null                     # the token audience the CA requires, if any
 
 Placeholders are replaced as text: ``{name}``, ``{namespace}``, ``{service_account}``
 and ``{for}`` in the waypoint manifest, deployment and commands; ``{kubeconfig}`` in
@@ -55,18 +59,20 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
-from profiles.features import ALL_FEATURES, CNI_RESTART
+from profiles.features import ALL_FEATURES, CA_IDENTITY_BINDING
 
 from ..rollout import wait_rolled_out
 from ..waiting import NotConverged
 from .base import (
     ALL_FLAVOURS,
     AMBIENT_LABEL,
+    CA_PROTOCOLS,
     DEFAULT_METRICS,
     FLAVOUR_TODAY,
     ROOT_NAMESPACE,
     AdapterConfigError,
     AdapterError,
+    CertificateAuthority,
     Flavour,
     MeshAdapter,
     MeshComponents,
@@ -89,6 +95,7 @@ TOP_LEVEL = frozenset(
         "root_namespace",
         "features",
         "components",
+        "certificate_authority",
     }
 )
 
@@ -128,6 +135,7 @@ class DeclarativeConfig:
     features: frozenset[str] = frozenset()
     root_namespace: str = ROOT_NAMESPACE
     components: MeshComponents = field(default_factory=MeshComponents)
+    certificate_authority: CertificateAuthority | None = None
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -253,9 +261,23 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
     components = MeshComponents(**{
         key: None if given[key] is None and key == "cni_agent"
         else c.string(given[key], f"components.{key}") for key in given})
-    if components.cni_agent is None and CNI_RESTART in features:
-        raise c.fail("components.cni_agent", f"null, yet `features` claims {CNI_RESTART}: "
-                     "name the CNI agent's pods or drop the claim")
+    ca = None
+    if "certificate_authority" in top:
+        given = c.mapping(top["certificate_authority"], "certificate_authority",
+                          frozenset({"url", "protocol", "audience"}))
+        if "url" not in given:
+            raise c.fail("certificate_authority.url", "required")
+        protocol = c.string(given.get("protocol", "json-https"), "certificate_authority.protocol")
+        if protocol not in CA_PROTOCOLS:
+            raise c.fail("certificate_authority.protocol",
+                         f"unknown protocol {protocol!r}; known: {', '.join(CA_PROTOCOLS)}")
+        audience = given.get("audience")
+        ca = CertificateAuthority(
+            c.string(given["url"], "certificate_authority.url"), protocol,
+            None if audience is None else c.string(audience, "certificate_authority.audience"))
+    if ca is None and CA_IDENTITY_BINDING in features:
+        raise c.fail("certificate_authority", f"missing, yet `features` claims "
+                     f"{CA_IDENTITY_BINDING}: say where the CA is or drop the claim")
     return DeclarativeConfig(
         name,
         source,
@@ -269,6 +291,7 @@ def parse_config(data: Any, source: Path) -> DeclarativeConfig:
         features,
         root_namespace,
         components,
+        ca,
     )
 
 
@@ -359,6 +382,9 @@ class DeclarativeAdapter(MeshAdapter):
 
     def components(self) -> MeshComponents:
         return self.config.components
+
+    def certificate_authority(self) -> CertificateAuthority | None:
+        return self.config.certificate_authority
 
     def check_available(self, cluster: ClusterProvider) -> str | None:
         steps = [self.config.install, *([self.config.uninstall] if self.config.uninstall else [])]

@@ -20,7 +20,6 @@ from typing import Any
 from clusters.provider import ClusterProvider
 from profiles.features import (
     CAPTURE,
-    CNI_RESTART,
     CONTROL_PLANE_OUTAGE,
     HBONE_AUTHN,
     HTTP_TELEMETRY,
@@ -28,6 +27,7 @@ from profiles.features import (
     L4_POLICY,
     L7_POLICY,
     MTLS,
+    NODE_AGENT_RESTART,
     POLICY_RECHECK,
     TCP_TELEMETRY,
     TRAFFIC_SPLIT,
@@ -35,7 +35,6 @@ from profiles.features import (
     WAYPOINT,
     WAYPOINT_FAIL_CLOSED,
     WAYPOINT_RESTART,
-    ZTUNNEL_RESTART,
 )
 
 from .base import (
@@ -278,10 +277,9 @@ class IstioAdapter(MeshAdapter):
                 HBONE_AUTHN,
                 POLICY_RECHECK,
                 WAYPOINT_FAIL_CLOSED,
-                ZTUNNEL_RESTART,
+                NODE_AGENT_RESTART,
                 CONTROL_PLANE_OUTAGE,
                 WAYPOINT_RESTART,
-                CNI_RESTART,
             }
         )
 

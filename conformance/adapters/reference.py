@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from clusters.provider import ClusterError, ClusterProvider
-from profiles.features import ALL_FEATURES, CNI_RESTART
+from profiles.features import ALL_FEATURES
 
 from ..rollout import wait_rolled_out
 from .base import (
@@ -24,6 +24,7 @@ from .base import (
     FLAVOUR_TODAY,
     AdapterConfigError,
     AdapterError,
+    CertificateAuthority,
     Flavour,
     MeshAdapter,
     MeshComponents,
@@ -119,11 +120,15 @@ class ReferenceAdapter(MeshAdapter):
             return "unknown"
 
     def features(self) -> frozenset[str]:
-        # Its ztunnel captures pods itself: there is no CNI node agent to restart.
-        return ALL_FEATURES - {CNI_RESTART}
+        return ALL_FEATURES
 
     def components(self) -> MeshComponents:
+        # Its ztunnel captures pods itself: there is no CNI node agent.
         return MeshComponents(cni_agent=None)
+
+    def certificate_authority(self) -> CertificateAuthority:
+        # istiod's port serves the CA as JSON over HTTPS (ambient_ref/ca/server.py)
+        return CertificateAuthority("https://istiod.istio-system.svc:15012/v1/certificate")
 
     def api_flavours(self) -> frozenset[str]:
         return ALL_FLAVOURS

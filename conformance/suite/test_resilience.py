@@ -139,7 +139,7 @@ def recovered(w: World, clients: tuple[str, ...] = ("near", "far")) -> None:
 # -- the node proxy -------------------------------------------------------------------------
 
 
-@pytest.mark.feature(F.ZTUNNEL_RESTART, F.L4_POLICY)
+@pytest.mark.feature(F.NODE_AGENT_RESTART, F.L4_POLICY)
 def test_the_servers_ztunnel_deleted_under_traffic(world, record_property):
     """The ztunnel on ratings' node is deleted (``kubectl delete pod``) while near (same
     node), far (another node) and intruder send requests.  Istio keeps a pod's
@@ -286,17 +286,18 @@ def test_the_waypoint_restarted_under_traffic(behind_waypoint, record_property):
 # -- the CNI node agent ---------------------------------------------------------------------
 
 
-@pytest.mark.feature(F.CNI_RESTART, F.L4_POLICY)
+@pytest.mark.feature(F.NODE_AGENT_RESTART, F.L4_POLICY)
+@pytest.mark.needs_component("cni_agent")
 def test_the_cni_node_agent_restarted_keeps_pods_enrolled(world, record_property):
     """istio-cni's node agent restarted on ratings' node: the pods it enrolled stay in
     the mesh (istio/istio ``cni/README.md``: on restart the agent rebuilds its state
     from the pods on the node and hands them to ztunnel again; ``tests/integration/
     ambient/cni``: traffic survives the DaemonSet's restart), so the ALLOW list keeps
-    telling near from intruder throughout and after."""
+    telling near from intruder throughout and after.  Not collected for an
+    implementation without a CNI agent (``MeshComponents.cni_agent`` None)."""
     w = world
     selector = w.components.cni_agent
-    if selector is None:
-        pytest.fail(f"{w.ns.adapter.name} claims {F.CNI_RESTART} but names no CNI agent")
+    assert selector is not None
     [old] = w.pods(selector, w.node) or pytest.fail(f"no {selector} pod on {w.node}")
     with traffic(w, "near") as near, traffic(w, "intruder") as intruder:
         near.wait_for(FLOWING, timeout=120)

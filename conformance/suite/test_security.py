@@ -23,10 +23,14 @@ test_enrollment.py with the other waypoint-availability cases.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from conformance import curl
 from conformance.apps import CANARY, AppNamespace, canary_client, principal
@@ -172,3 +176,77 @@ def test_a_connection_open_before_a_deny_is_closed_once_it_is_in_force(security)
     assert last.exit_code in (*REFUSED, 18), (
         f"the stream ended with curl exit {last.exit_code}, not a closed or refused "
         f"connection: {r.stderr.strip()[-300:]}")
+
+
+# -- the CA: certificates only for one's own identity ------------------------------------
+
+
+def _csr(identity: str) -> str:
+    """A PEM request whose only name is ``identity`` (a SPIFFE URI SAN), as ztunnel's are;
+    the key stays here: what is judged is whom the CA certifies, not the TLS after."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]),
+                          critical=False)
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _leaf_identities(chain: list[str]) -> list[str]:
+    leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sans.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def _service_account_token(cluster, namespace: str, account: str,
+                           audience: str | None) -> str:
+    """A token for ``account`` from the TokenRequest API: the credential its pods hold."""
+    from kubernetes import client
+
+    spec = client.V1TokenRequestSpec(audiences=[audience] if audience else [],
+                                     expiration_seconds=600)
+    with cluster.api_client() as api:
+        made = client.CoreV1Api(api).create_namespaced_service_account_token(
+            account, namespace, client.AuthenticationV1TokenRequest(spec=spec))
+    return made.status.token
+
+
+@pytest.mark.feature(F.CA_IDENTITY_BINDING)
+def test_a_workload_gets_a_certificate_for_its_own_identity_only(security, adapter, cluster):
+    """From inside sleep's pod, with sleep's service-account token, the mesh's CA is
+    asked for a certificate three ways: for sleep (the control: it must be issued, and
+    name sleep), for notsleep by the CSR's name alone, and for notsleep by naming the
+    identity in the request.  Istio certifies the identities of the caller's token and
+    lets only the node agent ask for another (istio/istio
+    ``security/pkg/server/ca/server.go``, ``CreateCertificate``: the SANs are the
+    caller's identities; an impersonated identity needs the node authorizer), so the
+    two last must never yield a certificate naming notsleep."""
+    ca = adapter.certificate_authority()
+    assert ca is not None and ca.protocol == "json-https", (
+        f"{adapter.name} claims {F.CA_IDENTITY_BINDING} without a CA the suite can ask")
+    mesh = security.mesh
+    own, other = (f"spiffe://{principal(mesh.name, sa)}" for sa in ("sleep", "notsleep"))
+    token = _service_account_token(cluster, mesh.name, "sleep", ca.audience)
+
+    def ask(csr_identity: str, identity: str | None = None) -> curl.Response:
+        body: dict[str, Any] = {"csr": _csr(csr_identity)}
+        if identity:
+            body["identity"] = identity
+        return mesh.request("sleep", ca.url, method="POST", data=json.dumps(body),
+                            headers={"Authorization": f"Bearer {token}",
+                                     "Content-Type": "application/json"}, insecure=True)
+
+    control = ask(own)
+    assert control.status == 200, f"the CA refused sleep its own identity: {control}"
+    assert _leaf_identities(json.loads(control.body)["certChain"]) == [own], control.body[:300]
+    for how, r in (("by the CSR's name", ask(other)),
+                   ("by naming the identity", ask(own, other)),
+                   ("both", ask(other, other))):
+        assert r.status is not None, f"asking {how}: no answer from the CA: {r}"
+        if r.status == 200:
+            named = _leaf_identities(json.loads(r.body)["certChain"])
+            assert other not in named, (f"sleep's token obtained a certificate for notsleep "
+                                        f"({how}): {named}")
+        else:
+            assert 400 <= r.status < 500, f"asking {how}: {r.status} {r.body[:200]}"

@@ -18,6 +18,7 @@ from conformance.adapters.base import (
     AdapterConfigError,
     AdapterError,
     AdapterUnavailable,
+    CertificateAuthority,
     MeshAdapter,
     WaypointInfo,
 )
@@ -28,7 +29,6 @@ from conformance.adapters.registry import load_adapter
 from profiles.features import (
     ALL_FEATURES,
     CAPTURE,
-    CNI_RESTART,
     HTTP_TELEMETRY,
     INGRESS,
     L4_POLICY,
@@ -226,9 +226,10 @@ def test_reference_uninstall_reverses_order() -> None:
 
 def test_reference_claims_and_version() -> None:
     adapter = ReferenceAdapter()
-    # everything but restarting a CNI agent, which it does not have
-    assert adapter.features() == ALL_FEATURES - {CNI_RESTART}
+    assert adapter.features() == ALL_FEATURES
     assert adapter.components().cni_agent is None
+    assert adapter.certificate_authority() is not None
+    assert IstioAdapter().certificate_authority() is None  # gRPC: not spoken by the suite
     assert IstioAdapter().components().cni_agent == "k8s-app=istio-cni-node"
     assert adapter.api_flavours() == {FLAVOUR_TODAY, FLAVOUR_2022}
     assert adapter.version() not in ("", "unknown")
@@ -521,6 +522,12 @@ def test_declarative_defaults(tmp_path: Path) -> None:
     assert adapter.version() == "unknown"
     assert adapter.root_namespace() == "istio-system"  # Istio's meshConfig default
     assert adapter.components() == IstioAdapter().components()  # Istio's names
+    assert adapter.certificate_authority() is None  # none unless given
+    with_ca = load_adapter(write(tmp_path, {"name": "x", "features": ["ca-identity-binding"],
+                                            "certificate_authority": {"url": "https://ca:1/c",
+                                                                      "audience": "istio-ca"}}))
+    assert with_ca.certificate_authority() == CertificateAuthority("https://ca:1/c", "json-https",
+                                                                   "istio-ca")
     other = load_adapter(write(tmp_path, {"name": "x", "components": {
         "namespace": "acme-system", "node_proxy": "app=acme-node", "cni_agent": None}}))
     assert (other.components().namespace, other.components().node_proxy,
@@ -548,8 +555,12 @@ def test_declarative_defaults(tmp_path: Path) -> None:
         ({"name": "x", "root_namespace": ""}, "field `root_namespace`: must not be empty"),
         ({"name": "x", "components": {"proxy": "a"}}, "field `components.proxy`: unknown field"),
         ({"name": "x", "components": {"node_proxy": None}}, "field `components.node_proxy`"),
-        ({"name": "x", "features": ["cni-restart"], "components": {"cni_agent": None}},
-         "field `components.cni_agent`: null, yet `features` claims cni-restart"),
+        ({"name": "x", "features": ["ca-identity-binding"]},
+         "field `certificate_authority`: missing, yet `features` claims ca-identity-binding"),
+        ({"name": "x", "certificate_authority": {"protocol": "json-https"}},
+         "field `certificate_authority.url`: required"),
+        ({"name": "x", "certificate_authority": {"url": "https://ca", "protocol": "grpc"}},
+         "field `certificate_authority.protocol`: unknown protocol 'grpc'"),
         (["name"], "must be a YAML mapping"),
         ("name: [unclosed", "not valid YAML"),
     ],

@@ -48,7 +48,9 @@ def test_get_argv() -> None:
     assert argv[argv.index("-D") + 1] == "-"
     assert argv[argv.index("--max-time") + 1] == "10"
     assert "--connect-timeout" not in argv
+    assert "--insecure" not in argv  # verified unless asked
     assert argv[-2:] == ["--url", "http://productpage:9080/productpage"]
+    assert "--insecure" in curl_argv("https://istiod:15012/", insecure=True)
 
 
 def test_post_argv_with_headers_and_timeouts() -> None:
