@@ -25,6 +25,7 @@ shared mesh (``conformance/exclusive.py``), and each restores what it broke.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -120,14 +121,31 @@ def report(record_property, **streams: SteadyTraffic) -> None:
             record_property(key, value)
 
 
-def wait_replaced(w: World, selector: str, old_uid: str, what: str) -> None:
-    """Until a pod matching ``selector`` on ``w.node``, other than ``old_uid``, is Ready."""
-    def ready(pods: list[dict[str, Any]]) -> bool:
-        return any(p["metadata"]["uid"] != old_uid and any(
+def wait_new_pod_ready(pods: Callable[[], list[dict[str, Any]]], gone: set[str],
+                       what: str) -> None:
+    """Until one of ``pods()`` whose uid is not in ``gone`` is Ready."""
+    def ready(found: list[dict[str, Any]]) -> bool:
+        return any(p["metadata"]["uid"] not in gone and any(
             c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (p.get("status") or {}).get("conditions") or ()) for p in pods)
-    eventually(lambda: w.pods(selector, w.node), ready,
-               what=f"a new {what} pod on {w.node} is Ready")
+            for c in (p.get("status") or {}).get("conditions") or ()) for p in found)
+    eventually(pods, ready, what=f"a new {what} pod is Ready")
+
+
+def confirm(*streams: SteadyTraffic) -> None:
+    """Every stream sends its confirmations after the recovery was observed."""
+    for t in streams:
+        t.wait_for(CONFIRMATIONS, timeout=120)
+
+
+def judge(record_property, back: float, *, refused: dict[str, SteadyTraffic],
+          answered: dict[str, SteadyTraffic]) -> None:
+    """Report every stream, then: the refused were never answered, and the others'
+    requests sent after ``back`` all were."""
+    report(record_property, **refused, **answered)
+    for name, t in refused.items():
+        never_answered(name, t.seen)
+    for name, t in answered.items():
+        all_succeed_after(name, t, back)
 
 
 def recovered(w: World, clients: tuple[str, ...] = ("near", "far")) -> None:
@@ -156,15 +174,13 @@ def test_the_servers_ztunnel_deleted_under_traffic(world, record_property):
             t.wait_for(FLOWING, timeout=120)
         w.cluster.kubectl("delete", "pod", "-n", w.components.namespace,
                           old["metadata"]["name"], "--wait=true", timeout=180)
-        wait_replaced(w, selector, old["metadata"]["uid"], "node proxy")
+        wait_new_pod_ready(lambda: w.pods(selector, w.node), {old["metadata"]["uid"]},
+                           f"node proxy on {w.node}")
         recovered(w)
         back = near.now()
-        near.wait_for(CONFIRMATIONS, timeout=120)
-        far.wait_for(CONFIRMATIONS, timeout=120)
-    report(record_property, near=near, far=far, intruder=intruder)
-    never_answered("intruder", intruder.seen)
-    all_succeed_after("near", near, back)
-    all_succeed_after("far", far, back)
+        confirm(near, far, intruder)
+    judge(record_property, back, refused={"intruder": intruder},
+          answered={"near": near, "far": far})
 
 
 # -- the control plane -----------------------------------------------------------------------
@@ -207,8 +223,8 @@ def test_the_control_plane_scaled_to_zero_and_back(world, record_property):
                               f"--replicas={replicas}")
             w.cluster.kubectl("rollout", "status", f"deployment/{cp.control_plane}", "-n",
                               cp.namespace, "--timeout=180s", timeout=200)
-    report(record_property, near=near, intruder=intruder)
-    never_answered("intruder", intruder.seen)
+    report(record_property, near=near)
+    judge(record_property, down, refused={"intruder": intruder}, answered={})
     failed = [o for o in outage if not succeeded(o.outcome)]
     assert not failed, (f"near: {len(failed)} of {len(outage)} requests failed with the control "
                         f"plane down (first: {failed[0].outcome})")
@@ -266,21 +282,14 @@ def test_the_waypoint_restarted_under_traffic(behind_waypoint, record_property):
         allowed.wait_for(FLOWING, timeout=120)
         ns.cluster.kubectl("delete", "pod", "-n", ns.name,
                            *(p["metadata"]["name"] for p in old), "--wait=true", timeout=180)
-        gone = {p["metadata"]["uid"] for p in old}
-        eventually(lambda: ns.pods(selector),
-                   lambda pods: any(p["metadata"]["uid"] not in gone and any(
-                       c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (p.get("status") or {}).get("conditions") or ())
-                       for p in pods),
-                   what="a new waypoint pod is Ready")
+        wait_new_pod_ready(lambda: ns.pods(selector), {p["metadata"]["uid"] for p in old},
+                           "waypoint")
         eventually(lambda: ns.request("notsleep", ALLOWED_PATH), lambda r: r.status == 200,
                    what="the allowed path is answered through the new waypoint")
         back = allowed.now()
-        allowed.wait_for(CONFIRMATIONS, timeout=120)
-        denied.wait_for(CONFIRMATIONS, timeout=120)
-    report(record_property, denied_path=denied, allowed_path=allowed)
-    never_answered("sleep (the denied path)", denied.seen)
-    all_succeed_after("notsleep (the allowed path)", allowed, back)
+        confirm(allowed, denied)
+    judge(record_property, back, refused={"denied_path": denied},
+          answered={"allowed_path": allowed})
 
 
 # -- the CNI node agent ---------------------------------------------------------------------
@@ -304,11 +313,9 @@ def test_the_cni_node_agent_restarted_keeps_pods_enrolled(world, record_property
         intruder.wait_for(FLOWING, timeout=120)
         w.cluster.kubectl("delete", "pod", "-n", w.components.namespace,
                           old["metadata"]["name"], "--wait=true", timeout=180)
-        wait_replaced(w, selector, old["metadata"]["uid"], "CNI agent")
+        wait_new_pod_ready(lambda: w.pods(selector, w.node), {old["metadata"]["uid"]},
+                           f"CNI agent on {w.node}")
         recovered(w, ("near",))
         back = near.now()
-        near.wait_for(CONFIRMATIONS, timeout=120)
-        intruder.wait_for(CONFIRMATIONS, timeout=120)
-    report(record_property, near=near, intruder=intruder)
-    never_answered("intruder", intruder.seen)
-    all_succeed_after("near", near, back)
+        confirm(near, intruder)
+    judge(record_property, back, refused={"intruder": intruder}, answered={"near": near})
