@@ -10,8 +10,9 @@ tests relying on a canary at that point fail at once, giving it as their reason.
 The memory must be shared by every process of the run: xdist workers are separate
 processes, and the first timeout may happen in any of them.  So it is a folder the
 controlling process names (``for_run``) and hands to the workers, holding one file per
-enforcement point.  The folder is made only when something is remembered, removed at
-the end of the run (``discard``), and, should a run be killed before that, removed by
+enforcement point.  The folder is made when something is remembered (or when the
+first test takes the run's mesh lock, which lives there too: ``exclusive.py``), removed
+at the end of the run (``discard``), and, should a run be killed before that, removed by
 the next run, which sweeps the folders of controllers no longer running.  Without a
 folder (an ``AppNamespace`` made outside the suite's plugin) the memory lives in this
 process only.

@@ -32,9 +32,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conformance import curl
+from conformance import curl, waiting
 from conformance.apps import CANARY, AppNamespace, canary_client, principal
-from conformance.waiting import DEFAULT_TIMEOUT, eventually
+from conformance.waiting import eventually
 from profiles import features as F
 
 pytestmark = pytest.mark.xdist_group("security")
@@ -137,7 +137,7 @@ def test_a_connection_open_before_a_deny_is_closed_once_it_is_in_force(security)
     ns = mesh.name
     source = f"spiffe://{principal(ns, 'sleep')}"
     opened_before = mesh.inbound_connections("ratings", source_principal=source)
-    count = int(STREAM_RATE * (DEFAULT_TIMEOUT + 30))
+    count = int(STREAM_RATE * (waiting.DEFAULT_TIMEOUT + 30))  # the run's, read now
     argv = curl.kept_alive_argv(RATINGS, count, per_second=STREAM_RATE)
     result: dict[str, Any] = {}
 
