@@ -23,8 +23,10 @@ test_enrollment.py with the other waypoint-availability cases.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -34,8 +36,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from conformance import curl, waiting
 from conformance.apps import CANARY, AppNamespace, canary_client, principal
+from conformance.plugin import skip_as
 from conformance.waiting import eventually
 from profiles import features as F
+from reports.model import SKIP_UNAVAILABLE
 
 pytestmark = pytest.mark.xdist_group("security")
 
@@ -181,16 +185,32 @@ def test_a_connection_open_before_a_deny_is_closed_once_it_is_in_force(security)
 # -- the CA: certificates only for one's own identity ------------------------------------
 
 
-def _csr(identity: str) -> str:
-    """A PEM request whose only name is ``identity`` (a SPIFFE URI SAN), as ztunnel's are;
-    the key stays here: what is judged is whom the CA certifies, not the TLS after."""
+def _csr(identity: str) -> tuple[str, bytes]:
+    """A PEM request whose only name is ``identity`` (a SPIFFE URI SAN), as ztunnel's are,
+    and its key (PEM), which stays with the suite."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([]))
            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]),
                           critical=False)
            .sign(key, hashes.SHA256()))
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+    return (csr.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _ask_ca(ns: AppNamespace, client: str, ca: Any, token: str, csr_identity: str,
+            identity: str | None = None) -> tuple[curl.Response, bytes]:
+    """From ``client``'s pod, with ``token``, the CA asked to certify ``csr_identity``
+    (and, if given, the ``identity`` named in the request); the answer and the key."""
+    csr, key = _csr(csr_identity)
+    body: dict[str, Any] = {"csr": csr}
+    if identity:
+        body["identity"] = identity
+    r = ns.request(client, ca.url, method="POST", data=json.dumps(body),
+                   headers={"Authorization": f"Bearer {token}",
+                            "Content-Type": "application/json"}, insecure=True)
+    return r, key
 
 
 def _leaf_identities(chain: list[str]) -> list[str]:
@@ -230,12 +250,7 @@ def test_a_workload_gets_a_certificate_for_its_own_identity_only(security, adapt
     token = _service_account_token(cluster, mesh.name, "sleep", ca.audience)
 
     def ask(csr_identity: str, identity: str | None = None) -> curl.Response:
-        body: dict[str, Any] = {"csr": _csr(csr_identity)}
-        if identity:
-            body["identity"] = identity
-        return mesh.request("sleep", ca.url, method="POST", data=json.dumps(body),
-                            headers={"Authorization": f"Bearer {token}",
-                                     "Content-Type": "application/json"}, insecure=True)
+        return _ask_ca(mesh, "sleep", ca, token, csr_identity, identity)[0]
 
     control = ask(own)
     assert control.status == 200, f"the CA refused sleep its own identity: {control}"
@@ -250,3 +265,123 @@ def test_a_workload_gets_a_certificate_for_its_own_identity_only(security, adapt
                                         f"({how}): {named}")
         else:
             assert 400 <= r.status < 500, f"asking {how}: {r.status} {r.body[:200]}"
+
+
+# -- HBONE as an attacker speaks it --------------------------------------------------------
+
+PROBE_IMAGE = "ambient-harness/hbone-probe:0.1.0"
+
+
+def _probe(ns: AppNamespace, server: str, authority: str, *,
+           certificate: tuple[bytes, bytes] | None = None,
+           untrusted_identity: str | None = None) -> dict[str, Any]:
+    """One run of the suite's HBONE probe (``conformance/probes/hbone.py``) in a pod of
+    its own in ``ns``: a CONNECT to ``authority`` through ``server``, with the mesh
+    ``certificate`` (chain PEM, key PEM) or one naming ``untrusted_identity`` from a
+    CA made on the spot.  What the probe saw, from its log."""
+    args = ["--server", server, "--authority", authority]
+    if certificate:
+        args += ["--cert-b64", base64.b64encode(certificate[0]).decode(),
+                 "--key-b64", base64.b64encode(certificate[1]).decode()]
+    else:
+        args += ["--untrusted-identity", str(untrusted_identity)]
+    name = f"hbone-probe-{uuid.uuid4().hex[:8]}"
+    ns.cluster.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                                "containers": [{"name": "probe", "image": PROBE_IMAGE,
+                                                "args": args}]}}], namespace=ns.name)
+    try:
+        eventually(lambda: ns.cluster.kubectl("get", "pod", name, "-n", ns.name, "-o",
+                                              "jsonpath={.status.phase}").stdout,
+                   lambda phase: phase in ("Succeeded", "Failed"),
+                   what=f"the HBONE probe {name} has run")
+        log = ns.cluster.kubectl("logs", name, "-n", ns.name).stdout.strip()
+    finally:
+        ns.cluster.kubectl("delete", "pod", name, "-n", ns.name, "--wait=false", check=False)
+    try:
+        return json.loads(log.splitlines()[-1])
+    except (ValueError, IndexError):
+        raise AssertionError(f"the HBONE probe printed no result: {log[-500:]!r}") from None
+
+
+def _probe_available(cluster) -> None:
+    if type(cluster).__name__ != "LocalCluster":
+        skip_as(SKIP_UNAVAILABLE, f"the suite's HBONE probe ({PROBE_IMAGE}) is only in the "
+                                  "local cluster's image catalog so far")
+
+
+def _recorded(record_property, case: str, result: dict[str, Any]) -> dict[str, Any]:
+    record_property(f"probe_{case}", f"status={result['status']} tls={result['tls']} "
+                                     f"error={result['error']}")
+    return result
+
+
+@pytest.mark.feature(F.HBONE_AUTHN)
+def test_hbone_refuses_a_certificate_from_a_ca_the_mesh_does_not_trust(security, cluster,
+                                                                      record_property):
+    """From a pod outside the mesh, the suite's HBONE probe presents a certificate naming
+    notsleep, from a CA made on the spot, to ratings' port 15008 and asks to be
+    tunnelled to ratings.  The server it reaches must be the mesh's (its certificate
+    names ratings' identity: the probe got as far as the mesh), and it must refuse
+    before any answer: the client certificate has to chain to the mesh's roots
+    (istio/ztunnel ``src/tls/certificate.rs``, ``server_config``:
+    ``with_client_cert_verifier``; its ``tests/namespaced.rs``
+    ``trust_domain_mismatch_rejected`` refuses even the mesh CA's certificate for
+    another trust domain)."""
+    _probe_available(cluster)
+    mesh, outside = security.mesh, security.outside
+    ip = mesh.pod("ratings")["status"]["podIP"]
+    stranger = _recorded(record_property, "untrusted_ca", _probe(
+        outside, f"{ip}:{HBONE_PORT}", f"{ip}:9080",
+        untrusted_identity=f"spiffe://{principal(mesh.name, 'notsleep')}"))
+    assert stranger["server_identities"] == [
+        f"spiffe://{principal(mesh.name, 'bookinfo-ratings')}"], (
+        f"the probe did not reach ratings' HBONE server: {stranger}")
+    assert stranger["status"] is None, (
+        f"a certificate from a CA the mesh does not trust was answered: {stranger}")
+
+
+@pytest.mark.feature(F.HBONE_AUTHN, F.CA_IDENTITY_BINDING)
+def test_hbone_tunnels_only_to_the_pods_own_serving_ports(security, adapter, cluster,
+                                                          record_property):
+    """From a pod outside the mesh, with a certificate the mesh's CA issued to notsleep,
+    the probe asks ratings' port 15008 to tunnel it:
+
+    * to ratings' own port: the control, which must be answered 200 (the probe, the
+      certificate and the path work);
+    * to a pod on another node: not tunnelled (ztunnel's inbound serves only the pod
+      it listens in: istio/ztunnel ``tests/namespaced.rs`` ``hbone_ip_mismatch``);
+    * to a port ratings does not serve: not tunnelled (``src/proxy/inbound.rs``: a
+      failed connection upstream answers 503).
+
+    It uses the CA to hold a mesh certificate, so it needs the ``ca-identity-binding``
+    claim too."""
+    _probe_available(cluster)
+    ca = adapter.certificate_authority()
+    assert ca is not None, f"{adapter.name} claims {F.CA_IDENTITY_BINDING} without a CA"
+    mesh, outside = security.mesh, security.outside
+    notsleep = f"spiffe://{principal(mesh.name, 'notsleep')}"
+    token = _service_account_token(cluster, mesh.name, "notsleep", ca.audience)
+    issued, key = _ask_ca(mesh, "notsleep", ca, token, notsleep)
+    assert issued.status == 200, f"the CA refused notsleep its own identity: {issued}"
+    mesh_cert = ("".join(json.loads(issued.body)["certChain"]).encode(), key)
+    ratings = mesh.pod("ratings")
+    ip = ratings["status"]["podIP"]
+    server = f"{ip}:{HBONE_PORT}"
+
+    def tunnel(case: str, authority: str) -> dict[str, Any]:
+        return _recorded(record_property, case,
+                         _probe(outside, server, authority, certificate=mesh_cert))
+
+    control = tunnel("control", f"{ip}:9080")
+    assert control["status"] == 200, f"the mesh's own certificate was not tunnelled: {control}"
+    unserved = tunnel("unserved_port", f"{ip}:9999")
+    assert unserved["status"] != 200, f"a port ratings does not serve was tunnelled: {unserved}"
+    elsewhere = [p["status"]["podIP"] for p in mesh.pods() if p["status"].get("podIP")
+                 and p["spec"].get("nodeName") != ratings["spec"].get("nodeName")]
+    if elsewhere:
+        misdirected = tunnel("other_node", f"{elsewhere[0]}:9080")
+        assert misdirected["status"] != 200, (
+            f"ratings' HBONE port tunnelled to {elsewhere[0]} on another node: {misdirected}")
+    else:
+        record_property("probe_other_node", "not tried: the cluster has one node")

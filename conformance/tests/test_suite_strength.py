@@ -117,6 +117,9 @@ CAUGHT_BY = {
     "ztunnel-forgets-policies-offline": Caught(
         "test_the_control_plane_scaled_to_zero",
         ("test_the_control_plane_scaled_to_zero_and_back",)),
+    "ztunnel-tunnels-anywhere": Caught(
+        "test_hbone_tunnels_only",
+        ("test_hbone_tunnels_only_to_the_pods_own_serving_ports",)),
     "ztunnel-uncaptures-on-exit": Caught(
         "test_the_servers_ztunnel_deleted",
         ("test_the_servers_ztunnel_deleted_under_traffic",)),

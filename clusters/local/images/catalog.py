@@ -165,6 +165,11 @@ def default_catalog(executables: list[ImageExecutable] | None = None) -> ImageCa
                             description="ambient-harness/bench-server (1 KB HTTP responses)")
     catalog.register(r"(^|/)ambient-harness/locust(:[\w.\-]+)?$", _locust,
                      "ambient-harness/locust (perf load generator; args [echo] for its server)")
+    catalog.register(r"(^|/)ambient-harness/hbone-probe(:[\w.\-]+)?$",
+                     lambda _m, c: python_module("conformance.probes.hbone",
+                                                 *(str(a) for a in c.get("args") or ())),
+                     "ambient-harness/hbone-probe (the suite's HBONE client: runs once, "
+                     "prints what the server did)")
     for ep in entry_points(group="ambient_harness.images"):
         register = ep.load()
         register(catalog)

@@ -27,6 +27,8 @@ VARIANTS = {
         "ztunnel", "conformance.tests.broken.ztunnel_forgets_policies_offline"),
     "ztunnel-uncaptures-on-exit": (
         "ztunnel", "conformance.tests.broken.ztunnel_uncaptures_on_exit"),
+    "ztunnel-tunnels-anywhere": (
+        "ztunnel", "conformance.tests.broken.ztunnel_tunnels_anywhere"),
     "waypoint-swaps-weights": ("waypoint", "conformance.tests.broken.waypoint_swaps_weights"),
     "waypoint-allows-all": ("waypoint", "conformance.tests.broken.waypoint_allows_all"),
 }

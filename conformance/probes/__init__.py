@@ -1,0 +1,1 @@
+"""Small clients the suite runs in pods where curl cannot do the job."""
