@@ -17,7 +17,12 @@ is refused.  These tests try to get around the mesh instead:
   allowed (istio/ztunnel ``src/proxy/connection_manager.rs``, ``PolicyWatcher::run``
   and ``ConnectionManager::close``).
 
-The third check of the profile, a service whose waypoint has no ready pod, is in
+* present HBONE a certificate from a CA the mesh does not trust, or, with a mesh
+  certificate, ask to be tunnelled somewhere the pod does not serve (the suite's probe,
+  ``conformance/probes/hbone.py``);
+* get the mesh's CA to certify someone else's identity.
+
+The profile's check of a service whose waypoint has no ready pod is in
 test_enrollment.py with the other waypoint-availability cases.
 """
 
