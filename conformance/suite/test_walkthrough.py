@@ -176,9 +176,15 @@ class _Walkthrough:
             walk.productpage_waypoint = ns.add_waypoint("waypoint", flavour=FLAVOUR_TODAY)
             ns.use_waypoint("service", "productpage", walk.productpage_waypoint)
         ns.cluster.apply([viewer_policy(ns.name, flavour=self.flavour, l7=True)])
-        eventually(lambda: ns.request("sleep", "http://productpage:9080/", method="DELETE"),
-                   lambda r: r.status == 403,
-                   what="the waypoint denies sleep's DELETE (the GET-only policy in force)")
+        # The change is in force at two places, each with its own push: the waypoint
+        # (the GET-only policy) and, today, productpage's ztunnel, which must drop step
+        # 7's selector policy that the new one replaced (it does not admit the
+        # waypoint).  Seen to fail under load when only the first was waited on.
+        eventually(lambda: (ns.request("sleep", "http://productpage:9080/", method="DELETE"),
+                            ns.request("sleep", "http://productpage:9080/")),
+                   lambda seen: seen[0].status == 403 and seen[1].status == 200,
+                   what="the waypoint denies sleep's DELETE (the GET-only policy in force) "
+                        "and lets its GET through to productpage (step 7's policy gone)")
         get = ns.request("sleep", "http://productpage:9080/")
         assert get.status == 200, get
         delete = ns.request("sleep", "http://productpage:9080/", method="DELETE")
