@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
               sub.add_parser("status", help="is a cluster running, and where")):
         p.add_argument("--name", default=DEFAULT_NAME,
                        help=f"cluster name (default {DEFAULT_NAME})")
-    sub.add_parser("cleanup", help="remove whatever dead or killed runs left behind")
+    cleanup = sub.add_parser(
+        "cleanup", help="remove what dead or killed runs left behind; running clusters are "
+                        "left alone unless named")
+    cleanup.add_argument("--name", action="append", default=[], metavar="NAME",
+                         help="also stop and remove this cluster, running or not (repeatable)")
     demo = sub.add_parser("demo", help="up, apply a manifest (Bookinfo), show the result, down")
     demo.add_argument("--manifest", type=Path, default=None)
     demo.add_argument("--nodes", type=int, default=2)
@@ -66,19 +70,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local cluster {args.name!r} is not running")
             return 1
         if args.command == "cleanup":
-            removed = 0
-            for d in leftovers():
-                if d.alive():
-                    print(f"stopping {d.name} (pid {d.pid()})")
-                    d.stop()
-                d.remove()
-                removed += 1
-            print(f"removed {removed} cluster folder(s)")
-            return 0
+            return _cleanup(set(args.name))
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _cleanup(named: set[str]) -> int:
+    """Remove the folders whose cluster is dead; a running one only when named (it may
+    be someone else's, in the shared state folder), and one still being made never."""
+    removed = 0
+    folders = {d.name: d for d in leftovers()}
+    for name in sorted(named - set(folders)):
+        print(f"no local cluster named {name!r}")
+    for d in folders.values():
+        if d.alive():
+            if d.name not in named:
+                print(f"left alone: {d.name} is running (pid {d.pid()}); "
+                      f"name it to stop it: cleanup --name {d.name}")
+                continue
+            print(f"stopping {d.name} (pid {d.pid()})")
+            d.stop()
+        elif d.being_made() and d.name not in named:
+            print(f"left alone: {d.name} is being brought up (no daemon yet)")
+            continue
+        d.remove()
+        removed += 1
+    print(f"removed {removed} cluster folder(s)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -66,6 +66,17 @@ class ClusterDir:
         pid = self.pid()
         return pid is not None and pid_alive(pid, self.path)
 
+    def being_made(self, within: float = 60) -> bool:
+        """No daemon recorded yet, and the folder is younger than ``within`` seconds: an
+        ``up`` in progress, not a leftover (a run killed before its daemon started
+        leaves a folder that ages past it)."""
+        if self.pid() is not None:
+            return False
+        try:
+            return time.time() - self.path.stat().st_mtime < within
+        except OSError:
+            return False
+
     def stop(self, timeout: float = 10) -> bool:
         """SIGTERM the daemon, SIGKILL it after ``timeout``; True if one was running."""
         pid = self.pid()

@@ -184,6 +184,37 @@ def test_cleanup_after_sigkill(tmp_path):
                            capture_output=True, text=True, env=env, timeout=60)
 
 
+def test_cleanup_leaves_running_clusters_alone_unless_named(tmp_path):
+    """``cleanup`` removes what has no live owner; in the shared state folder a running
+    cluster may be someone else's, so it is stopped only when named."""
+    env = dict(os.environ, AMBIENT_HARNESS_STATE=str(tmp_path), PYTHONPATH=str(PROJECT))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clusters.local", *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    running, dead = ClusterDir(tmp_path / f"running-{TAG}"), ClusterDir(tmp_path / f"dead-{TAG}")
+    try:
+        assert cli("up", "--name", running.name).returncode == 0
+        dead.path.mkdir()  # a killed run's folder: its daemon's pid runs no more
+        (dead.path / "apiserver.pid").write_text("999999999")
+        assert not dead.alive()
+
+        out = cli("cleanup")
+        assert out.returncode == 0, out.stderr
+        assert f"left alone: {running.name} is running" in out.stdout
+        assert f"cleanup --name {running.name}" in out.stdout and "removed 1" in out.stdout
+        assert running.alive() and not dead.path.exists()
+
+        out = cli("cleanup", "--name", running.name, "--name", "no-such")
+        assert out.returncode == 0 and "no local cluster named 'no-such'" in out.stdout
+        assert f"stopping {running.name}" in out.stdout and "removed 1" in out.stdout
+        assert not running.path.exists()
+        assert _processes_mentioning(str(running.path)) == []
+    finally:
+        cli("down", "--name", running.name)
+
+
 def test_port_in_use_is_reported_clearly(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
