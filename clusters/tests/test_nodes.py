@@ -252,6 +252,24 @@ def test_kubectl_logs(nodes_cluster, bookinfo):
     assert "/details/0" in logs
 
 
+def test_kubectl_logs_follow_streams_until_the_container_ends(nodes_cluster, bookinfo):
+    """``kubectl logs -f`` prints each line as it is written and returns when the
+    container ends (it used to print what was there and exit at once)."""
+    script = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done"
+    nodes_cluster.apply([{
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chatty"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "curlimages/curl",
+                                 "command": ["/bin/sh", "-c", script]}]}}], namespace=bookinfo)
+    nodes_cluster.wait("v1", "Pod", "chatty", namespace=bookinfo, timeout=30,
+                       condition=lambda p: p["status"].get("phase") in (
+                           "Running", "Succeeded"))
+    followed = nodes_cluster.kubectl("logs", "-f", "-n", bookinfo, "chatty", timeout=60)
+    assert followed.stdout.split("\n")[:-1] == [f"line {i}" for i in range(1, 7)], followed
+    tail = nodes_cluster.kubectl("logs", "-f", "--tail=2", "-n", bookinfo, "chatty", timeout=60)
+    assert tail.stdout.split() == ["line", "5", "line", "6"]  # ended already: at once
+
+
 def test_host_network_pod_runs_in_the_node_and_sees_pod_namespaces(nodes_cluster, bookinfo):
     nodes_cluster.apply([{
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-agent"},

@@ -24,6 +24,8 @@ from aiohttp import WSMsgType, web
 from . import errors
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+FOLLOW_POLL_S = 0.2
+"""How often a followed log is read again for what was written since."""
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 # (pod, container) -> the argv prefix and environment that run a command in the
@@ -165,11 +167,53 @@ class PodLogs:
                 f'container "{container}" in pod "{name}" is waiting to start: '
                 "no log written yet")
         data = path.read_bytes()
+        offset = len(data)
         tail = request.query.get("tailLines")
         if tail and tail.isdigit():
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-int(tail):]) if int(tail) else b""
-        limit = request.query.get("limitBytes")
-        if limit and limit.isdigit():
-            data = data[: int(limit)]
-        return web.Response(body=data, content_type="text/plain")
+        limit_text = request.query.get("limitBytes")
+        limit = int(limit_text) if limit_text and limit_text.isdigit() else None
+        if limit is not None:
+            data = data[:limit]
+        if request.query.get("follow") not in ("true", "1"):
+            return web.Response(body=data, content_type="text/plain")
+        # Follow: what is written next, until this run of the container ends (or the pod
+        # is gone, or the client leaves), as the kubelet streams a log.
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(data)
+        sent = len(data)
+
+        def running() -> bool:
+            try:
+                now = api.get(rt, ns, name)
+            except errors.ApiError:
+                return False
+            state = next((st for st in ((now.get("status") or {}).get("containerStatuses")
+                                        or []) + ((now.get("status") or {}).get(
+                                            "initContainerStatuses") or [])
+                          if st.get("name") == container), {})
+            return state.get("restartCount", 0) == restarts and \
+                "terminated" not in (state.get("state") or {})
+
+        while limit is None or sent < limit:
+            with path.open("rb") as log:
+                log.seek(offset)
+                chunk = log.read()
+            if chunk:
+                offset += len(chunk)
+                chunk = chunk if limit is None else chunk[: limit - sent]
+                await response.write(chunk)
+                sent += len(chunk)
+                continue
+            if not running() or request.transport is None or request.transport.is_closing():
+                with path.open("rb") as log:  # what was written before it ended
+                    log.seek(offset)
+                    rest = log.read()
+                if rest:
+                    await response.write(rest if limit is None else rest[: limit - sent])
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+        await response.write_eof()
+        return response
