@@ -270,6 +270,17 @@ def test_kubectl_logs_follow_streams_until_the_container_ends(nodes_cluster, boo
     assert tail.stdout.split() == ["line", "5", "line", "6"]  # ended already: at once
 
 
+def test_kubectl_debug_says_ephemeral_containers_are_not_served(nodes_cluster, bookinfo):
+    """kubectl debug used to crash (a nil-pointer panic: the 404 had no details); it
+    must say what is missing and what to use instead."""
+    [pod] = _pods(nodes_cluster, bookinfo, "app=sleep")
+    r = nodes_cluster.kubectl("debug", "-n", bookinfo, pod["metadata"]["name"],
+                              "--image=busybox", check=False)
+    assert r.returncode == 1 and "panic" not in r.stderr, r.stderr[:500]
+    assert "ephemeral containers are disabled for this cluster" in r.stderr, r.stderr
+    assert "use kubectl exec, or kubectl debug --copy-to" in r.stderr
+
+
 def test_host_network_pod_runs_in_the_node_and_sees_pod_namespaces(nodes_cluster, bookinfo):
     nodes_cluster.apply([{
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-agent"},

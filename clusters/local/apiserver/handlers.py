@@ -253,9 +253,15 @@ class Handlers:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if len(rest) > 3 or (sub and sub not in rt.subresources):
+            # With details, as client-go's errors for a 404 always have them: kubectl
+            # debug reads details.name of this one, and crashed on a Status without.
+            hint = ("; ephemeral containers are not served by the local cluster: use "
+                    "kubectl exec, or kubectl debug --copy-to=<new pod>"
+                    if sub == "ephemeralcontainers" else "")
             raise errors.ApiError(404, "NotFound",
                                   f"the server could not find the requested resource "
-                                  f"({'/'.join(rest[2:])} of {plural})")
+                                  f"({'/'.join(rest[2:])} of {plural}){hint}",
+                                  kind=plural, group=rt.group)
         if rt.namespaced and name is not None and namespace is None:
             raise errors.ApiError(404, "NotFound",
                                   f"{plural} is namespaced: address it under "
