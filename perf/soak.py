@@ -143,9 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            {p.uid for p in end_pods.get(c, [])})
         return {
             "minutes": args.minutes, "rate_per_stream": args.rate,
-            "streams": {n: {**asdict(stats(t.seen)), "failed": stats(t.seen).failed,
-                            "success_rate": stats(t.seen).success_rate}
-                        for n, t in traffic.items()},
+            "streams": {n: _stream_figures(t) for n, t in traffic.items()},
             "components": {c: {"start": asdict(start[c]), "end": asdict(end[c])} for c in start},
             "growth": [{**asdict(g), "ratio": g.ratio, "called_out": g.called_out}
                        for g in growths(start, end)],
@@ -154,6 +152,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         say("taking the cluster down")
         cluster.teardown()
+
+
+def _stream_figures(traffic: SteadyTraffic) -> dict[str, Any]:
+    figures = stats(traffic.seen)
+    return {**asdict(figures), "failed": figures.failed, "success_rate": figures.success_rate}
 
 
 def print_report(doc: dict[str, Any]) -> None:

@@ -136,6 +136,13 @@ class PodExec:
         return ws
 
 
+def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    """The status of ``container`` (an app or init container) in ``pod``, {} if none yet."""
+    status = pod.get("status") or {}
+    return next((s for s in (status.get("containerStatuses") or []) +
+                 (status.get("initContainerStatuses") or []) if s.get("name") == container), {})
+
+
 class PodLogs:
     """pods/log from the files the node agents write (same machine, same state folder)."""
 
@@ -146,10 +153,7 @@ class PodLogs:
                     name: str) -> web.StreamResponse:
         pod = api.get(rt, ns, name)
         container = pick_container(pod, request.query.get("container"), with_init=True)
-        statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + \
-            ((pod.get("status") or {}).get("initContainerStatuses") or [])
-        restarts = next((s.get("restartCount", 0) for s in statuses
-                         if s.get("name") == container), 0)
+        restarts = _container_status(pod, container).get("restartCount", 0)
         if request.query.get("previous") in ("true", "1"):
             if restarts == 0:
                 raise errors.bad_request(
@@ -187,15 +191,11 @@ class PodLogs:
 
         def running() -> bool:
             try:
-                now = api.get(rt, ns, name)
+                status = _container_status(api.get(rt, ns, name), container)
             except errors.ApiError:
                 return False
-            state = next((st for st in ((now.get("status") or {}).get("containerStatuses")
-                                        or []) + ((now.get("status") or {}).get(
-                                            "initContainerStatuses") or [])
-                          if st.get("name") == container), {})
-            return state.get("restartCount", 0) == restarts and \
-                "terminated" not in (state.get("state") or {})
+            return status.get("restartCount", 0) == restarts and \
+                "terminated" not in (status.get("state") or {})
 
         while limit is None or sent < limit:
             with path.open("rb") as log:
