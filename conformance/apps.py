@@ -139,6 +139,15 @@ def principal(namespace: str, service_account: str) -> str:
     return f"cluster.local/ns/{namespace}/sa/{service_account}"
 
 
+def deny_path_at_waypoint(ns: str, service: str, path: str) -> dict[str, Any]:
+    """A DENY of one path for ``service``: L7, so only its waypoint can enforce it
+    (``targetRefs`` policies go to waypoints only)."""
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": f"deny-{service}-path", "namespace": ns},
+            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": service}],
+                     "action": "DENY", "rules": [{"to": [{"operation": {"paths": [path]}}]}]}}
+
+
 @dataclass
 class AppNamespace:
     """One namespace of the suite's, with helpers to act on and observe its apps."""

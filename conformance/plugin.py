@@ -408,7 +408,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Disruptive tests last (a stable sort): see conformance/exclusive.py.  Tests of a
     component the implementation does not have (``needs_component``) do not apply to
-    it: they are deselected, and the run says so, rather than skipped as unsupported."""
+    it: they are deselected, rather than skipped as unsupported."""
     items.sort(key=lambda item: item.get_closest_marker(exclusive.MARKER) is not None)
     suite = config.stash.get(SUITE_KEY, None)
     if suite is None:
@@ -416,13 +416,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     components = suite.adapter.components()
     absent = [item for item in items if any(
         getattr(components, m.args[0]) is None for m in item.iter_markers("needs_component"))]
-    if absent:
+    if absent:  # the bring-up says so once (_bring_up), xdist or not
         config.hook.pytest_deselected(items=absent)
         items[:] = [item for item in items if item not in absent]
-        if not suite.is_worker:
-            _write(config, f"not applicable to {suite.adapter.name}: "
-                           f"{', '.join(sorted({i.name for i in absent}))} (needs a component "
-                           "it does not have: MeshAdapter.components())")
 
 
 @pytest.hookimpl(hookwrapper=True)

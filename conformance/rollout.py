@@ -58,7 +58,8 @@ def _daemonset_pending(d: dict[str, Any]) -> str | None:
     return None
 
 
-def _pod_ready(p: dict[str, Any]) -> bool:
+def pod_ready(p: dict[str, Any]) -> bool:
+    """Condition ``Ready=True``, as ``kubectl wait --for=condition=Ready`` judges a pod."""
     conditions = (p.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -83,7 +84,7 @@ def not_rolled_out(cluster: ClusterProvider, namespace: str) -> dict[str, str]:
             if why:
                 pending[f"daemonset/{d['metadata']['name']}"] = why
         for p in listed(core.list_namespaced_pod):
-            if not p["metadata"].get("deletionTimestamp") and not _pod_ready(p):
+            if not p["metadata"].get("deletionTimestamp") and not pod_ready(p):
                 pending[f"pod/{p['metadata']['name']}"] = "not Ready"
     return pending
 

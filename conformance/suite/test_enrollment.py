@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conformance.apps import AppNamespace, client_workload, principal
+from conformance.apps import AppNamespace, client_workload, deny_path_at_waypoint, principal
 from conformance.waiting import eventually
 from profiles import features as F
 
@@ -136,15 +136,6 @@ def deny_notsleep(ns: str) -> dict:
             "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
                      "rules": [{"from": [{"source": {"principals": [
                          principal(ns, "notsleep")]}}]}]}}
-
-
-def deny_path_at_waypoint(ns: str, service: str, path: str) -> dict[str, Any]:
-    """A DENY of one path for ``service``: L7, so only its waypoint can enforce it
-    (``targetRefs`` policies go to waypoints only)."""
-    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-            "metadata": {"name": f"deny-{service}-path", "namespace": ns},
-            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": service}],
-                     "action": "DENY", "rules": [{"to": [{"operation": {"paths": [path]}}]}]}}
 
 
 def denied_by_waypoint(r) -> bool:

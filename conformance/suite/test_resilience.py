@@ -32,7 +32,14 @@ import pytest
 import yaml
 
 from conformance import exclusive
-from conformance.apps import AppNamespace, bookinfo_objects, client_workload, principal
+from conformance.apps import (
+    AppNamespace,
+    bookinfo_objects,
+    client_workload,
+    deny_path_at_waypoint,
+    principal,
+)
+from conformance.rollout import pod_ready
 from conformance.traffic import Observation, SteadyTraffic, stats, succeeded
 from conformance.waiting import eventually
 from profiles import features as F
@@ -124,11 +131,9 @@ def report(record_property, **streams: SteadyTraffic) -> None:
 def wait_new_pod_ready(pods: Callable[[], list[dict[str, Any]]], gone: set[str],
                        what: str) -> None:
     """Until one of ``pods()`` whose uid is not in ``gone`` is Ready."""
-    def ready(found: list[dict[str, Any]]) -> bool:
-        return any(p["metadata"]["uid"] not in gone and any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (p.get("status") or {}).get("conditions") or ()) for p in found)
-    eventually(pods, ready, what=f"a new {what} pod is Ready")
+    eventually(pods, lambda found: any(p["metadata"]["uid"] not in gone and pod_ready(p)
+                                       for p in found),
+               what=f"a new {what} pod is Ready")
 
 
 def confirm(*streams: SteadyTraffic) -> None:
@@ -245,19 +250,11 @@ DENIED_PATH = "http://ratings:9080/ratings/0"
 ALLOWED_PATH = "http://ratings:9080/health"
 
 
-def deny_path_at_waypoint(ns: str) -> dict[str, Any]:
-    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-            "metadata": {"name": "deny-ratings-0", "namespace": ns},
-            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "ratings"}],
-                     "action": "DENY", "rules": [{"to": [{"operation": {"paths": [
-                         "/ratings/0"]}}]}]}}
-
-
 @pytest.fixture(scope="module")
 def behind_waypoint(namespaces, waypoint_flavour) -> tuple[AppNamespace, Any]:
     ns = namespaces("res-wp")
     wp = ns.add_waypoint("waypoint", flavour=waypoint_flavour)
-    ns.cluster.apply([deny_path_at_waypoint(ns.name)])
+    ns.cluster.apply([deny_path_at_waypoint(ns.name, "ratings", "/ratings/0")])
     ns.use_waypoint("service", "ratings", wp)
     eventually(lambda: ns.request("sleep", DENIED_PATH), lambda r: r.status == 403,
                what="ratings' waypoint denies /ratings/0 (the L7 policy in force)")

@@ -296,10 +296,10 @@ def _probe(ns: AppNamespace, server: str, authority: str, *,
                                 "containers": [{"name": "probe", "image": PROBE_IMAGE,
                                                 "args": args}]}}], namespace=ns.name)
     try:
-        eventually(lambda: ns.cluster.kubectl("get", "pod", name, "-n", ns.name, "-o",
-                                              "jsonpath={.status.phase}").stdout,
-                   lambda phase: phase in ("Succeeded", "Failed"),
-                   what=f"the HBONE probe {name} has run")
+        ns.cluster.wait("v1", "Pod", name, namespace=ns.name, timeout=waiting.DEFAULT_TIMEOUT,
+                        condition=lambda pod: (pod.get("status") or {}).get("phase") in (
+                            "Succeeded", "Failed"),
+                        description=f"the HBONE probe {name} has run")
         log = ns.cluster.kubectl("logs", name, "-n", ns.name).stdout.strip()
     finally:
         ns.cluster.kubectl("delete", "pod", name, "-n", ns.name, "--wait=false", check=False)

@@ -48,7 +48,7 @@ def test_daemonset_as_rollout_status_judges_it(d, pending) -> None:
 
 
 def test_pod_ready_needs_the_ready_condition_true() -> None:
-    assert rollout._pod_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
-    assert not rollout._pod_ready({"status": {"conditions": [
+    assert rollout.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    assert not rollout.pod_ready({"status": {"conditions": [
         {"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}]}})
-    assert not rollout._pod_ready({"status": {}})
+    assert not rollout.pod_ready({"status": {}})
