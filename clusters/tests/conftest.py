@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ import pytest
 from kubernetes import client
 
 from clusters.local.provider import LocalCluster
+from clusters.provider import kubectl_binary
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +70,30 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
     with fresh_namespace(core) as name:
         yield name
+
+
+@pytest.fixture
+def kubectl(cluster, tmp_path):
+    """The pinned kubectl against the (pod-less) test cluster: run(*args) -> the
+    finished process, an AssertionError with its output if it failed and check."""
+    cache = tmp_path / "kube-cache"
+
+    def run(*args: str, input: str | None = None, check: bool = True):
+        proc = subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
+             *args], input=input, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def ns(kubectl):
+    name = f"k-{uuid.uuid4().hex[:8]}"
+    kubectl("apply", "-f", "-",
+            input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")

@@ -20,31 +20,6 @@ MANIFESTS = Path(__file__).parent / "manifests"
 BOOKINFO = Path(__file__).resolve().parents[2] / "conformance" / "manifests" / "bookinfo.yaml"
 
 
-@pytest.fixture
-def kubectl(cluster, tmp_path):
-    cache = tmp_path / "kube-cache"
-
-    def run(*args: str, input: str | None = None, check: bool = True):
-        proc = subprocess.run(
-            [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
-             *args], input=input, capture_output=True, text=True, timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
-
-    return run
-
-
-@pytest.fixture
-def ns(kubectl):
-    name = f"k-{uuid.uuid4().hex[:8]}"
-    kubectl("apply", "-f", "-",
-            input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
-
-
 def test_apply_bookinfo_shaped_manifest_twice(kubectl, ns):
     manifest = BOOKINFO.read_text()
     first = kubectl("apply", "-n", ns, "-f", "-", input=manifest).stdout
@@ -154,12 +129,6 @@ def test_bad_manifests_get_clear_errors(kubectl, ns):
     assert r.returncode != 0 and "Widget" in r.stderr
     # ...and the server keeps serving
     assert kubectl("get", "namespaces").returncode == 0
-
-
-def test_protobuf_generator_commands_get_an_explanation(kubectl):
-    r = kubectl("create", "namespace", "never-created", check=False)
-    assert r.returncode != 0
-    assert "not protobuf" in r.stderr and "kubectl apply -f" in r.stderr
 
 
 def _popen_kubectl(cluster, tmp_path, *args: str) -> subprocess.Popen:

@@ -55,6 +55,9 @@ class WriteOptions:
     # In-process callers leave both unset and write as IN_PROCESS_MANAGER.
     field_manager: str = ""
     user_agent: str | None = None
+    # The authenticated user who writes (handlers set it), for the reviews that answer
+    # about the requester (SelfSubjectReview).
+    user: dict[str, Any] | None = None
     # ?force= of an apply patch (None: not given).
     force: bool | None = None
     # Set when an apply patch created the object (the answer is then 201).
@@ -180,7 +183,7 @@ class Api:
         opts.check("CreateOptions")
         obj = self._check_body(rt, version, ns, body)
         if rt.virtual:
-            return self.hooks.virtual_create(rt, obj)
+            return self.hooks.virtual_create(rt, obj, opts.user)
         return self._create(rt, version, ns, obj, opts, applied=False)
 
     def _create(self, rt: ResourceType, version: str, ns: str, obj: dict[str, Any],

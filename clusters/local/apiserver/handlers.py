@@ -21,7 +21,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, listoptions, openapi, tables
+from . import discovery, errors, listoptions, openapi, protobuf, tables
 from .api import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -290,6 +290,7 @@ class Handlers:
                     raise errors.method_not_allowed(
                         f"create {t.rt.plural} under /namespaces/<namespace>/")
                 opts = _write_opts(q, "CreateOptions", request.headers)
+                opts.user = request.get("user")
                 body = await _body(request)
                 obj = api.create(t.rt, t.version, ns, body, opts)
                 # 201 for every create, TokenReview too (the real createHandler)
@@ -616,12 +617,14 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
         raise errors.unsupported_media_type(
             "the local cluster accepts apply patches as YAML or JSON "
             "(application/apply-patch+yaml), not CBOR")
-    if "protobuf" in ctype:
-        raise errors.unsupported_media_type(
-            "the local cluster accepts JSON and YAML request bodies, not protobuf. kubectl's "
-            "generator commands (create namespace/configmap/deployment, run, expose) send "
-            "protobuf: write the object as a manifest and use 'kubectl apply -f', or pipe "
-            "'kubectl create ... --dry-run=client -o yaml' into 'kubectl apply -f -'")
+    if ctype == protobuf.MEDIA_TYPE:
+        try:
+            return protobuf.decode(raw)
+        except protobuf.UnsupportedKind as exc:
+            raise errors.unsupported_media_type(str(exc)) from None
+        except protobuf.ProtobufError as exc:
+            raise errors.bad_request(f"the protobuf request body cannot be read: {exc}"
+                                     ) from None
     try:
         doc = yaml.load(raw, Loader=_JsonLikeYamlLoader) if "yaml" in ctype else orjson.loads(raw)
     except (orjson.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:

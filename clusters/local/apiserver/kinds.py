@@ -11,7 +11,7 @@ import binascii
 import copy
 from typing import TYPE_CHECKING, Any
 
-from . import errors, schema
+from . import errors, reviews, schema
 from .ipam import ClusterIPAllocator, RangeFull
 from .meta import dns_label_problem, dns_subdomain_problem, now
 from .patchmeta import FreeForm, PatchSchema
@@ -487,9 +487,18 @@ class KindHooks:
 
     # -- kinds without storage -----------------------------------------------------
 
-    def virtual_create(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    def virtual_create(self, rt: ResourceType, obj: dict[str, Any],
+                       user: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A kind without storage: the answer to the object created (``user``: who
+        asked, for the reviews about oneself)."""
         if rt.kind == "TokenReview":
             return self.review_token(obj)
+        if rt.kind in reviews.ACCESS_REVIEWS:
+            return reviews.access_review(obj)
+        if rt.kind == "SelfSubjectRulesReview":
+            return reviews.rules_review(obj)
+        if rt.kind == "SelfSubjectReview":
+            return reviews.self_subject_review(obj, user)
         raise errors.method_not_allowed(f"{rt.plural} cannot be created")
 
     def review_token(self, review: dict[str, Any]) -> dict[str, Any]:

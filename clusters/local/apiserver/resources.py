@@ -100,6 +100,17 @@ BUILTIN: tuple[ResourceType, ...] = (
         False, ("crd", "crds"), ("status",)),
     _rt("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False,
         verbs=("create",), virtual=True),
+    # Reviews answered, never stored (reviews.py): kubectl auth can-i and whoami.
+    _rt("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
+        verbs=("create",), virtual=True),
+    _rt("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+        False, verbs=("create",), virtual=True),
+    _rt("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+        False, verbs=("create",), virtual=True),
+    _rt("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+        verbs=("create",), virtual=True),
+    _rt("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+        True, verbs=("create",), virtual=True),
     _rt("coordination.k8s.io", "v1", "Lease", "leases", True),
     # Kinds an install (Istio's ambient profile renders all of these) applies; stored
     # and served, nothing enforced (README: "How the local API differs").
