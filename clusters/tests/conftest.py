@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -72,22 +73,33 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture
-def kubectl(cluster, tmp_path):
-    """The pinned kubectl against the (pod-less) test cluster: run(*args) -> the
-    finished process, an AssertionError with its output if it failed and check."""
-    cache = tmp_path / "kube-cache"
+def kubectl_runner(cluster: LocalCluster, cache: Path):
+    """The pinned kubectl against ``cluster``: run(*args) -> the finished process, an
+    AssertionError with its output if it failed and ``check``."""
 
-    def run(*args: str, input: str | None = None, check: bool = True):
+    def run(*args: str, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
-             *args], input=input, capture_output=True, text=True, timeout=60)
+             *args], input=input, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
     return run
+
+
+@pytest.fixture
+def kubectl(cluster, tmp_path):
+    """kubectl against the (pod-less) test cluster (see ``kubectl_runner``)."""
+    return kubectl_runner(cluster, tmp_path / "kube-cache")
+
+
+@pytest.fixture
+def nodes_kubectl(nodes_cluster, tmp_path):
+    """kubectl against the cluster whose nodes run pods."""
+    return kubectl_runner(nodes_cluster, tmp_path / "kube-cache")
 
 
 @pytest.fixture

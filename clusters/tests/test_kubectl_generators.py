@@ -118,3 +118,20 @@ def test_auth_can_i_and_whoami_answer_truthfully(kubectl):
     who = json.loads(kubectl("auth", "whoami", "-o", "json").stdout)
     assert who["status"]["userInfo"]["username"] == "admin"
     assert "system:masters" in who["status"]["userInfo"]["groups"]
+
+
+def test_create_job_cronjob_and_priorityclass(kubectl, ns):
+    kubectl("create", "job", "once", "-n", ns, "--image=curlimages/curl", "--", "echo", "hi")
+    job = stored(kubectl, "job", "once", "-n", ns)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", "hi"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    kubectl("create", "cronjob", "tick", "-n", ns, "--image=curlimages/curl",
+            "--schedule=*/5 * * * *", "--", "date")
+    row = kubectl("get", "cronjob", "tick", "-n", ns, "--no-headers").stdout.split()
+    assert row[:6] == ["tick", "*/5", "*", "*", "*", "*"]
+    kubectl("create", "priorityclass", f"{ns}-high", "--value=1000")
+    try:
+        row = kubectl("get", "priorityclass", f"{ns}-high", "--no-headers").stdout.split()
+        assert row[1:3] == ["1000", "false"]
+    finally:
+        kubectl("delete", "priorityclass", f"{ns}-high")

@@ -33,6 +33,7 @@ _SUBRESOURCE_VERBS = {
     "log": ["get"],
     "exec": ["create", "get"],
     "binding": ["create"],
+    "eviction": ["create"],
     "token": ["create"],
     "finalize": ["update"],
 }
@@ -92,6 +93,8 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
             entry["kind"] = "PodExecOptions" if sub == "exec" else "Pod"
         elif sub == "binding":
             entry["kind"] = "Binding"
+        elif sub == "eviction":  # kubectl drain takes the group version from here
+            entry.update(group="policy", version="v1", kind="Eviction")
         out.append(entry)
     return out
 

@@ -21,7 +21,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, listoptions, openapi, protobuf, tables
+from . import discovery, errors, eviction, listoptions, openapi, protobuf, tables
 from .api import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -314,6 +314,9 @@ class Handlers:
         if sub == "binding" and method == "POST":
             body = await _body(request)
             return _respond(out, self._bind(t, ns, name, body), 201)
+        if sub == "eviction" and method == "POST":
+            body = await _body(request)
+            return _respond(out, self._evict(t, ns, name, body), 201)
         if sub in ("log", "exec"):
             raise errors.bad_request(
                 f"pods/{sub} is not available: no node agent runs this pod's containers")
@@ -341,6 +344,19 @@ class Handlers:
             return self._object(request, t, out, api.delete(
                 t.rt, ns, name, DeleteOptions.from_body(body, dict(q))))
         raise errors.method_not_allowed(f"{method} is not allowed on {t.rt.plural}")
+
+    def _evict(self, t: Target, ns: str, name: str, body: Any) -> dict[str, Any]:
+        """pods/eviction: the pod's delete, unless a disruption budget refuses it."""
+        if not isinstance(body, dict) or body.get("kind") != "Eviction":
+            raise errors.bad_request("pods/eviction takes an Eviction (policy/v1)")
+        pod = self.api.get(t.rt, ns, name)
+        pdb_rt = self.api.registry.get("policy", "poddisruptionbudgets")
+        assert pdb_rt is not None
+        eviction.check(pod, list(self.api.store.items(pdb_rt.store_key, ns)),
+                       list(self.api.store.items(t.rt.store_key, ns)))
+        self.api.delete(t.rt, ns, name, DeleteOptions.from_body(body.get("deleteOptions"), {}))
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
 
     # -- rendering --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import binascii
 import copy
 from typing import TYPE_CHECKING, Any
 
-from . import errors, reviews, schema
+from . import batch, errors, reviews, schema
 from .ipam import ClusterIPAllocator, RangeFull
 from .meta import dns_label_problem, dns_subdomain_problem, now
 from .patchmeta import FreeForm, PatchSchema
@@ -153,6 +153,27 @@ class KindHooks:
             strategy.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
         _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
 
+    def _create_statefulset(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if strategy.get("type") == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {"partition": 0})
+        spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                        {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def _create_priorityclass(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+    def _create_job(self, obj: dict[str, Any]) -> None:
+        batch.default_job(obj, _default_pod_spec)
+
+    def _create_cronjob(self, obj: dict[str, Any]) -> None:
+        batch.default_cronjob(obj, _default_pod_spec)
+
     def _create_customresourcedefinition(self, obj: dict[str, Any]) -> None:
         spec = obj["spec"]
         spec.setdefault("scope", "Namespaced")
@@ -201,10 +222,12 @@ class KindHooks:
             # The scheduler's binding is not a client's to undo.
             if old.get("spec", {}).get("nodeName") and not obj["spec"].get("nodeName"):
                 obj["spec"]["nodeName"] = old["spec"]["nodeName"]
-        elif kind in ("Deployment", "ReplicaSet", "DaemonSet"):
+        elif kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "CronJob"):
             defaults = {"Deployment": self._create_deployment,
                         "ReplicaSet": self._create_replicaset,
-                        "DaemonSet": self._create_daemonset}[kind]
+                        "DaemonSet": self._create_daemonset,
+                        "StatefulSet": self._create_statefulset,
+                        "CronJob": self._create_cronjob}[kind]
             status = obj.get("status")
             defaults(obj)
             if status is not None:
@@ -317,6 +340,25 @@ class KindHooks:
 
     def _validate_daemonset(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return self._validate_workload(obj, old, False)
+
+    def _validate_statefulset(self, obj: dict[str, Any], old: dict[str, Any] | None
+                              ) -> list[Cause]:
+        causes = self._validate_workload(obj, old, True)
+        if (obj.get("spec") or {}).get("volumeClaimTemplates"):
+            causes.append(_cause(
+                "spec.volumeClaimTemplates", "Forbidden: the local cluster serves no "
+                "PersistentVolumeClaims; use an emptyDir volume in the pod template",
+                "FieldValueForbidden"))
+        return causes
+
+    def _validate_job(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        return batch.job_causes(obj, old) + _pod_spec_causes(
+            ((obj.get("spec") or {}).get("template") or {}).get("spec") or {},
+            "spec.template.spec")
+
+    def _validate_cronjob(self, obj: dict[str, Any], old: dict[str, Any] | None
+                          ) -> list[Cause]:
+        return batch.cronjob_causes(obj, old)
 
     def _validate_service(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = obj.get("spec") or {}

@@ -383,6 +383,32 @@ def _job_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
     ]
 
 
+def _cronjob_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    """k8s.io/kubernetes ``printCronJob``."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    last = status.get("lastScheduleTime")
+    job_spec = _dig(spec, "jobTemplate", "spec", default={})
+    names, images = _containers_cells(_dig(job_spec, "template", "spec"))
+    return [
+        _name(obj),
+        spec.get("schedule", ""),
+        spec.get("timeZone") or "<none>",
+        "True" if spec.get("suspend") else "False",
+        len(status.get("active") or ()),
+        since(last, now) if last else "<none>",
+        _age(obj, now),
+        names,
+        images,
+        format_label_selector(job_spec.get("selector")),
+    ]
+
+
+def _priorityclass_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+    """k8s.io/kubernetes ``printPriorityClass``."""
+    return [_name(obj), _int(obj.get("value")), bool(obj.get("globalDefault")), _age(obj, now),
+            obj.get("preemptionPolicy") or "<none>"]
+
+
 def _service_external_ip(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str:
     svc_type = spec.get("type") or "ClusterIP"
     external = [str(ip) for ip in spec.get("externalIPs") or []]
@@ -766,6 +792,29 @@ _PRINTERS: Final[dict[str, tuple[list[dict[str, Any]], Printer]]] = {
             *_TEMPLATE_SELECTOR_WIDE,
         ],
         _job_cells,
+    ),
+    "CronJob": (
+        [
+            _NAME_COL,
+            _col("Schedule", description="The schedule in Cron format."),
+            _col("Timezone", description="The time zone the schedule is run in."),
+            _col("Suspend", "boolean", "Whether the cron job is suspended."),
+            _col("Active", "integer", "The number of running jobs."),
+            _col("Last Schedule", description="When the job was last scheduled."),
+            _AGE_COL,
+            *_TEMPLATE_SELECTOR_WIDE,
+        ],
+        _cronjob_cells,
+    ),
+    "PriorityClass": (
+        [
+            _NAME_COL,
+            _col("Value", "integer", "The value of this priority class."),
+            _col("Global-Default", "boolean", "Whether this is the default priority."),
+            _AGE_COL,
+            _col("PreemptionPolicy", description="How lower-priority pods are preempted."),
+        ],
+        _priorityclass_cells,
     ),
     "Service": (
         [

@@ -79,7 +79,7 @@ def _rt(group: str, version: str, kind: str, plural: str, namespaced: bool,
 BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
     _rt("", "v1", "Node", "nodes", False, ("no",), ("status",)),
-    _rt("", "v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "binding"),
+    _rt("", "v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "binding", "eviction"),
         categories=("all",)),
     _rt("", "v1", "Service", "services", True, ("svc",), ("status",), categories=("all",)),
     _rt("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), ("token",)),
@@ -92,6 +92,11 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
         categories=("all",)),
     _rt("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",),
+        categories=("all",)),
+    _rt("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"),
+        categories=("all",)),
+    _rt("batch", "v1", "Job", "jobs", True, (), ("status",), categories=("all",)),
+    _rt("batch", "v1", "CronJob", "cronjobs", True, ("cj",), ("status",),
         categories=("all",)),
     _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
     ResourceType("events.k8s.io", ("v1",), "Event", "events", "event", True, ("ev",),
@@ -120,6 +125,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
         ("hpa",), ("status",), categories=("all",)),
     _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
+    _rt("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
     # Watched by istiod's Ingress controller (istio/istio
     # pilot/pkg/config/kube/ingress/controller.go), which never syncs without them.
     _rt("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), ("status",)),

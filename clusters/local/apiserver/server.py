@@ -15,8 +15,10 @@ from aiohttp import web
 
 from ..controllers.base import Controller
 from ..controllers.endpoints import EndpointsController
+from ..controllers.jobs import CronJobController, JobController
 from ..controllers.lifecycle import GarbageCollector, NamespaceController, ServiceAccountController
 from ..controllers.scheduler import Scheduler
+from ..controllers.statefulsets import StatefulSetController
 from ..controllers.workloads import (
     DaemonSetController,
     DeploymentController,
@@ -124,6 +126,7 @@ class ApiServer:
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
                     ReplicaSetController, DeploymentController, DaemonSetController,
+                    StatefulSetController, JobController, CronJobController,
                     EndpointsController, Scheduler):
             controller = cls(self.api)
             controller.start()

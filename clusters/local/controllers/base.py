@@ -63,6 +63,12 @@ class Controller:
         self._dirty[key] = None
         self._wakeup.set()
 
+    def requeue_after(self, key: Any, seconds: float) -> None:
+        """Reconcile ``key`` again in ``seconds`` (a schedule's next time, a deadline)
+        even if nothing changes meanwhile; cancelled when the controller stops."""
+        handle = asyncio.get_running_loop().call_later(max(0.0, seconds), self.enqueue, key)
+        self._retry_handles.add(handle)
+
     def keys_for(self, ev: Event) -> list[Any]:
         raise NotImplementedError
 
@@ -94,7 +100,9 @@ class Controller:
                     self._retry_handles.add(handle)
                 # Let the server answer requests between reconciles of a large batch.
                 await asyncio.sleep(0)
-            self._retry_handles = {h for h in self._retry_handles if not h.cancelled()}
+            clock = asyncio.get_running_loop().time()
+            self._retry_handles = {h for h in self._retry_handles
+                                   if not h.cancelled() and h.when() > clock}
 
 
 def record_event(api: Api, involved: dict[str, Any], reason: str, message: str,

@@ -114,6 +114,9 @@ class EndpointsController(Controller):
                                      "uid": pod["metadata"]["uid"]}}
             if pod.get("spec", {}).get("nodeName"):
                 address["nodeName"] = pod["spec"]["nodeName"]
+            hostname = _hostname(pod, svc)
+            if hostname:
+                address["hostname"] = hostname
             field = "addresses" if is_pod_ready(pod) else "notReadyAddresses"
             subset.setdefault(field, []).append(address)
         body = {
@@ -143,6 +146,9 @@ class EndpointsController(Controller):
             }
             if pod.get("spec", {}).get("nodeName"):
                 ep["nodeName"] = pod["spec"]["nodeName"]
+            hostname = _hostname(pod, svc)
+            if hostname:
+                ep["hostname"] = hostname
             endpoints.append(ep)
         for sp in svc_ports:
             tp = next((p for p in (_target_port(sp, pod) for pod in pods) if p), None)
@@ -189,3 +195,13 @@ class EndpointsController(Controller):
         new["metadata"]["labels"] = body["metadata"]["labels"]
         if new != current:
             self.api.update(rt, version, ns, name, new)
+
+
+def _hostname(pod: dict[str, Any], svc: dict[str, Any]) -> str | None:
+    """The endpoint's DNS hostname: the pod's ``hostname`` when its ``subdomain`` names
+    this Service (a StatefulSet's pods), as the real endpoint controllers set it
+    (k8s.io/kubernetes ``pkg/controller/util/endpoint`` and endpointslice utils)."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostname") and spec.get("subdomain") == svc["metadata"]["name"]:
+        return str(spec["hostname"])
+    return None

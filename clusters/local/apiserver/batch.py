@@ -1,0 +1,141 @@
+"""Jobs and CronJobs as the API server takes them: defaults, generated selectors, checks.
+
+What the real server does on create (k8s.io/kubernetes ``pkg/apis/batch/v1/
+defaults.go``, ``pkg/registry/batch/job/strategy.go``, ``pkg/apis/batch/validation``),
+less what this cluster does not run (indexed completions' extra checks, pod failure
+policies, managedBy):
+
+- a Job without ``manualSelector`` gets the selector
+  ``batch.kubernetes.io/controller-uid=<uid>`` and its pod template the labels
+  ``batch.kubernetes.io/controller-uid``, ``batch.kubernetes.io/job-name`` and their
+  legacy twins ``controller-uid`` and ``job-name``;
+- ``completions`` and ``parallelism`` are 1 when neither is given, ``parallelism`` 1
+  when only it is missing; ``backoffLimit`` 6; ``completionMode`` NonIndexed;
+- a pod template must restart ``OnFailure`` or ``Never`` (an unset one is defaulted to
+  ``Always`` first and refused, as on a real server);
+- a CronJob's schedule must parse (standard cron, ``@hourly``-style descriptors; the
+  same parser the controller runs), and gets ``concurrencyPolicy`` Allow, ``suspend``
+  false and history limits 3 and 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from croniter import croniter
+
+from .selectors import SelectorError, label_selector_from_spec
+
+Cause = dict[str, str]
+CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+JOB_NAME = "batch.kubernetes.io/job-name"
+LEGACY_CONTROLLER_UID = "controller-uid"
+LEGACY_JOB_NAME = "job-name"
+SCHEDULED_AT = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+JOB_RESTART_POLICIES = ("OnFailure", "Never")
+
+
+def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
+    return {"field": field, "reason": reason, "message": message}
+
+
+def default_job(obj: dict[str, Any], default_pod_spec: Callable[[dict[str, Any]], None]
+                ) -> None:
+    spec = obj.setdefault("spec", {})
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.setdefault("template", {})
+    if not spec.get("manualSelector"):
+        meta = obj["metadata"]
+        uid, name = meta["uid"], meta["name"]
+        spec["selector"] = {"matchLabels": {CONTROLLER_UID: uid}}
+        labels = template.setdefault("metadata", {}).setdefault("labels", {})
+        labels.update({CONTROLLER_UID: uid, JOB_NAME: name,
+                       LEGACY_CONTROLLER_UID: uid, LEGACY_JOB_NAME: name})
+    default_pod_spec(template.setdefault("spec", {}))
+
+
+def job_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    causes: list[Cause] = []
+    for field in ("completions", "parallelism", "backoffLimit", "activeDeadlineSeconds",
+                  "ttlSecondsAfterFinished"):
+        value = spec.get(field)
+        if isinstance(value, int) and value < 0:
+            causes.append(_cause(f"spec.{field}", f"Invalid value: {value}: must be greater "
+                                 "than or equal to 0"))
+    template = spec.get("template") or {}
+    policy = (template.get("spec") or {}).get("restartPolicy")
+    if policy not in JOB_RESTART_POLICIES:
+        causes.append(_cause("spec.template.spec.restartPolicy",
+                             f'Unsupported value: "{policy}": supported values: "OnFailure", '
+                             '"Never"', "FieldValueNotSupported"))
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    try:
+        selector = label_selector_from_spec(spec.get("selector"))
+    except SelectorError as exc:
+        causes.append(_cause("spec.selector", f"Invalid value: {exc}"))
+    else:
+        if spec.get("selector") is None:
+            causes.append(_cause("spec.selector", "Required value", "FieldValueRequired"))
+        elif not selector.matches(labels):
+            causes.append(_cause("spec.template.metadata.labels",
+                                 "Invalid value: `selector` does not match template `labels`"))
+    if old is not None and (old.get("spec") or {}).get("selector") != spec.get("selector"):
+        causes.append(_cause("spec.selector", "Invalid value: field is immutable"))
+    return causes
+
+
+def default_cronjob(obj: dict[str, Any], default_pod_spec: Callable[[dict[str, Any]], None]
+                    ) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    job_spec = spec.setdefault("jobTemplate", {}).setdefault("spec", {})
+    default_pod_spec(job_spec.setdefault("template", {}).setdefault("spec", {}))
+
+
+def schedule_problem(schedule: Any) -> str | None:
+    """Why ``schedule`` is not one the controller can run, or None."""
+    if not isinstance(schedule, str) or not schedule.strip():
+        return "Required value"
+    if schedule.startswith(("TZ=", "CRON_TZ=")):
+        return (f'Invalid value: "{schedule}": cannot use TZ or CRON_TZ in schedule, use '
+                "timeZone field instead")
+    if not croniter.is_valid(schedule):
+        return f'Invalid value: "{schedule}": unparseable schedule'
+    return None
+
+
+def cronjob_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    causes: list[Cause] = []
+    problem = schedule_problem(spec.get("schedule"))
+    if problem is not None:
+        causes.append(_cause("spec.schedule", problem, "FieldValueRequired"
+                             if problem == "Required value" else "FieldValueInvalid"))
+    if spec.get("timeZone") not in (None, "", "UTC", "Etc/UTC"):
+        causes.append(_cause("spec.timeZone", f'Unsupported value: "{spec["timeZone"]}": '
+                             "the local cluster schedules in UTC only",
+                             "FieldValueNotSupported"))
+    policy = spec.get("concurrencyPolicy")
+    if policy not in ("Allow", "Forbid", "Replace"):
+        causes.append(_cause("spec.concurrencyPolicy",
+                             f'Unsupported value: "{policy}": supported values: "Allow", '
+                             '"Forbid", "Replace"', "FieldValueNotSupported"))
+    template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+    policy = (template.get("spec") or {}).get("restartPolicy")
+    if policy not in JOB_RESTART_POLICIES:
+        causes.append(_cause("spec.jobTemplate.spec.template.spec.restartPolicy",
+                             f'Unsupported value: "{policy}": supported values: "OnFailure", '
+                             '"Never"', "FieldValueNotSupported"))
+    return causes

@@ -1,0 +1,105 @@
+"""Jobs, StatefulSets and drain with the pinned kubectl on a cluster whose nodes run pods.
+
+The controllers' reactions to each pod state are tested in
+test_batch_and_statefulsets.py; here the pods are real processes, so a Job completes
+because its command exited 0, a StatefulSet's pod answers at its stable DNS name, and
+``kubectl drain`` evicts through the API as it does on a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
+
+CURL = "curlimages/curl"
+RATINGS = "docker.io/istio/examples-bookinfo-ratings-v1:1.20.2"
+
+
+@pytest.fixture
+def wns(nodes_kubectl):
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    nodes_kubectl("create", "namespace", name)
+    yield name
+    nodes_kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_a_job_runs_to_completion_and_keeps_its_log(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("create", "job", "hello", "-n", wns, f"--image={CURL}", "--", "sh", "-c",
+      "echo hello from the job")
+    k("wait", "--for=condition=complete", "job/hello", "-n", wns, "--timeout=60s", timeout=90)
+    assert k("logs", "job/hello", "-n", wns).stdout == "hello from the job\n"
+    job = json.loads(k("get", "job", "hello", "-n", wns, "-o", "json").stdout)
+    assert job["status"]["succeeded"] == 1
+    k("create", "job", "fails", "-n", wns, f"--image={CURL}", "--", "sh", "-c", "exit 3")
+    k("patch", "job", "fails", "-n", wns, "--type=merge", "-p",
+      '{"spec":{"backoffLimit":0}}')
+    k("wait", "--for=condition=failed", "job/fails", "-n", wns, "--timeout=60s", timeout=90)
+    row = k("get", "job", "fails", "-n", wns, "--no-headers").stdout.split()
+    assert row[:3] == ["fails", "Failed", "0/1"]
+
+
+STATEFULSET = """
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  clusterIP: None
+  selector: {app: ratings}
+  ports: [{port: 9080, name: http}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: ratings}
+spec:
+  serviceName: ratings
+  replicas: 2
+  selector: {matchLabels: {app: ratings}}
+  template:
+    metadata: {labels: {app: ratings}}
+    spec:
+      containers:
+      - name: ratings
+        image: RATINGS
+        ports: [{containerPort: 9080}]
+        readinessProbe: {httpGet: {path: /health, port: 9080}}
+""".replace("RATINGS", RATINGS)
+
+
+def test_a_statefulsets_pods_answer_at_their_stable_names(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("apply", "-n", wns, "-f", "-", input=STATEFULSET)
+    k("run", "client", "-n", wns, f"--image={CURL}", "--command", "--", "sleep", "600")
+    k("rollout", "status", "statefulset/ratings", "-n", wns, "--timeout=90s", timeout=120)
+    k("wait", "--for=condition=Ready", "pod/client", "-n", wns, "--timeout=60s", timeout=90)
+    assert k("exec", "-n", wns, "ratings-1", "--", "hostname").stdout.strip() == "ratings-1"
+    answer = k("exec", "-n", wns, "client", "--", "curl", "-s", "-m", "10",
+               f"http://ratings-1.ratings.{wns}.svc.cluster.local:9080/health").stdout
+    assert json.loads(answer) == {"status": "Ratings is healthy"}
+
+
+def test_drain_evicts_within_the_disruption_budget(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("create", "deployment", "web", "-n", wns, f"--image={RATINGS}", "--replicas=2")
+    k("rollout", "status", "deployment/web", "-n", wns, "--timeout=90s", timeout=120)
+    k("create", "pdb", "web", "-n", wns, "--selector=app=web", "--min-available=2")
+    pods = json.loads(k("get", "pods", "-n", wns, "-l", "app=web", "-o", "json").stdout)
+    node = pods["items"][0]["spec"]["nodeName"]
+    drain = ("drain", node, "--pod-selector=app=web", "--ignore-daemonsets")
+    try:
+        refused = k(*drain, "--timeout=5s", check=False, timeout=60)
+        assert refused.returncode != 0
+        assert "disruption budget" in refused.stderr
+        k("patch", "pdb", "web", "-n", wns, "--type=merge", "-p",
+          '{"spec":{"minAvailable":1}}')
+        done = k(*drain, "--timeout=60s", timeout=90)
+        assert f"node/{node} drained" in done.stdout
+        k("rollout", "status", "deployment/web", "-n", wns, "--timeout=90s", timeout=120)
+        after = json.loads(k("get", "pods", "-n", wns, "-l", "app=web", "-o", "json").stdout)
+        assert all(p["spec"]["nodeName"] != node for p in after["items"])
+    finally:
+        k("uncordon", node)
