@@ -32,6 +32,7 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "log": ["get"],
     "exec": ["create", "get"],
+    "portforward": ["create", "get"],
     "binding": ["create"],
     "eviction": ["create"],
     "token": ["create"],
@@ -89,8 +90,9 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
             entry.update(group="autoscaling", version="v1", kind="Scale")
         elif sub == "token":
             entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
-        elif sub in ("log", "exec"):
-            entry["kind"] = "PodExecOptions" if sub == "exec" else "Pod"
+        elif sub in ("log", "exec", "portforward"):
+            entry["kind"] = {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions"
+                             }.get(sub, "Pod")
         elif sub == "binding":
             entry["kind"] = "Binding"
         elif sub == "eviction":  # kubectl drain takes the group version from here

@@ -24,6 +24,7 @@ from ..controllers.workloads import (
     DeploymentController,
     ReplicaSetController,
 )
+from ..network.topology import pod_netns
 from ..pki import Pem, make_ca, make_serving_cert
 from . import discovery
 from .api import Api
@@ -31,6 +32,7 @@ from .handlers import Handlers
 from .kinds import KindHooks
 from .meta import now
 from .podio import PodExec, PodLogs
+from .portforward import PodPortForward, dial_in_pod_netns
 from .resources import Registry
 from .store import Store
 from .tokens import TokenIssuer
@@ -122,6 +124,8 @@ class ApiServer:
         if self.config.cluster_name is not None and self.config.state_dir is not None:
             self.handlers.subresource_handlers["exec"] = PodExec(
                 _container_entry(self.config.state_dir)).serve
+            self.handlers.subresource_handlers["portforward"] = PodPortForward(
+                dial_in_pod_netns(lambda pod: pod_netns(pod["metadata"]["uid"]))).serve
         self.handlers.address = f"{self.config.host}:{self.port}"
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,

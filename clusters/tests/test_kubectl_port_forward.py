@@ -1,0 +1,85 @@
+"""kubectl port-forward (the pinned kubectl 1.37) to pods and Services on the local cluster.
+
+kubectl tunnels SPDY in a WebSocket (clusters/local/apiserver/portforward.py); the
+bytes reach a real server process in the pod's network namespace and come back.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from clusters.provider import kubectl_binary
+
+pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
+
+RATINGS = "docker.io/istio/examples-bookinfo-ratings-v1:1.20.2"
+FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+
+
+@pytest.fixture
+def pfns(nodes_kubectl):
+    name = f"pf-{uuid.uuid4().hex[:8]}"
+    k = nodes_kubectl
+    k("create", "namespace", name)
+    k("create", "deployment", "ratings", "-n", name, f"--image={RATINGS}")
+    k("expose", "deployment", "ratings", "-n", name, "--port=80", "--target-port=9080")
+    k("rollout", "status", "deployment/ratings", "-n", name, "--timeout=90s", timeout=120)
+    yield name
+    k("delete", "namespace", name, "--wait=false")
+
+
+@contextmanager
+def port_forward(cluster, tmp_path, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """kubectl port-forward on a free local port: (that port, the process)."""
+    proc = subprocess.Popen(
+        [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}",
+         f"--cache-dir={tmp_path / 'kube-cache'}", "port-forward", "--address=127.0.0.1",
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first line once listening, or EOF on failure
+        match = FORWARDING.search(line)
+        if match is None:
+            proc.kill()
+            raise AssertionError(f"kubectl port-forward did not start: {line!r} "
+                                 f"{proc.communicate(timeout=10)}")
+        yield int(match.group(1)), proc
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as r:
+        return r.read()
+
+
+def test_port_forward_to_a_pod_and_to_a_service(nodes_cluster, tmp_path, pfns):
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9080") \
+            as (port, _):
+        assert json.loads(get(port, "/health")) == {"status": "Ratings is healthy"}
+    # a Service's port 80 is its pods' 9080: kubectl maps it, the server forwards to 9080
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "svc/ratings", ":80") as (port, _):
+        answers = list(concurrent.futures.ThreadPoolExecutor(8).map(
+            lambda i: json.loads(get(port, f"/ratings/{i}")), range(24)))
+    assert [a["id"] for a in answers] == list(range(24))
+
+
+def test_port_forward_to_a_closed_port_says_why(nodes_cluster, tmp_path, pfns):
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9999") \
+            as (port, proc):
+        with pytest.raises(OSError):
+            get(port, "/")
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "error forwarding port 9999 to pod" in err
+    assert "connection refused" in err.lower()
