@@ -8,10 +8,19 @@ because its command exited 0, a StatefulSet's pod answers at its stable DNS name
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
+import struct
+import subprocess
+import termios
+import time
 import uuid
 
 import pytest
+
+from clusters.provider import kubectl_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
 
@@ -103,3 +112,46 @@ def test_drain_evicts_within_the_disruption_budget(nodes_kubectl, wns):
         assert all(p["spec"]["nodeName"] != node for p in after["items"])
     finally:
         k("uncordon", node)
+
+
+def _read_until(fd: int, wanted: bytes, deadline_s: float = 60) -> bytes:
+    """What the terminal shows until ``wanted`` appears (a hang guard, not a wait)."""
+    seen = b""
+    end = time.monotonic() + deadline_s
+    while wanted not in seen:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{wanted!r} never appeared; the terminal showed {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: kubectl is gone
+                raise AssertionError(f"kubectl ended; the terminal showed {seen!r}") from None
+            seen += chunk
+    return seen
+
+
+def test_exec_it_gives_a_terminal_of_kubectls_size(nodes_cluster, nodes_kubectl, wns,
+                                                   tmp_path):
+    k = nodes_kubectl
+    k("run", "shell", "-n", wns, f"--image={CURL}", "--command", "--", "sleep", "600")
+    k("wait", "--for=condition=Ready", "pod/shell", "-n", wns, "--timeout=60s", timeout=90)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    script = "test -t 0 && echo IS-A-TTY; stty size; read line; echo got:$line"
+    proc = subprocess.Popen(
+        [kubectl_binary(), f"--kubeconfig={nodes_cluster.kubeconfig}",
+         f"--cache-dir={tmp_path / 'kube-cache'}", "exec", "-it", "-n", wns, "shell", "--",
+         "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"33 111")  # kubectl sent its size, the pty took it
+        assert b"IS-A-TTY" in shown
+        os.write(master, b"typed\r")
+        _read_until(master, b"got:typed")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)

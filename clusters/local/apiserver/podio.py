@@ -5,16 +5,19 @@ The exec channel protocol (``v4``/``v5.channel.k8s.io``): binary frames whose fi
 is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; v5 adds
 255 "stdin closed").  The command runs inside the container (its root, network
 and UTS namespaces, working directory and environment), as the provider's
-``exec`` does.
+``exec`` does; with ``tty`` (``kubectl exec -it``) on a pseudo-terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import struct
+import termios
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,9 +78,6 @@ class PodExec:
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
         container = pick_container(pod, q.get("container"), default_first=True)
-        if q.get("tty") in ("true", "1"):
-            raise errors.bad_request("the local cluster's exec has no terminal support; run "
-                                     "without -t (kubectl exec -i POD -- CMD)")
         entry = self.enter(pod, container)
         if entry is None:
             raise errors.bad_request(
@@ -91,49 +91,149 @@ class PodExec:
         ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
         await ws.prepare(request)
         want_stdin = q.get("stdin") in ("true", "1")
-        proc = await asyncio.create_subprocess_exec(
-            *prefix, *argv, env=env,
-            stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)  # nsenter forks into the node's PID namespace
-
-        async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
-            if stream is None:
-                return
-            while chunk := await stream.read(65536):
-                await ws.send_bytes(bytes([channel]) + chunk)
-
-        async def feed() -> None:
-            assert proc.stdin is not None
-            async for msg in ws:
-                if msg.type != WSMsgType.BINARY or not msg.data:
-                    continue
-                channel, data = msg.data[0], msg.data[1:]
-                if channel == STDIN and data:
-                    proc.stdin.write(data)
-                    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-                        await proc.stdin.drain()
-                elif channel == CLOSE or (channel == STDIN and not data):
-                    proc.stdin.close()
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-
-        feeder = asyncio.ensure_future(feed()) if want_stdin else None
         try:
-            await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
-            code = await proc.wait()
-            await ws.send_bytes(_status(code))
-        except (ConnectionResetError, asyncio.CancelledError):
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            raise
+            if q.get("tty") in ("true", "1"):
+                await _run_on_terminal(ws, [*prefix, *argv], env)
+            else:
+                await _run_on_pipes(ws, [*prefix, *argv], env, want_stdin)
         finally:
-            if feeder is not None:
-                feeder.cancel()
             await ws.close()
         return ws
+
+
+async def _run_on_pipes(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str],
+                        want_stdin: bool) -> None:
+    """stdin, stdout and stderr as pipes: channels 0, 1 and 2."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env,
+        stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True)  # nsenter forks into the node's PID namespace
+
+    async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+        if stream is None:
+            return
+        while chunk := await stream.read(65536):
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+    async def feed() -> None:
+        assert proc.stdin is not None
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and data:
+                proc.stdin.write(data)
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    await proc.stdin.drain()
+            elif channel == CLOSE or (channel == STDIN and not data):
+                proc.stdin.close()
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+
+    feeder = asyncio.ensure_future(feed()) if want_stdin else None
+    try:
+        await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
+        code = await proc.wait()
+        await ws.send_bytes(_status(code))
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        await _reap(proc)
+
+
+async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
+                           env: dict[str, str]) -> None:
+    """``-t``: the command runs on a pseudo-terminal it has as its controlling terminal
+    (what a runtime gives a container with ``tty``): its output, stdout and stderr
+    alike, is channel 1; channel 0 is typed into it; channel 4 carries kubectl's
+    terminal size (``{"Width": .., "Height": ..}``), set on the terminal as the
+    kubelet's resize does."""
+    master, slave = os.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env={**env, "TERM": env.get("TERM", "xterm")},
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=_take_terminal)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    loop = asyncio.get_running_loop()
+    output: asyncio.Queue[bytes] = asyncio.Queue()
+    os.set_blocking(master, False)
+
+    def readable() -> None:
+        try:
+            chunk = os.read(master, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every process holding the terminal has ended
+            chunk = b""
+        if not chunk:
+            loop.remove_reader(master)
+        output.put_nowait(chunk)
+
+    loop.add_reader(master, readable)
+
+    async def pump() -> None:
+        while chunk := await output.get():
+            await ws.send_bytes(bytes([STDOUT]) + chunk)
+
+    async def feed() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and data:
+                with contextlib.suppress(OSError):
+                    await _type(loop, master, data)
+            elif channel == RESIZE:
+                with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
+                    size = json.loads(data)
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack(
+                        "HHHH", int(size["Height"]), int(size["Width"]), 0, 0))
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        await pump()
+        code = await proc.wait()
+        await ws.send_bytes(_status(code))
+    finally:
+        feeder.cancel()
+        loop.remove_reader(master)
+        os.close(master)
+        await _reap(proc)
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make stdin (the terminal) the controlling one."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def _type(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the (non-blocking) terminal, waiting while it is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            room: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, room.set_result, None)
+            try:
+                await room
+            finally:
+                loop.remove_writer(fd)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill what is left of an exec whose client went away (its process group: nsenter
+    forks into the node's PID namespace), and wait for it."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
 
 
 def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:

@@ -95,6 +95,36 @@ def _locust(match: re.Match[str], container: dict[str, Any]) -> Program:
     return python_module("perf.loadgen", *args, listens=(port,))
 
 
+def _arg_after(args: list[str], flags: tuple[str, ...]) -> str | None:
+    for i, arg in enumerate(args[:-1]):
+        if arg in flags:
+            return args[i + 1]
+    return None
+
+
+def _httpbin(match: re.Match[str], container: dict[str, Any]) -> Program:
+    """go-httpbin: ``-port N`` in the args, or ``PORT`` in the env, else 8080."""
+    args = [str(a) for a in container.get("args") or ()]
+    env_port = next((str(e.get("value")) for e in container.get("env") or ()
+                     if e.get("name") == "PORT" and e.get("value")), None)
+    port = int(_arg_after(args, ("-port", "--port")) or env_port or 8080)
+    return python_module("clusters.local.images.samples.httpbin", "--port", str(port),
+                         listens=(port,))
+
+
+def _helloworld(match: re.Match[str], container: dict[str, Any]) -> Program:
+    return python_module("clusters.local.images.samples.helloworld",
+                         "--version", match.group("ver"), listens=(5000,))
+
+
+def _tcp_echo(match: re.Match[str], container: dict[str, Any]) -> Program:
+    """The image's ENTRYPOINT with the container's args (the image's CMD by default:
+    ``9000 hello``)."""
+    args = [str(a) for a in container.get("args") or ("9000", "hello")]
+    ports = tuple(int(p) for p in args[0].split(",") if p.isdigit()) if args else ()
+    return python_module("clusters.local.images.samples.tcp_echo", *args, listens=ports)
+
+
 class ImageCatalog:
     def __init__(self, executables: list[ImageExecutable] | None = None) -> None:
         self._entries: list[tuple[re.Pattern[str], Resolver, str]] = []
@@ -156,6 +186,15 @@ def default_catalog(executables: list[ImageExecutable] | None = None) -> ImageCa
         r"(^|/)examples-bookinfo-(?P<svc>productpage|details|reviews|ratings)-(?P<ver>v[\w-]+?)"
         r"(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",
         _bookinfo, "Bookinfo (examples-bookinfo-<service>-<version>, any registry and tag)")
+    # Istio's other samples (samples/httpbin, samples/helloworld, samples/tcp-echo)
+    catalog.register(r"(^|/)mccutchen/go-httpbin(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$", _httpbin,
+                     "mccutchen/go-httpbin (Istio's httpbin sample: the endpoints its tasks "
+                     "use)")
+    catalog.register(r"(^|/)examples-helloworld-(?P<ver>v\d+)(:[\w.\-]+)?"
+                     r"(@sha256:[0-9a-f]+)?$", _helloworld,
+                     "examples-helloworld-v1/-v2 (Istio's helloworld sample)")
+    catalog.register(r"(^|/)tcp-echo-server(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$", _tcp_echo,
+                     "tcp-echo-server (Istio's tcp-echo sample)")
     catalog.register(r"(^|/)curlimages/curl(:[\w.\-]+)?(@sha256:[0-9a-f]+)?$",
                      _as_given(["curl"]), "curlimages/curl (runs the container's command)")
     catalog.register(r"(^|/)ambient-harness/cluster-dns(:[\w.\-]+)?$", _dns,
