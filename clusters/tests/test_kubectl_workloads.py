@@ -155,3 +155,50 @@ def test_exec_it_gives_a_terminal_of_kubectls_size(nodes_cluster, nodes_kubectl,
         proc.kill()
         proc.wait()
         os.close(master)
+
+
+RUN_AS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: nonroot}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000]}
+  containers:
+  - name: main
+    image: %s
+    command: [sh, -c, "echo $(id -u) $(id -g) $(id -G) > /tmp/main-id; touch /tmp/ready; sleep 600"]
+    readinessProbe: {exec: {command: [test, -e, /tmp/ready]}}
+  - name: own
+    image: %s
+    securityContext: {runAsUser: 2000}
+    command: [sleep, "600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: refused}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - {name: main, image: %s, command: [sleep, "600"]}
+""".replace("%s", CURL)
+
+
+def test_containers_run_as_the_user_their_security_context_names(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("apply", "-n", wns, "-f", "-", input=RUN_AS)
+    k("wait", "--for=condition=Ready", "pod/nonroot", "-n", wns, "--timeout=60s", timeout=90)
+    main_id = k("exec", "-n", wns, "nonroot", "-c", "main", "--", "cat", "/tmp/main-id").stdout
+    assert main_id == "1000 3000 3000 4000\n"
+    # exec runs as the container's user, as the kubelet's does
+    assert k("exec", "-n", wns, "nonroot", "-c", "main", "--", "id", "-u").stdout == "1000\n"
+    assert k("exec", "-n", wns, "nonroot", "-c", "own", "--", "id", "-u").stdout == "2000\n"
+    # root's files stay root's
+    denied = k("exec", "-n", wns, "nonroot", "-c", "main", "--", "sh", "-c",
+               "echo x > /etc/x", check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    k("wait", "pod/refused", "-n", wns, "--timeout=60s",
+      "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}"
+      "=CreateContainerConfigError", timeout=90)
+    pod = json.loads(k("get", "pod", "refused", "-n", wns, "-o", "json").stdout)
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["message"] == "container has runAsNonRoot and image will run as root"

@@ -281,7 +281,8 @@ class PodWorker:
         root = launch.root_spec(
             c.image, c.spec, env, self.volumes, self.files, str(term), str(scratch),
             netns=str(self.sandbox.path) if self.sandbox else None,
-            hostname=self.hostname, proc=self.agent.proc)
+            hostname=self.hostname, proc=self.agent.proc,
+            user=launch.run_as(self.spec, c.spec))
         return argv, env, root
 
     # -- status -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ testable without processes:
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from ..images.catalog import Program, python_paths
 from ..images.executables import ImageExecutable
 from . import rootfs
-from .podenv import expand
+from .podenv import ConfigError, expand
 from .volumes import SA_MOUNT, SA_VOLUME, Volume, VolumeError
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -84,10 +85,37 @@ def _depth(bind: rootfs.Bind) -> int:
     return len(PurePosixPath(bind.target).parts)
 
 
+def run_as(pod_spec: dict[str, Any], container: dict[str, Any]) -> rootfs.RunAs | None:
+    """The user a container runs as: its ``securityContext`` over the pod's, as the
+    kubelet merges them.  Every image here is this machine's root, whose user is
+    root; a ``runAsUser`` without ``runAsGroup`` takes that user's group from this
+    machine's /etc/passwd (the image's, here), else group 0, as containerd does.
+    ``runAsNonRoot`` with no non-zero ``runAsUser`` is refused with the kubelet's
+    message (a ConfigError: the pod waits in ``CreateContainerConfigError``)."""
+    pod_ctx = pod_spec.get("securityContext") or {}
+    ctx = {**pod_ctx, **(container.get("securityContext") or {})}
+    uid = ctx.get("runAsUser")
+    if ctx.get("runAsNonRoot") and not uid:
+        what = "image will run as root" if uid is None else "has runAsUser 0"
+        raise ConfigError(f"container has runAsNonRoot and {what}")
+    gid = ctx.get("runAsGroup")
+    groups = tuple(int(g) for g in pod_ctx.get("supplementalGroups") or ())
+    if uid is None and gid is None and not groups:
+        return None
+    uid = int(uid or 0)
+    if gid is None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = 0
+    return rootfs.RunAs(uid, int(gid), groups)
+
+
 def root_spec(image: Program | ImageExecutable, container: dict[str, Any],
               env: dict[str, str], volumes: dict[str, Volume], files: PodFiles,
               termination_log: str, scratch: str, netns: str | None,
-              hostname: str, proc: str = "/proc") -> rootfs.RootSpec:
+              hostname: str, proc: str = "/proc",
+              user: rootfs.RunAs | None = None) -> rootfs.RootSpec:
     binds = [rootfs.Bind(files.hosts, "/etc/hosts"),
              rootfs.Bind(files.hostname, "/etc/hostname")]
     if files.resolv_conf:
@@ -120,4 +148,4 @@ def root_spec(image: Program | ImageExecutable, container: dict[str, Any],
     workdir = container.get("workingDir") or (
         image.working_dir if isinstance(image, ImageExecutable) else "/")
     return rootfs.RootSpec(scratch=scratch, binds=tuple(binds), netns=netns,
-                           hostname=hostname, workdir=workdir, proc=proc)
+                           hostname=hostname, workdir=workdir, proc=proc, user=user)

@@ -78,7 +78,7 @@ def enter_argv(pid: int, proc: str = "/proc") -> list[str]:
     base = f"{proc}/{pid}"
     argv = [shutil.which("nsenter") or "nsenter", f"--mount={base}/ns/mnt",
             f"--uts={base}/ns/uts", f"--net={base}/ns/net", f"--pid={base}/ns/pid",
-            f"--wd={base}/cwd", "--"]
+            f"--wd={base}/cwd", *_same_user(base), "--"]
     cgroup = cgroups.container_of(pid, proc)
     if cgroup is None:
         return argv
@@ -114,3 +114,19 @@ def exec_entry(cluster_state: Path, pod: dict[str, Any], container: str
     if pid is None:
         return None
     return enter_argv(pid, proc), environ(pid, proc)
+
+
+def _same_user(base: str) -> list[str]:
+    """nsenter options giving the command the container process's user and group (the
+    kubelet's exec runs as the container's user); none for root or if unreadable."""
+    ids: dict[str, str] = {}
+    try:
+        with open(f"{base}/status") as status:
+            for line in status:
+                if line.startswith(("Uid:", "Gid:")):
+                    ids[line[:3]] = line.split()[1]  # the real id
+    except OSError:
+        return []
+    if ids.get("Uid", "0") == "0" and ids.get("Gid", "0") == "0":
+        return []
+    return [f"--setuid={ids.get('Uid', '0')}", f"--setgid={ids.get('Gid', '0')}"]

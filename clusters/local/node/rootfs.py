@@ -103,6 +103,16 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class RunAs:
+    """The user a container's process runs as (``runAsUser``/``runAsGroup`` and the
+    pod's ``supplementalGroups``), taken on last, after the root is set up."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class RootSpec:
     """What a private root holds, besides the machine's root read through the overlay.
 
@@ -120,6 +130,7 @@ class RootSpec:
     # the procfs shown at /proc: the node's (``pidinit.py``), whose PID namespace the
     # process is in; "/proc" is the caller's own
     proc: str = "/proc"
+    user: RunAs | None = None    # None: root, the user of every image here
 
 
 def _check(result: int, what: str) -> None:
@@ -272,6 +283,10 @@ def enter(spec: RootSpec) -> None:
         os.chdir(spec.workdir)
     except OSError as exc:
         raise RootError(f"working directory {spec.workdir}: {exc.strerror}") from None
+    if spec.user is not None:
+        os.setgroups(list(spec.user.groups))
+        os.setgid(spec.user.gid)
+        os.setuid(spec.user.uid)
 
 
 def preexec(spec: RootSpec, report_fd: int | None = None,
@@ -290,6 +305,8 @@ def preexec(spec: RootSpec, report_fd: int | None = None,
             if report_fd is not None:
                 os.write(report_fd, str(exc).encode(errors="replace")[:4000])
             raise
+        if die_with_parent and spec.user is not None:  # a change of user cleared it
+            _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     return child
 
 
