@@ -202,3 +202,18 @@ def test_containers_run_as_the_user_their_security_context_names(nodes_kubectl, 
     pod = json.loads(k("get", "pod", "refused", "-n", wns, "-o", "json").stdout)
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["message"] == "container has runAsNonRoot and image will run as root"
+
+
+def test_attach_streams_the_containers_output_until_it_ends(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("run", "ticker", "-n", wns, f"--image={CURL}", "--restart=Never", "--command", "--",
+      "sh", "-c", "sleep 2; for i in $(seq 1 20); do echo tick $i; sleep 0.1; done")
+    k("wait", "--for=condition=Ready", "pod/ticker", "-n", wns, "--timeout=60s", timeout=90)
+    attached = k("attach", "ticker", "-n", wns, timeout=90)
+    lines = attached.stdout.splitlines()
+    assert lines[-1] == "tick 20"  # followed to the end, then kubectl exits 0
+    k("run", "sleeper", "-n", wns, f"--image={CURL}", "--command", "--", "sleep", "600")
+    k("wait", "--for=condition=Ready", "pod/sleeper", "-n", wns, "--timeout=60s", timeout=90)
+    refused = k("attach", "-i", "sleeper", "-n", wns, check=False, timeout=60)
+    assert refused.returncode != 0
+    assert "kubectl exec -it sleeper -c sleeper -- sh" in refused.stderr

@@ -33,6 +33,7 @@ _SUBRESOURCE_VERBS = {
     "log": ["get"],
     "exec": ["create", "get"],
     "portforward": ["create", "get"],
+    "attach": ["create", "get"],
     "binding": ["create"],
     "eviction": ["create"],
     "token": ["create"],
@@ -90,9 +91,9 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
             entry.update(group="autoscaling", version="v1", kind="Scale")
         elif sub == "token":
             entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
-        elif sub in ("log", "exec", "portforward"):
-            entry["kind"] = {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions"
-                             }.get(sub, "Pod")
+        elif sub in ("log", "exec", "portforward", "attach"):
+            entry["kind"] = {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions",
+                             "attach": "PodAttachOptions"}.get(sub, "Pod")
         elif sub == "binding":
             entry["kind"] = "Binding"
         elif sub == "eviction":  # kubectl drain takes the group version from here

@@ -317,7 +317,7 @@ class Handlers:
         if sub == "eviction" and method == "POST":
             body = await _body(request)
             return _respond(out, self._evict(t, ns, name, body), 201)
-        if sub in ("log", "exec"):
+        if sub in ("log", "exec", "attach", "portforward"):
             raise errors.bad_request(
                 f"pods/{sub} is not available: no node agent runs this pod's containers")
         if sub == "finalize" and method == "PUT":

@@ -18,7 +18,7 @@ import os
 import signal
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,52 @@ def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
                  (status.get("initContainerStatuses") or []) if s.get("name") == container), {})
 
 
+def _log_path(state_dir: Path, pod: dict[str, Any], container: str, run: int) -> Path:
+    """The file the node agent writes run ``run`` (0, 1, ... per restart) of
+    ``container`` to."""
+    node = (pod.get("spec") or {}).get("nodeName") or "-"
+    return state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
+        container / f"{run}.log"
+
+
+def _still_running(api: Any, rt: Any, ns: str, name: str, container: str,
+                   run: int) -> Callable[[], bool]:
+    """Whether run ``run`` of the container is still going (the pod is still there, no
+    restart since, not terminated)."""
+    def running() -> bool:
+        try:
+            status = _container_status(api.get(rt, ns, name), container)
+        except errors.ApiError:
+            return False
+        return status.get("restartCount", 0) == run and \
+            "terminated" not in (status.get("state") or {})
+    return running
+
+
+async def _follow(path: Path, offset: int, running: Callable[[], bool],
+                  gone: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """What is written to ``path`` after ``offset``, as it is written, until the run
+    ends (then what it wrote last) or the client is ``gone``, as the kubelet streams a
+    log.  The file is read again every ``FOLLOW_POLL_S``: the container writes it
+    directly, nothing announces a write."""
+    while True:
+        with path.open("rb") as log:
+            log.seek(offset)
+            chunk = log.read()
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+            continue
+        if not running() or gone():
+            with path.open("rb") as log:  # what was written before it ended
+                log.seek(offset)
+                rest = log.read()
+            if rest:
+                yield rest
+            return
+        await asyncio.sleep(FOLLOW_POLL_S)
+
+
 class PodLogs:
     """pods/log from the files the node agents write (same machine, same state folder)."""
 
@@ -259,13 +305,10 @@ class PodLogs:
                 raise errors.bad_request(
                     f'previous terminated container "{container}" in pod "{name}" not found')
             restarts -= 1
-        node = (pod.get("spec") or {}).get("nodeName") or "-"
-        logs = self.state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
-            container
-        path = logs / f"{restarts}.log"
+        path = _log_path(self.state_dir, pod, container, restarts)
         if not path.exists() and restarts > 0:
             # Waiting to restart (back-off): show the last run, as the real kubelet does.
-            path = logs / f"{restarts - 1}.log"
+            path = _log_path(self.state_dir, pod, container, restarts - 1)
         if not path.exists():
             raise errors.bad_request(
                 f'container "{container}" in pod "{name}" is waiting to start: '
@@ -282,38 +325,58 @@ class PodLogs:
             data = data[:limit]
         if request.query.get("follow") not in ("true", "1"):
             return web.Response(body=data, content_type="text/plain")
-        # Follow: what is written next, until this run of the container ends (or the pod
-        # is gone, or the client leaves), as the kubelet streams a log.
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         await response.write(data)
         sent = len(data)
-
-        def running() -> bool:
-            try:
-                status = _container_status(api.get(rt, ns, name), container)
-            except errors.ApiError:
-                return False
-            return status.get("restartCount", 0) == restarts and \
-                "terminated" not in (status.get("state") or {})
-
-        while limit is None or sent < limit:
-            with path.open("rb") as log:
-                log.seek(offset)
-                chunk = log.read()
-            if chunk:
-                offset += len(chunk)
-                chunk = chunk if limit is None else chunk[: limit - sent]
-                await response.write(chunk)
-                sent += len(chunk)
-                continue
-            if not running() or request.transport is None or request.transport.is_closing():
-                with path.open("rb") as log:  # what was written before it ended
-                    log.seek(offset)
-                    rest = log.read()
-                if rest:
-                    await response.write(rest if limit is None else rest[: limit - sent])
+        follow = _follow(path, offset, _still_running(api, rt, ns, name, container, restarts),
+                         lambda: request.transport is None or request.transport.is_closing())
+        async for chunk in follow:
+            if limit is not None:
+                chunk = chunk[: limit - sent]
+            await response.write(chunk)
+            sent += len(chunk)
+            if limit is not None and sent >= limit:
                 break
-            await asyncio.sleep(FOLLOW_POLL_S)
         await response.write_eof()
         return response
+
+
+class PodAttach:
+    """pods/attach: the running container's output from now on (channels 1 and 3), as
+    ``kubectl attach`` shows it.  A container's stdin is not kept open by the node
+    agents, so attaching with ``-i`` (and ``kubectl run -i``) is refused, naming
+    ``kubectl exec -it`` instead."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    async def serve(self, request: web.Request, api: Any, rt: Any, ns: str,
+                    name: str) -> web.StreamResponse:
+        pod = api.get(rt, ns, name)
+        container = pick_container(pod, request.query.get("container"), default_first=True)
+        if request.query.get("stdin") in ("true", "1"):
+            raise errors.bad_request(
+                "the local cluster does not keep a container's stdin open, so attaching to "
+                f"it is not supported; run a shell beside it instead: kubectl exec -it "
+                f"{name} -c {container} -- sh")
+        status = _container_status(pod, container)
+        if "running" not in (status.get("state") or {}):
+            raise errors.bad_request(f"container {container} is not running in pod {name}")
+        run = status.get("restartCount", 0)
+        path = _log_path(self.state_dir, pod, container, run)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise errors.bad_request("pods/attach needs a WebSocket upgrade "
+                                     "(channel.k8s.io); SPDY is not supported")
+        offset = path.stat().st_size if path.exists() else 0
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
+        await ws.prepare(request)
+        try:
+            follow = _follow(path, offset, _still_running(api, rt, ns, name, container, run),
+                             lambda: ws.closed)
+            async for chunk in follow:
+                await ws.send_bytes(bytes([STDOUT]) + chunk)
+            await ws.send_bytes(_status(0))
+        finally:
+            await ws.close()
+        return ws

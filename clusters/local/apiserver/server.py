@@ -31,7 +31,7 @@ from .api import Api
 from .handlers import Handlers
 from .kinds import KindHooks
 from .meta import now
-from .podio import PodExec, PodLogs
+from .podio import PodAttach, PodExec, PodLogs
 from .portforward import PodPortForward, dial_in_pod_netns
 from .resources import Registry
 from .store import Store
@@ -121,6 +121,8 @@ class ApiServer:
             await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         if self.config.state_dir is not None:
             self.handlers.subresource_handlers["log"] = PodLogs(self.config.state_dir).serve
+            self.handlers.subresource_handlers["attach"] = PodAttach(
+                self.config.state_dir).serve
         if self.config.cluster_name is not None and self.config.state_dir is not None:
             self.handlers.subresource_handlers["exec"] = PodExec(
                 _container_entry(self.config.state_dir)).serve
