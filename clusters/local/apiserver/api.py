@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import apply, errors, eventsv1, kinds, schema
+from . import apply, celrules, errors, eventsv1, kinds, schema
 from .applyschema import shape_for
 from .listoptions import ListOptions
 from .meta import now, random_suffix
@@ -404,7 +404,7 @@ class Api:
                     obj["status"] = old["status"]
                 else:
                     obj.pop("status", None)
-        self._validate(rt, version, obj, opts)
+        self._validate(rt, version, obj, opts, old=old)
         self.hooks.prepare_update(rt, obj, old, opts)
         self._validate_semantics(rt, obj, old)
         if not applied:
@@ -683,9 +683,12 @@ class Api:
             )
 
     def _validate(self, rt: ResourceType, version: str, obj: dict[str, Any],
-                  opts: WriteOptions, *, partial: bool = False) -> None:
-        """Types and unknown fields; a ``partial`` object (an apply configuration) is
-        checked for unknown fields only, the rest waits for the merged object."""
+                  opts: WriteOptions, *, partial: bool = False,
+                  old: dict[str, Any] | None = None) -> None:
+        """Types and unknown fields, then a custom resource's CEL rules (``old``: the
+        stored object, for transition rules); a ``partial`` object (an apply
+        configuration) is checked for unknown fields only, the rest waits for the
+        merged object."""
         name = obj["metadata"].get("name", "")
         if rt.custom:
             crd_schema = rt.crd_schema(version)
@@ -710,6 +713,10 @@ class Api:
                     obj.clear()
                     obj.update(pruned)
                     opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
+        if not issues and not partial and rt.custom:
+            broken = celrules.check(obj, rt.crd_schema(version), old)
+            if broken:
+                raise errors.invalid(rt.kind, rt.group, name, broken)
         if issues:
             if opts.strict and all(schema.is_unknown_field(i) for i in issues):
                 raise errors.bad_request(

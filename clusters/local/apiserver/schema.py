@@ -967,8 +967,9 @@ def validate_crd_schema(
     ``additionalProperties``, ``nullable``, ``x-kubernetes-int-or-string``,
     ``x-kubernetes-preserve-unknown-fields`` (no unknown-field issues at that
     level), ``x-kubernetes-embedded-resource``, length/range/count bounds,
-    ``pattern`` and ``allOf``/``anyOf``/``oneOf``/``not``.  Not covered: CEL
-    (``x-kubernetes-validations``), ``format``, list-type uniqueness.
+    ``pattern`` and ``allOf``/``anyOf``/``oneOf``/``not``.  CEL rules
+    (``x-kubernetes-validations``) are ``celrules.py``'s.  Not covered: ``format``,
+    list-type uniqueness.
     ``apiVersion``/``kind``/``metadata`` at the root are always allowed;
     ``metadata`` is checked as an ObjectMeta.  With ``strict``, fields the schema
     does not allow are issues (``is_unknown_field``); otherwise ``prune_crd``

@@ -1,0 +1,128 @@
+"""CEL rules of custom resources (x-kubernetes-validations): the pure checks, and the
+local API refusing what a rule forbids with the real server's message, through kubectl.
+
+The rules are of the kinds the Gateway API and Istio CRDs carry (one-of, list
+predicates, immutability through oldSelf, messageExpression, fieldPath, reason).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clusters.local.apiserver import celrules
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"spec": {
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) <= 1",
+             "message": "only one of targetRef or selector can be set"},
+            {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"},
+        ],
+        "properties": {
+            "mode": {"type": "string"},
+            "selector": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "targetRef": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "hosts": {"type": "array", "items": {"type": "string"},
+                      "x-kubernetes-validations": [
+                          {"rule": "self.all(h, !h.startsWith('*'))",
+                           "messageExpression": "'no wildcards: ' + self.join(', ')",
+                           "fieldPath": "", "reason": "FieldValueForbidden"}]},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                      "x-kubernetes-list-map-keys": ["name"],
+                      "items": {"type": "object",
+                                "properties": {"name": {"type": "string"},
+                                               "port": {"type": "integer"}},
+                                "x-kubernetes-validations": [
+                                    {"rule": "self.port > 0 && self.port < 65536",
+                                     "fieldPath": ".port"}]}},
+        },
+    }},
+}
+
+
+def spec(**fields):
+    return {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+            "spec": fields}
+
+
+def test_rules_that_hold_give_nothing():
+    assert celrules.check(spec(mode="a", hosts=["x.com"], ports=[{"name": "p", "port": 80}]),
+                          SCHEMA) == []
+
+
+def test_a_false_rule_gives_the_real_servers_cause():
+    assert celrules.check(spec(selector={}, targetRef={}), SCHEMA) == [{
+        "field": "spec", "reason": "FieldValueInvalid",
+        "message": 'Invalid value: "object": only one of targetRef or selector can be set'}]
+
+
+def test_message_expression_field_path_and_reason():
+    causes = celrules.check(spec(hosts=["*.com", "a.com"], ports=[{"name": "p", "port": 0}]),
+                            SCHEMA)
+    assert causes == [
+        {"field": "spec.hosts", "reason": "FieldValueForbidden",
+         "message": 'Invalid value: "array": no wildcards: *.com, a.com'},
+        {"field": "spec.ports[0].port", "reason": "FieldValueInvalid",
+         "message": 'Invalid value: "object": failed rule: self.port > 0 && '
+                    'self.port < 65536'},
+    ]
+
+
+def test_transition_rules_run_on_updates_only():
+    assert celrules.check(spec(mode="a"), SCHEMA) == []  # a create: no oldSelf
+    assert celrules.check(spec(mode="a"), SCHEMA, spec(mode="a")) == []
+    [cause] = celrules.check(spec(mode="b"), SCHEMA, spec(mode="a"))
+    assert cause["message"] == 'Invalid value: "object": mode is immutable'
+
+
+def test_a_rule_that_cannot_run_says_so():
+    broken = {"type": "object", "x-kubernetes-validations": [{"rule": "self.missing > 1"}]}
+    [cause] = celrules.check({"a": 1}, broken)
+    assert "evaluation error" in cause["message"] and "self.missing > 1" in cause["message"]
+
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": SCHEMA}}]},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.kubectl
+def test_kubectl_is_refused_what_a_rule_forbids(kubectl, ns):
+    kubectl("apply", "-f", "-", input=json.dumps(CRD))
+    try:
+        kubectl("wait", "--for=condition=Established", "crd/widgets.example.com")
+        kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(spec(mode="a")))
+        both = kubectl("apply", "-n", ns, "-f", "-",
+                       input=json.dumps(spec(mode="a", selector={}, targetRef={})), check=False)
+        assert both.returncode != 0
+        assert ('The Widget "w" is invalid: spec: Invalid value: "object": only one of '
+                "targetRef or selector can be set") in both.stderr
+        changed = kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(spec(mode="b")),
+                          check=False)
+        assert changed.returncode != 0 and "mode is immutable" in changed.stderr
+    finally:
+        kubectl("delete", "crd", "widgets.example.com")
+
+
+@pytest.mark.parametrize(("rule", "value", "holds"), [
+    ("self.split('.').size() == 3", "a.b.c", True),
+    ("self.lowerAscii() == self", "Mixed", False),
+    ("self.substring(0, 4) == 'http'", "https://x", True),
+    ("self.indexOf('/') == 5", "host:/p", True),
+    ("self.isSorted()", [1, 2, 3], True),
+    ("self.sum() == 6", [1, 2, 3], True),
+    ("self.find('[0-9]+') == '42'", "v42x", True),
+])
+def test_the_kubernetes_library_functions_rules_use(rule, value, holds):
+    schema = {"type": "string", "x-kubernetes-validations": [{"rule": rule}]}
+    assert (celrules.check(value, schema) == []) is holds
