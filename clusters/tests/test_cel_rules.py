@@ -51,18 +51,18 @@ def spec(**fields):
 
 def test_rules_that_hold_give_nothing():
     assert celrules.check(spec(mode="a", hosts=["x.com"], ports=[{"name": "p", "port": 80}]),
-                          SCHEMA) == []
+                          SCHEMA).causes == []
 
 
 def test_a_false_rule_gives_the_real_servers_cause():
-    assert celrules.check(spec(selector={}, targetRef={}), SCHEMA) == [{
+    assert celrules.check(spec(selector={}, targetRef={}), SCHEMA).causes == [{
         "field": "spec", "reason": "FieldValueInvalid",
         "message": 'Invalid value: "object": only one of targetRef or selector can be set'}]
 
 
 def test_message_expression_field_path_and_reason():
     causes = celrules.check(spec(hosts=["*.com", "a.com"], ports=[{"name": "p", "port": 0}]),
-                            SCHEMA)
+                            SCHEMA).causes
     assert causes == [
         {"field": "spec.hosts", "reason": "FieldValueForbidden",
          "message": 'Invalid value: "array": no wildcards: *.com, a.com'},
@@ -73,16 +73,22 @@ def test_message_expression_field_path_and_reason():
 
 
 def test_transition_rules_run_on_updates_only():
-    assert celrules.check(spec(mode="a"), SCHEMA) == []  # a create: no oldSelf
-    assert celrules.check(spec(mode="a"), SCHEMA, spec(mode="a")) == []
-    [cause] = celrules.check(spec(mode="b"), SCHEMA, spec(mode="a"))
+    assert celrules.check(spec(mode="a"), SCHEMA).causes == []  # a create: no oldSelf
+    assert celrules.check(spec(mode="a"), SCHEMA, spec(mode="a")).causes == []
+    [cause] = celrules.check(spec(mode="b"), SCHEMA, spec(mode="a")).causes
     assert cause["message"] == 'Invalid value: "object": mode is immutable'
 
 
 def test_a_rule_that_cannot_run_says_so():
     broken = {"type": "object", "x-kubernetes-validations": [{"rule": "self.missing > 1"}]}
-    [cause] = celrules.check({"a": 1}, broken)
+    [cause] = celrules.check({"a": 1}, broken).causes
     assert "evaluation error" in cause["message"] and "self.missing > 1" in cause["message"]
+
+
+def test_a_rule_calling_a_function_this_cel_lacks_is_skipped_not_judged():
+    schema = {"type": "string", "x-kubernetes-validations": [{"rule": "isIP(self)"}]}
+    verdict = celrules.check("not-an-ip", schema)
+    assert verdict.causes == [] and verdict.skipped == ["<root>: isIP(self)"]
 
 
 CRD = {
@@ -125,4 +131,5 @@ def test_kubectl_is_refused_what_a_rule_forbids(kubectl, ns):
 ])
 def test_the_kubernetes_library_functions_rules_use(rule, value, holds):
     schema = {"type": "string", "x-kubernetes-validations": [{"rule": rule}]}
-    assert (celrules.check(value, schema) == []) is holds
+    verdict = celrules.check(value, schema)
+    assert verdict.skipped == [] and (verdict.causes == []) is holds

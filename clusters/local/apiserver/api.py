@@ -714,9 +714,12 @@ class Api:
                     obj.update(pruned)
                     opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
         if not issues and not partial and rt.custom:
-            broken = celrules.check(obj, rt.crd_schema(version), old)
-            if broken:
-                raise errors.invalid(rt.kind, rt.group, name, broken)
+            verdict = celrules.check(obj, rt.crd_schema(version), old)
+            if verdict.causes:
+                raise errors.invalid(rt.kind, rt.group, name, verdict.causes)
+            opts.warnings.extend(f"CEL rule not evaluated by the local cluster (it calls a "
+                                 f"function its CEL library lacks): {s}"
+                                 for s in verdict.skipped)
         if issues:
             if opts.strict and all(schema.is_unknown_field(i) for i in issues):
                 raise errors.bad_request(

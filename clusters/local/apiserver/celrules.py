@@ -16,8 +16,10 @@ Kubernetes CEL libraries rules commonly call added here (cel-go's strings extens
 ``join``, ``split``, ``lowerAscii``, ``upperAscii``, ``trim``, ``replace``,
 ``indexOf``, ``lastIndexOf``, ``substring``, ``charAt``; Kubernetes' list library:
 ``isSorted``, ``sum``, ``min``, ``max``; its regex library: ``find``, ``findAll``).
-``quantity()``, ``url()``, ``ip()``, ``cidr()`` and format checks are not; a rule
-using them is an evaluation error, named as such.  Sans-IO: objects in, causes out.
+``quantity()``, ``url()``, ``ip()``, ``cidr()`` and format checks are not: a rule
+calling a function this environment lacks is not judged (a correct object must never
+be refused for what the real server would accept), and is returned as skipped, for a
+warning.  Sans-IO: objects in, causes out.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import celpy
@@ -111,24 +114,41 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+@dataclass
+class Verdict:
+    """What the rules said: the causes of a refusal (none: every rule held), and the
+    rules not judged here, as ``<field>: <rule>`` (they call functions this CEL
+    environment lacks)."""
+
+    causes: list[Cause] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class _Unsupported(Exception):
+    pass
+
+
 def check(obj: Mapping[str, Any], schema: Mapping[str, Any] | None,
-          old: Mapping[str, Any] | None = None) -> list[Cause]:
-    """The causes the object's CEL rules give (empty when every rule holds)."""
-    if not schema:
-        return []
-    causes: list[Cause] = []
-    _walk(obj, old, schema, "", causes)
-    return causes
+          old: Mapping[str, Any] | None = None) -> Verdict:
+    """What the object's CEL rules say about it."""
+    verdict = Verdict()
+    if schema:
+        _walk(obj, old, schema, "", verdict)
+    return verdict
 
 
-def _walk(value: Any, old: Any, s: Mapping[str, Any], path: str, causes: list[Cause]) -> None:
+def _walk(value: Any, old: Any, s: Mapping[str, Any], path: str, verdict: Verdict) -> None:
     if value is None:
         return
     for rule in s.get("x-kubernetes-validations") or ():
         if isinstance(rule, Mapping) and isinstance(rule.get("rule"), str):
-            cause = _evaluate(rule, value, old, s, path)
+            try:
+                cause = _evaluate(rule, value, old, s, path)
+            except _Unsupported:
+                verdict.skipped.append(f"{path or '<root>'}: {rule['rule']}")
+                continue
             if cause is not None:
-                causes.append(cause)
+                verdict.causes.append(cause)
     if isinstance(value, dict):
         props = s.get("properties") or {}
         additional = s.get("additionalProperties")
@@ -138,7 +158,7 @@ def _walk(value: Any, old: Any, s: Mapping[str, Any], path: str, causes: list[Ca
                 child = additional
             if isinstance(child, Mapping):
                 old_item = old.get(key) if isinstance(old, dict) else None
-                _walk(item, old_item, child, _child(path, key), causes)
+                _walk(item, old_item, child, _child(path, key), verdict)
     elif isinstance(value, list) and isinstance(s.get("items"), Mapping):
         # oldSelf of a list item is correlated only for map lists, by their keys
         keys = s.get("x-kubernetes-list-map-keys") if s.get("x-kubernetes-list-type") == "map" \
@@ -149,7 +169,7 @@ def _walk(value: Any, old: Any, s: Mapping[str, Any], path: str, causes: list[Ca
         for i, item in enumerate(value):
             old_item = olds.get(tuple(item.get(k) for k in keys)) \
                 if keys and isinstance(item, dict) else None
-            _walk(item, old_item, s["items"], f"{path}[{i}]", causes)
+            _walk(item, old_item, s["items"], f"{path}[{i}]", verdict)
 
 
 def _evaluate(rule: Mapping[str, Any], value: Any, old: Any, s: Mapping[str, Any],
@@ -158,9 +178,9 @@ def _evaluate(rule: Mapping[str, Any], value: Any, old: Any, s: Mapping[str, Any
     transition = bool(_OLD_SELF.search(text))
     if transition and old is None and not rule.get("optionalOldSelf"):
         return None
-    field = path
+    where = path
     if isinstance(rule.get("fieldPath"), str) and rule["fieldPath"]:
-        field = path + rule["fieldPath"] if rule["fieldPath"].startswith((".", "[")) \
+        where = path + rule["fieldPath"] if rule["fieldPath"].startswith((".", "[")) \
             else _child(path, rule["fieldPath"])
     shown = s.get("type") or "object"
     activation = {"self": celpy.json_to_cel(value)}
@@ -170,18 +190,20 @@ def _evaluate(rule: Mapping[str, Any], value: Any, old: Any, s: Mapping[str, Any
     try:
         result = _program(text).evaluate(activation)
     except celpy.CELParseError as exc:
-        return _cause(field or "<root>", "FieldValueInvalid",
+        return _cause(where or "<root>", "FieldValueInvalid",
                       f"Invalid value: \"{shown}\": compilation failed: {exc}")
     except celpy.CELEvalError as exc:
-        return _cause(field or "<root>", "FieldValueInvalid",
+        if "undeclared reference" in str(exc.args[0]):  # a function celpy lacks
+            raise _Unsupported(text) from None
+        return _cause(where or "<root>", "FieldValueInvalid",
                       f'Invalid value: "{shown}": {text}: evaluation error: {exc.args[0]}')
     if isinstance(result, celpy.CELEvalError):  # pragma: no cover  (celpy raises these)
-        return _cause(field or "<root>", "FieldValueInvalid",
+        return _cause(where or "<root>", "FieldValueInvalid",
                       f'Invalid value: "{shown}": {text}: evaluation error: {result}')
     if bool(result):
         return None
     reason = rule.get("reason") if rule.get("reason") in _REASONS else "FieldValueInvalid"
-    return _cause(field or "<root>", str(reason),
+    return _cause(where or "<root>", str(reason),
                   f'Invalid value: "{shown}": {_message(rule, activation)}')
 
 
