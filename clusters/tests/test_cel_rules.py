@@ -8,6 +8,8 @@ predicates, immutability through oldSelf, messageExpression, fieldPath, reason).
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +135,40 @@ def test_the_kubernetes_library_functions_rules_use(rule, value, holds):
     schema = {"type": "string", "x-kubernetes-validations": [{"rule": rule}]}
     verdict = celrules.check(value, schema)
     assert verdict.skipped == [] and (verdict.causes == []) is holds
+
+
+REFERENCE_CRDS = Path(__file__).resolve().parents[2] / \
+    "reference-impl/ambient_ref/manifests/crds.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.kubectl
+def test_the_reference_crds_describe_and_check_the_security_kinds(kubectl, ns):
+    kubectl("apply", "-f", str(REFERENCE_CRDS))
+    try:
+        kubectl("wait", "--for=condition=Established",
+                "crd/authorizationpolicies.security.istio.io",
+                "crd/peerauthentications.security.istio.io")
+        explained = kubectl("explain", "authorizationpolicy.spec.action").stdout
+        assert "What a match does" in explained and "ALLOW" in explained
+
+        def apply(kind: str, spec: dict) -> subprocess.CompletedProcess:
+            return kubectl("apply", "-n", ns, "-f", "-", check=False, input=json.dumps({
+                "apiVersion": "security.istio.io/v1", "kind": kind,
+                "metadata": {"name": "p"}, "spec": spec}))
+
+        assert apply("AuthorizationPolicy", {"action": "DENY", "rules": [
+            {"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]}
+        ).returncode == 0
+        bogus = apply("AuthorizationPolicy", {"action": "BOGUS"})
+        assert 'spec.action: Unsupported value: "BOGUS"' in bogus.stderr
+        misspelt = apply("AuthorizationPolicy", {"action": "DENY", "rule": []})
+        assert 'unknown field "spec.rule"' in misspelt.stderr
+        both = apply("AuthorizationPolicy", {"selector": {"matchLabels": {"a": "b"}},
+                                             "targetRefs": [{"kind": "Service", "name": "s"}]})
+        assert "only one of targetRefs or selector can be set" in both.stderr
+        ports = apply("PeerAuthentication", {"portLevelMtls": {"8080": {"mode": "STRICT"}}})
+        assert "portLevelMtls requires selector" in ports.stderr
+        assert apply("PeerAuthentication", {"mtls": {"mode": "STRICT"}}).returncode == 0
+    finally:
+        kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")

@@ -284,11 +284,16 @@ def test_policy_matrix_through_the_data_path(mesh, name, spec, sleep_ok, notslee
         removed(mesh, [policy])
 
 
-def test_bad_policies_are_reported_not_crashed_on(mesh):
-    bad = [
+def test_bad_policies_are_refused_or_reported_not_crashed_on(mesh):
+    # The CRD's schema refuses an unknown action, as Istio's own CRD does...
+    refused = mesh.kubectl("apply", "-f", "-", check=False, input=yaml.safe_dump(
         {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
          "metadata": {"name": "unknown-action", "namespace": "default"},
-         "spec": {"action": "MAYBE", "rules": [{}]}},
+         "spec": {"action": "MAYBE", "rules": [{}]}}))
+    assert refused.returncode != 0
+    assert 'spec.action: Unsupported value: "MAYBE"' in refused.stderr
+    # ...and what passes the schema but not the control plane is reported in status.
+    bad = [
         {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
          "metadata": {"name": "bad-principal", "namespace": "default"},
          "spec": {"selector": {"matchLabels": {"app": "ratings"}}, "action": "DENY",

@@ -197,6 +197,9 @@ def _evaluate(rule: Mapping[str, Any], value: Any, old: Any, s: Mapping[str, Any
             raise _Unsupported(text) from None
         return _cause(where or "<root>", "FieldValueInvalid",
                       f'Invalid value: "{shown}": {text}: evaluation error: {exc.args[0]}')
+    except Exception as exc:  # celpy's own failures: a 422, never a 500
+        return _cause(where or "<root>", "FieldValueInvalid",
+                      f'Invalid value: "{shown}": {text}: evaluation error: {exc}')
     if isinstance(result, celpy.CELEvalError):  # pragma: no cover  (celpy raises these)
         return _cause(where or "<root>", "FieldValueInvalid",
                       f'Invalid value: "{shown}": {text}: evaluation error: {result}')
