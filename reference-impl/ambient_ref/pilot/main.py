@@ -40,6 +40,7 @@ from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
 from ..xds.waypoints import Waypoint, bind, find_waypoints, has_addresses, waypoint_manifests
+from .gateways import INGRESS_DEPLOYMENTS_SELECTOR, ROUTES_PATH, GatewayController
 
 log = logging.getLogger("pilot")
 
@@ -65,6 +66,11 @@ class ControlPlane:
         self.gateways = Informer(kube, GATEWAYS_PATH, self._changed)
         self.waypoint_deployments = Informer(kube, WAYPOINT_DEPLOYMENTS, self._changed,
                                              label_selector="istio.io/waypoint")
+        self.routes = Informer(kube, ROUTES_PATH, self._changed)
+        self.ingress_deployments = Informer(kube, WAYPOINT_DEPLOYMENTS, self._changed,
+                                            label_selector=INGRESS_DEPLOYMENTS_SELECTOR)
+        self.gateway_api = GatewayController(kube, self.gateways, self.services, self.routes,
+                                             self.ingress_deployments, WAYPOINT_IMAGE)
         self.waypoints: dict[tuple[str, str], Waypoint] = {}
         self._written_status: dict[str, list[dict[str, Any]]] = {}
         self.registry = CollectorRegistry()
@@ -89,10 +95,11 @@ class ControlPlane:
             self.ready.set()
             await self.write_policy_status()
             await self.deploy_waypoints()
+            await self.gateway_api.sync()
 
     def _informers(self) -> list[Informer]:
         return [self.namespaces, self.pods, self.services, self.policies, self.gateways,
-                self.waypoint_deployments]
+                self.waypoint_deployments, self.routes, self.ingress_deployments]
 
     def push(self) -> None:
         """Recompute everything from the informers' copies and hand it to the store, which

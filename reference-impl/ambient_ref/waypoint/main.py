@@ -63,6 +63,7 @@ PATHS = {
     "waypoint_gateways": "/apis/gateway.networking.k8s.io/v1/gateways",
 }
 INGRESS_KEY = ("istio-system", "istio-ingressgateway")
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 INGRESS_SELECTOR = {"istio": "ingressgateway"}
 
 
@@ -98,6 +99,40 @@ def ingress_virtual_services(gateways: list[dict[str, Any]],
                                                                **by_host}} for m in matches]})
         specific.append({**vs, "spec": {**spec, "http": rules}})
     return specific + catch_all
+
+
+def gateway_api_routes(routes: list[dict[str, Any]], namespace: str, gateway: str,
+                       service: str, ports: list[int]) -> list[dict[str, Any]]:
+    """The HTTPRoutes attached to Gateway ``namespace/gateway`` (class ``istio``),
+    rewritten as routes of its own Service (``service``, the ``<name>-istio`` the
+    control plane made) on each listener port, so the waypoint's HTTPRoute routing
+    applies unchanged; ``hostnames`` become a Host-header match, as a Gateway listener
+    selects routes by hostname.  Backends keep resolving in each route's namespace."""
+    out = []
+    for route in routes:
+        spec = route.get("spec") or {}
+        route_ns = route["metadata"]["namespace"]
+        attached = [ref for ref in spec.get("parentRefs") or ()
+                    if ref.get("name") == gateway
+                    and ref.get("kind", "Gateway") == "Gateway"
+                    and ref.get("group", GATEWAY_API_GROUP) == GATEWAY_API_GROUP
+                    and ref.get("namespace", route_ns) == namespace]
+        if not attached:
+            continue
+        ports_of = sorted({int(ref["port"]) for ref in attached if ref.get("port")} or ports)
+        parents = [{"group": "", "kind": "Service", "name": service, "namespace": namespace,
+                    "port": port} for port in ports_of]
+        hostnames = [str(h) for h in spec.get("hostnames") or ()]
+        rules = spec.get("rules") or []
+        if hostnames and "*" not in hostnames:
+            by_host = {"type": "RegularExpression", "name": "Host",
+                       "value": host_regex(hostnames)}
+            rules = [{**rule, "matches": [
+                {**m, "headers": [*(m.get("headers") or []), by_host]}
+                for m in (rule.get("matches") or [{}])]} for rule in rules]
+        out.append({**route, "spec": {**spec, "parentRefs": parents, "rules": rules,
+                                      "hostnames": []}})
+    return out
 
 
 def host_regex(hosts: list[str]) -> str:
@@ -178,6 +213,8 @@ class Waypoint:
         self.manager: CertificateManager | None = None
         self.served_account: str | None = None
         self.ingress = False
+        # Gateway API ingress (class istio): the listener ports, served as plain HTTP
+        self.gateway_api_ports: list[int] = []
 
     def _changed(self, *_: object) -> None:
         if all(i.synced.is_set() for i in self.informers.values()):
@@ -207,8 +244,12 @@ class Waypoint:
             virtual_services = ingress_virtual_services(
                 self.items("gateways"), virtual_services,
                 f"{INGRESS_KEY[1]}.{INGRESS_KEY[0]}.svc.cluster.local")
-        self.table = RouteTable.build(virtual_services, self.items("dr"), self.items("routes")
-                                      if not self.ingress else [], known)
+        routes = [] if self.ingress else self.items("routes")
+        if self.gateway_api_ports:
+            virtual_services = []
+            routes = gateway_api_routes(self.items("routes"), self.namespace, self.gateway,
+                                        self.ingress_service[1], self.gateway_api_ports)
+        self.table = RouteTable.build(virtual_services, self.items("dr"), routes, known)
         served_keys = {key for key in self._served_services()}
         policies = []
         for policy in self.items("policies"):
@@ -280,15 +321,25 @@ class Waypoint:
 
         return ConnectResponse.serve_with(serve)
 
+    @property
+    def ingress_service(self) -> tuple[str, str]:
+        """The Service this ingress is reached through: istio-ingressgateway, or a
+        Gateway API Gateway's ``<name>-istio``."""
+        if self.gateway_api_ports:
+            return (self.namespace, f"{self.gateway}-istio")
+        return INGRESS_KEY
+
     async def serve_ingress(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
-        """Plain HTTP from outside the mesh, routed by the Gateway-bound VirtualServices."""
+                            writer: asyncio.StreamWriter, port: int = 80) -> None:
+        """Plain HTTP from outside the mesh, routed by the Gateway-bound VirtualServices
+        (or, for a Gateway of class istio, its HTTPRoutes)."""
         peer_ip = writer.get_extra_info("peername")[0]
+        service = self.ingress_service
         await serve_http(reader, writer,
-                         lambda r: self.decide(r, INGRESS_KEY, "", 80, None, peer_ip,
+                         lambda r: self.decide(r, service, "", port, None, peer_ip,
                                                None, check_policy=False),
                          self.connect_upstream,
-                         lambda r, d, s: self.labels(INGRESS_KEY, None, peer_ip, d),
+                         lambda r, d, s: self.labels(service, None, peer_ip, d),
                          self.metrics)
 
     async def decide(self, request: Request, service: tuple[str, str] | None, host: str,
@@ -315,6 +366,9 @@ class Waypoint:
                               delay=route.delay)
         if route.kind == "error":
             return LocalReply(route.abort_status or 500, route.reason, "UH")
+        if self.ingress and (route.destination or service) == service:
+            # nothing routes this request anywhere but back to the gateway: Envoy's 404
+            return LocalReply(404, "no route matched", "NR")
         endpoint = self.pick(route.destination or service, route.port, route.subset_labels)
         if endpoint is None:
             return LocalReply(503, "no healthy upstream", "UH")
@@ -399,7 +453,17 @@ class Waypoint:
         for informer in self.informers.values():
             await informer.synced.wait()
         self.rebuild()
-        if self.ingress:
+        if self.gateway_api_ports:
+            servers = []
+            for port in self.gateway_api_ports:
+                servers.append(await asyncio.start_server(
+                    lambda r, w, port=port: self.serve_ingress(r, w, port), "0.0.0.0", port))
+            log.info("Gateway %s/%s serving HTTP on %s", self.namespace, self.gateway,
+                     ", ".join(f":{p}" for p in self.gateway_api_ports))
+            await stop.wait()
+            for http_server in servers:
+                http_server.close()
+        elif self.ingress:
             http_server = await asyncio.start_server(self.serve_ingress, "0.0.0.0", listen_port)
             log.info("ingress gateway serving HTTP on :%d", listen_port)
             await stop.wait()
@@ -462,7 +526,9 @@ async def amain(args: argparse.Namespace) -> int:
     w = Waypoint(kube, args.namespace, args.gateway, args.flavour, identity, args.istiod,
                  SA_DIR / "token")
     w.served_account = args.serves_account or None
-    w.ingress = args.ingress
+    w.ingress = args.ingress or args.gateway_api
+    if args.gateway_api:
+        w.gateway_api_ports = args.listen_ports
     runners = await serve_status(w)
     try:
         await w.run(stop, args.port)
@@ -489,6 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingress", action="store_true",
                         default=env.get("INGRESS_MODE", "").lower() == "true",
                         help="serve plain HTTP from outside the mesh (istio-ingressgateway)")
+    parser.add_argument("--gateway-api", action="store_true",
+                        default=env.get("GATEWAY_API_INGRESS", "").lower() == "true",
+                        help="serve a Gateway of class istio (--gateway): plain HTTP on its "
+                             "listener ports, routed by its HTTPRoutes")
+    parser.add_argument("--listen-ports", default=env.get("LISTEN_PORTS", "80"),
+                        type=lambda text: [int(p) for p in text.split(",") if p.strip()],
+                        help="with --gateway-api: the listener ports, comma-separated")
     args = parser.parse_args(argv)
     if args.port is None:
         args.port = 8080 if args.ingress else 15008

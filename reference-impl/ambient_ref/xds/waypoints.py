@@ -153,7 +153,8 @@ def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/ambient:0.1
     """The ServiceAccount, Deployment and Service the control plane runs for a waypoint."""
     labels = {GATEWAY_NAME_LABEL: wp.gateway,
               "istio.io/dataplane-mode": "none", "app": wp.deployment}
-    owner = {"istio.io/waypoint": wp.gateway}
+    # the Gateway's name on everything made for it, as istiod labels its waypoints
+    owner = {"istio.io/waypoint": wp.gateway, GATEWAY_NAME_LABEL: wp.gateway}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount",
          "metadata": {"name": wp.deployment, "namespace": wp.namespace, "labels": owner}},
