@@ -83,3 +83,21 @@ def test_port_forward_to_a_closed_port_says_why(nodes_cluster, tmp_path, pfns):
         _, err = proc.communicate(timeout=10)
     assert "error forwarding port 9999 to pod" in err
     assert "connection refused" in err.lower()
+
+
+def test_the_proxy_subresource_reaches_pods_and_services(nodes_kubectl, pfns):
+    k = nodes_kubectl
+    base = f"/api/v1/namespaces/{pfns}"
+    health = k("get", "--raw", f"{base}/services/ratings:80/proxy/health").stdout
+    assert json.loads(health) == {"status": "Ratings is healthy"}
+    pod = json.loads(k("get", "pods", "-n", pfns, "-l", "app=ratings", "-o", "json").stdout)
+    name = pod["items"][0]["metadata"]["name"]
+    rating = k("get", "--raw", f"{base}/pods/{name}:9080/proxy/ratings/7?x=1").stdout
+    assert json.loads(rating)["id"] == 7
+    # a port nothing listens on, and a Service with no ready pods, say so
+    closed = k("get", "--raw", f"{base}/pods/{name}:9999/proxy/", check=False)
+    assert closed.returncode != 0 and "9999" in closed.stderr
+    k("create", "service", "clusterip", "nobody", "-n", pfns, "--tcp=80:80")
+    empty = k("get", "--raw", f"{base}/services/nobody:80/proxy/", check=False)
+    assert empty.returncode != 0 and 'no endpoints available for service "nobody"' in \
+        empty.stderr

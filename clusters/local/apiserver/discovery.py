@@ -34,6 +34,7 @@ _SUBRESOURCE_VERBS = {
     "exec": ["create", "get"],
     "portforward": ["create", "get"],
     "attach": ["create", "get"],
+    "proxy": ["create", "delete", "get", "patch", "update"],
     "binding": ["create"],
     "eviction": ["create"],
     "token": ["create"],
@@ -94,6 +95,8 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
         elif sub in ("log", "exec", "portforward", "attach"):
             entry["kind"] = {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions",
                              "attach": "PodAttachOptions"}.get(sub, "Pod")
+        elif sub == "proxy":
+            entry["kind"] = "PodProxyOptions" if rt.kind == "Pod" else "ServiceProxyOptions"
         elif sub == "binding":
             entry["kind"] = "Binding"
         elif sub == "eviction":  # kubectl drain takes the group version from here

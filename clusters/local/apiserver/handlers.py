@@ -252,7 +252,8 @@ class Handlers:
             raise errors.ApiError(404, "NotFound", f"{plural} is not a namespaced resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        if len(rest) > 3 or (sub and sub not in rt.subresources):
+        # proxy is followed by the path to ask the pod for (proxy.py)
+        if (len(rest) > 3 and sub != "proxy") or (sub and sub not in rt.subresources):
             # With details, as client-go's errors for a 404 always have them: kubectl
             # debug reads details.name of this one, and crashed on a Status without.
             hint = ("; ephemeral containers are not served by the local cluster: use "
@@ -317,7 +318,7 @@ class Handlers:
         if sub == "eviction" and method == "POST":
             body = await _body(request)
             return _respond(out, self._evict(t, ns, name, body), 201)
-        if sub in ("log", "exec", "attach", "portforward"):
+        if sub in ("log", "exec", "attach", "portforward", "proxy"):
             raise errors.bad_request(
                 f"pods/{sub} is not available: no node agent runs this pod's containers")
         if sub == "finalize" and method == "PUT":

@@ -33,6 +33,7 @@ from .kinds import KindHooks
 from .meta import now
 from .podio import PodAttach, PodExec, PodLogs
 from .portforward import PodPortForward, dial_in_pod_netns
+from .proxy import ResourceProxy
 from .resources import Registry
 from .store import Store
 from .tokens import TokenIssuer
@@ -126,8 +127,9 @@ class ApiServer:
         if self.config.cluster_name is not None and self.config.state_dir is not None:
             self.handlers.subresource_handlers["exec"] = PodExec(
                 _container_entry(self.config.state_dir)).serve
-            self.handlers.subresource_handlers["portforward"] = PodPortForward(
-                dial_in_pod_netns(lambda pod: pod_netns(pod["metadata"]["uid"]))).serve
+            dial = dial_in_pod_netns(lambda pod: pod_netns(pod["metadata"]["uid"]))
+            self.handlers.subresource_handlers["portforward"] = PodPortForward(dial).serve
+            self.handlers.subresource_handlers["proxy"] = ResourceProxy(dial).serve
         self.handlers.address = f"{self.config.host}:{self.port}"
         self._bootstrap()
         for cls in (NamespaceController, ServiceAccountController, GarbageCollector,
