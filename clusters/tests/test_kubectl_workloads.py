@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import select
 import struct
 import subprocess
@@ -217,3 +218,30 @@ def test_attach_streams_the_containers_output_until_it_ends(nodes_kubectl, wns):
     refused = k("attach", "-i", "sleeper", "-n", wns, check=False, timeout=60)
     assert refused.returncode != 0
     assert "kubectl exec -it sleeper -c sleeper -- sh" in refused.stderr
+
+
+def test_logs_carry_each_lines_time(nodes_cluster, nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("run", "talker", "-n", wns, f"--image={CURL}", "--command", "--", "sh", "-c",
+      "echo early; echo same-moment; sleep 2; echo late; exec sleep 600")
+    k("wait", "pod/talker", "-n", wns, "--for=condition=Ready", "--timeout=60s", timeout=90)
+    # follow the log until "late" is written (kubectl logs -f returns only when the
+    # container ends, so the follow is read line by line and stopped)
+    follow = subprocess.Popen(
+        [kubectl_binary(), f"--kubeconfig={nodes_cluster.kubeconfig}", "logs", "-f",
+         "--timestamps", "talker", "-n", wns], stdout=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        lines = [follow.stdout.readline().rstrip("\n") for _ in range(3)]
+    finally:
+        follow.kill()
+        follow.wait()
+    assert [line.split(" ", 1)[1] for line in lines] == ["early", "same-moment", "late"]
+    times = [line.split(" ", 1)[0] for line in lines]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", t) for t in times)
+    assert times == sorted(times) and times[0] < times[2]
+    plain = k("logs", "talker", "-n", wns).stdout
+    assert plain == "early\nsame-moment\nlate\n"  # the log itself is unchanged
+    since = k("logs", "talker", "-n", wns, f"--since-time={times[2]}").stdout
+    assert since == "late\n"
+    assert k("logs", "talker", "-n", wns, "--since=1h").stdout == plain

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import fcntl
 import json
 import os
 import signal
 import struct
 import termios
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..node import logrelay
 from . import errors
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
@@ -313,12 +316,20 @@ class PodLogs:
             raise errors.bad_request(
                 f'container "{container}" in pod "{name}" is waiting to start: '
                 "no log written yet")
-        data = path.read_bytes()
-        offset = len(data)
-        tail = request.query.get("tailLines")
+        q = request.query
+        stamped = q.get("timestamps") in ("true", "1")
+        since_ns = _since_ns(q)
+        whole = path.read_bytes()
+        offset = len(whole)
+        index = logrelay.times_of(path)
+        fallback = path.stat().st_mtime_ns
+        lines = _timed_lines(whole, 0, index, fallback)
+        if since_ns is not None:
+            lines = [(line, ns) for line, ns in lines if ns >= since_ns]
+        tail = q.get("tailLines")
         if tail and tail.isdigit():
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) else b""
+            lines = lines[-int(tail):] if int(tail) else []
+        data = b"".join(_stamp(ns) + line if stamped else line for line, ns in lines)
         limit_text = request.query.get("limitBytes")
         limit = int(limit_text) if limit_text and limit_text.isdigit() else None
         if limit is not None:
@@ -331,7 +342,16 @@ class PodLogs:
         sent = len(data)
         follow = _follow(path, offset, _still_running(api, rt, ns, name, container, restarts),
                          lambda: request.transport is None or request.transport.is_closing())
+        at_line_start = whole.endswith(b"\n") or not whole
         async for chunk in follow:
+            if stamped:  # each new line with its time (a line may span chunks)
+                index = logrelay.times_of(path)
+                pieces = []
+                for line, stamp in _timed_lines(chunk, offset, index, fallback):
+                    pieces.append(_stamp(stamp) + line if at_line_start else line)
+                    at_line_start = line.endswith(b"\n")
+                offset += len(chunk)
+                chunk = b"".join(pieces)
             if limit is not None:
                 chunk = chunk[: limit - sent]
             await response.write(chunk)
@@ -340,6 +360,46 @@ class PodLogs:
                 break
         await response.write_eof()
         return response
+
+
+def _since_ns(q: Any) -> int | None:
+    """``sinceSeconds``/``sinceTime`` as a time in ns since the epoch (None: all)."""
+    if q.get("sinceSeconds"):
+        try:
+            seconds = int(q["sinceSeconds"])
+        except ValueError:
+            raise errors.bad_request("sinceSeconds must be a whole number of seconds"
+                                     ) from None
+        if seconds < 1:
+            raise errors.bad_request("sinceSeconds must be greater than 0")
+        return time.time_ns() - seconds * 1_000_000_000
+    if q.get("sinceTime"):
+        try:
+            when = datetime.datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.bad_request(f"sinceTime {q['sinceTime']!r} is not an RFC 3339 time"
+                                     ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return int(when.timestamp() * 1_000_000_000)
+    return None
+
+
+def _timed_lines(data: bytes, start: int, index: tuple[list[int], list[int]],
+                 fallback: int) -> list[tuple[bytes, int]]:
+    """The lines of ``data`` (read at byte ``start`` of the log) with their times."""
+    out, pos = [], start
+    for line in data.splitlines(keepends=True):
+        out.append((line, logrelay.time_at(*index, pos, fallback)))
+        pos += len(line)
+    return out
+
+
+def _stamp(ns: int) -> bytes:
+    """The kubelet's timestamp prefix: RFC 3339 with nanoseconds, UTC, and a space."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z ".encode()
 
 
 class PodAttach:

@@ -26,7 +26,7 @@ import aiohttp
 
 from ..images.catalog import Program
 from ..images.executables import ImageExecutable
-from . import launch, podfiles, rootfs
+from . import launch, logrelay, podfiles, rootfs
 from .cgroups import CgroupError
 from .clock import RESYNC_MAX, RESYNC_START, now, pause, seconds_since
 from .podenv import ConfigError
@@ -37,6 +37,9 @@ from .status import ContainerView
 # kubelet's crash-loop back-off: 10 s, doubled per restart, at most 5 min; reset
 # once a run lasted 10 min.
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
+# How long after a container's exit its log relay waits for the output pipe to close
+# (something outside the container's cgroup may still hold it).
+LOG_DRAIN_S = 2.0
 
 
 class Node(Protocol):
@@ -86,6 +89,7 @@ class Container:
         self.name = spec["name"]
         self.view = ContainerView(self.name, spec.get("image", ""), init=init)
         self.process: rootfs.Process | None = None
+        self.log_relay: tuple[asyncio.ReadTransport, logrelay.LogRelay] | None = None
         self.image: Program | ImageExecutable | None = None
         self.stopping = False
         self.backoff = BACKOFF_START
@@ -150,11 +154,18 @@ class Container:
         except CgroupError as exc:
             self._waiting("CreateContainerError", str(exc))
             return False
-        log_file = open(self.log_path(self.view.restart_count), "ab")  # noqa: SIM115
+        # stdout and stderr share one pipe, relayed to the log with each line's time
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.log_relay = await logrelay.start(read_fd,
+                                                  self.log_path(self.view.restart_count))
+        except BaseException:
+            os.close(write_fd)
+            raise
         try:
             # the child joins the cgroup first, then sets its root up (rootfs.enter)
             self.process = await rootfs.spawn(dataclasses.replace(root, cgroup=cgroup_dir),
-                                              argv, env=env, stdout=log_file,
+                                              argv, env=env, stdout=write_fd,
                                               stderr=asyncio.subprocess.STDOUT)
         except rootfs.RootError as exc:
             self._waiting("CreateContainerError", f"container root: {exc}")
@@ -167,7 +178,7 @@ class Container:
             await self.pod.remove_cgroup(self.cgroup)
             return False
         finally:
-            log_file.close()
+            os.close(write_fd)  # the container holds it now (or nobody: the relay ends)
         podfiles.write_pid(self.pod.dir, self.name, self.process.pid)
         self.exited.clear()
         started_at = now()
@@ -238,6 +249,7 @@ class Container:
             # What the container started goes with it (runc deletes the container's
             # cgroup, killing what is left in it).
             await self.pod.remove_cgroup(self.cgroup)
+            await self._log_written()
             self.stop_probes()
             self.exited.set()
             finished = now()
@@ -270,6 +282,21 @@ class Container:
             self.event("BackOff", f"Back-off restarting failed container {self.name}",
                        "Warning")
             await pause(self.pod.terminating, delay)
+
+    async def _log_written(self) -> None:
+        """Until the relay wrote everything the container wrote (its pipe closes once
+        the last process holding it is gone), so the status that follows and
+        ``kubectl logs`` see the whole log.  A process that escaped the container's
+        cgroup could hold the pipe open: after LOG_DRAIN_S the relay is closed."""
+        if self.log_relay is None:
+            return
+        transport, relay = self.log_relay
+        self.log_relay = None
+        try:
+            await asyncio.wait_for(asyncio.shield(relay.done), LOG_DRAIN_S)
+        except TimeoutError:
+            transport.close()
+            await relay.done
 
     def start_probes(self) -> None:
         self.probes.start()
