@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import apply, celrules, errors, eventsv1, kinds, schema
+from . import apply, errors, eventsv1, kinds, schema
 from .applyschema import shape_for
 from .listoptions import ListOptions
 from .meta import now, random_suffix
@@ -714,6 +714,8 @@ class Api:
                     obj.update(pruned)
                     opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
         if not issues and not partial and rt.custom:
+            from . import celrules  # CEL loads at the first custom resource, not at start
+
             verdict = celrules.check(obj, rt.crd_schema(version), old)
             if verdict.causes:
                 raise errors.invalid(rt.kind, rt.group, name, verdict.causes)

@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from croniter import croniter
-
 from .selectors import SelectorError, label_selector_from_spec
 
 Cause = dict[str, str]
@@ -111,6 +109,8 @@ def schedule_problem(schedule: Any) -> str | None:
     if schedule.startswith(("TZ=", "CRON_TZ=")):
         return (f'Invalid value: "{schedule}": cannot use TZ or CRON_TZ in schedule, use '
                 "timeZone field instead")
+    from croniter import croniter  # loaded by the first CronJob, not at the server's start
+
     if not croniter.is_valid(schedule):
         return f'Invalid value: "{schedule}": unparseable schedule'
     return None

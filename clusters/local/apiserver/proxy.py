@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import h11
 from aiohttp import web
 
 from . import errors
@@ -130,6 +129,8 @@ class ResourceProxy:
 async def _exchange(request: web.Request, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter, target: str, body: bytes,
                     port: int) -> web.StreamResponse:
+    import h11  # loaded by the first proxied request, not at the server's start
+
     conn = h11.Connection(h11.CLIENT)
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROPPED]
     headers += [("Host", f"localhost:{port}"), ("Connection", "close")]

@@ -35,8 +35,6 @@ import copy
 import datetime
 from typing import Any
 
-from croniter import croniter
-
 from ..apiserver import errors
 from ..apiserver.api import DeleteOptions
 from ..apiserver.batch import SCHEDULED_AT
@@ -57,6 +55,13 @@ def _parse_time(text: str) -> datetime.datetime:
 
 def _format_time(t: datetime.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _schedule(expression: str, start: datetime.datetime) -> Any:
+    """The cron schedule's times after ``start`` (croniter, loaded by the first CronJob)."""
+    from croniter import croniter
+
+    return croniter(expression, start)
 
 
 def _utcnow() -> datetime.datetime:
@@ -310,7 +315,7 @@ class CronJobController(Controller):
             del status["active"]
         _write_status(self.api, CRONJOBS, cj, status)
         after = max(current, due or current)
-        upcoming = croniter(spec["schedule"], after).get_next(datetime.datetime)
+        upcoming = _schedule(spec["schedule"], after).get_next(datetime.datetime)
         self.requeue_after(key, (upcoming - _utcnow()).total_seconds() + 0.2)
 
     @staticmethod
@@ -318,7 +323,7 @@ class CronJobController(Controller):
              ) -> datetime.datetime | None:
         """The latest schedule time after ``last`` and not after ``current`` that may still
         run (within ``startingDeadlineSeconds``), or None."""
-        times = croniter(spec["schedule"], last)
+        times = _schedule(spec["schedule"], last)
         latest = None
         for _ in range(1000):  # bounded, as the real controller gives up after 100 misses
             t = times.get_next(datetime.datetime)
