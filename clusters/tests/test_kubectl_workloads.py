@@ -245,3 +245,46 @@ def test_logs_carry_each_lines_time(nodes_cluster, nodes_kubectl, wns):
     since = k("logs", "talker", "-n", wns, f"--since-time={times[2]}").stdout
     assert since == "late\n"
     assert k("logs", "talker", "-n", wns, "--since=1h").stdout == plain
+
+
+def test_run_it_gives_a_shell_on_the_containers_terminal(nodes_cluster, wns, tmp_path):
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [kubectl_binary(), f"--kubeconfig={nodes_cluster.kubeconfig}",
+         f"--cache-dir={tmp_path / 'kube-cache'}", "run", "-it", "--rm", "shell", "-n", wns,
+         f"--image={CURL}", "--restart=Never", "--", "sh"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        _read_until(master, b"pressing enter")  # kubectl attached: "If you don't see a..."
+        os.write(master, b"echo sum-$((20+22)); stty size; test -t 0 && echo on-a-tty\r")
+        shown = _read_until(master, b"on-a-tty\r\n")
+        assert b"sum-42" in shown and b"40 120" in shown
+        os.write(master, b"exit\r")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+
+
+def test_attach_i_feeds_the_containers_stdin(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("apply", "-n", wns, "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: reader
+    image: {CURL}
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, "while read line; do echo got:$line; done; echo stdin-closed"]
+""")
+    k("wait", "--for=condition=Ready", "pod/reader", "-n", wns, "--timeout=60s", timeout=90)
+    attached = k("attach", "-i", "reader", "-n", wns, input="hello\nworld\n", timeout=60)
+    # the lines typed came back, and closing stdin (stdinOnce) ended the loop
+    assert attached.stdout.splitlines()[-3:] == ["got:hello", "got:world", "stdin-closed"]

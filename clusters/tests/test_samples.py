@@ -235,3 +235,15 @@ def test_the_samples_start_and_answer_on_nodes(nodes_kubectl):
         assert echo == "hello world\n"
     finally:
         k("delete", "namespace", ns, "--wait=false")
+
+
+@pytest.mark.parametrize(("container", "argv"), [
+    ({"args": ["sh"]}, ["sh"]),                         # kubectl run ... -- sh
+    ({"args": ["-s", "http://x"]}, ["curl", "-s", "http://x"]),  # options go to curl
+    ({"args": ["http://x"]}, ["curl", "http://x"]),     # not a program: curl's argument
+    ({"command": ["sleep"], "args": ["5"]}, ["sleep", "5"]),
+    ({}, ["curl"]),
+])
+def test_curl_images_entrypoint_runs_a_program_or_curl(container, argv):
+    program = default_catalog().resolve("curlimages/curl:8.11.0", {"name": "c", **container})
+    assert program.argv == argv

@@ -403,10 +403,12 @@ def _stamp(ns: int) -> bytes:
 
 
 class PodAttach:
-    """pods/attach: the running container's output from now on (channels 1 and 3), as
-    ``kubectl attach`` shows it.  A container's stdin is not kept open by the node
-    agents, so attaching with ``-i`` (and ``kubectl run -i``) is refused, naming
-    ``kubectl exec -it`` instead."""
+    """pods/attach: the running container's output from now on (channel 1, and its
+    exit on channel 3), as ``kubectl attach`` shows it; with ``stdin`` (``attach -i``,
+    ``kubectl run -it``), what the client types goes to the container's stdin, which
+    the node keeps open for a container started with ``stdin: true`` (on a terminal
+    with ``tty: true``, whose size follows kubectl's): through the node's attach
+    socket (``node/stdio.py``)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -415,22 +417,32 @@ class PodAttach:
                     name: str) -> web.StreamResponse:
         pod = api.get(rt, ns, name)
         container = pick_container(pod, request.query.get("container"), default_first=True)
-        if request.query.get("stdin") in ("true", "1"):
-            raise errors.bad_request(
-                "the local cluster does not keep a container's stdin open, so attaching to "
-                f"it is not supported; run a shell beside it instead: kubectl exec -it "
-                f"{name} -c {container} -- sh")
         status = _container_status(pod, container)
         if "running" not in (status.get("state") or {}):
             raise errors.bad_request(f"container {container} is not running in pod {name}")
+        spec = next(c for c in pod["spec"]["containers"] if c["name"] == container)
+        want_stdin = request.query.get("stdin") in ("true", "1")
+        socket_path = self._socket(pod, container)
+        if want_stdin and not (spec.get("stdin") and socket_path.exists()):
+            raise errors.bad_request(
+                f"container {container} of pod {name} was not started with stdin: true, so "
+                f"it has no stdin to attach to; run a shell beside it instead: kubectl exec "
+                f"-it {name} -c {container} -- sh")
         run = status.get("restartCount", 0)
         path = _log_path(self.state_dir, pod, container, run)
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.bad_request("pods/attach needs a WebSocket upgrade "
                                      "(channel.k8s.io); SPDY is not supported")
         offset = path.stat().st_size if path.exists() else 0
+        stdin: asyncio.StreamWriter | None = None
+        if want_stdin:
+            from ..node.stdio import short_path
+
+            with short_path(socket_path) as short:
+                _, stdin = await asyncio.open_unix_connection(short)
         ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
         await ws.prepare(request)
+        feeder = asyncio.ensure_future(_feed(ws, stdin)) if stdin is not None else None
         try:
             follow = _follow(path, offset, _still_running(api, rt, ns, name, container, run),
                              lambda: ws.closed)
@@ -438,5 +450,37 @@ class PodAttach:
                 await ws.send_bytes(bytes([STDOUT]) + chunk)
             await ws.send_bytes(_status(0))
         finally:
+            if feeder is not None:
+                feeder.cancel()
+            if stdin is not None:
+                stdin.close()
             await ws.close()
         return ws
+
+    def _socket(self, pod: dict[str, Any], container: str) -> Path:
+        from ..node import podfiles, stdio
+
+        node = (pod.get("spec") or {}).get("nodeName") or "-"
+        folder = podfiles.pod_dir(self.state_dir / "nodes" / node, pod["metadata"]["uid"])
+        return podfiles.container_dir(folder, container) / stdio.ATTACH_SOCKET
+
+
+async def _feed(ws: web.WebSocketResponse, stdin: asyncio.StreamWriter) -> None:
+    """The client's stdin (channel 0) and terminal sizes (channel 4) to the node."""
+    from ..node import stdio
+
+    async for msg in ws:
+        if msg.type != WSMsgType.BINARY or not msg.data:
+            continue
+        channel, data = msg.data[0], msg.data[1:]
+        if channel == STDIN and data:
+            stdin.write(stdio.frame(stdio.INPUT, data))
+        elif channel == RESIZE:
+            stdin.write(stdio.frame(stdio.RESIZE, data))
+        elif channel == CLOSE:
+            break
+        with contextlib.suppress(ConnectionError):
+            await stdin.drain()
+    # the client's stdin ended (or the client left): the node closes the container's
+    # stdin if it is stdinOnce
+    stdin.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,12 +62,19 @@ def python_module(module: str, *args: str, listens: tuple[int, ...] = ()) -> Pro
 
 
 def _as_given(default: list[str]) -> Resolver:
+    """The container's command and args.  Without a command, the args run as the image's
+    entrypoint runs them: curlimages/curl's ``entrypoint.sh`` runs its first argument
+    when that is a program (``kubectl run -it --image=curlimages/curl -- sh``), and
+    prepends the default (``curl``) when it is an option or not a program."""
     def resolve(match: re.Match[str], container: dict[str, Any]) -> Program:
-        command = list(container.get("command") or default)
-        args = list(container.get("args") or ())
-        if not command and not args:
+        args = [str(a) for a in container.get("args") or ()]
+        if container.get("command"):
+            return Program([str(c) for c in container["command"]] + args)
+        if args and not args[0].startswith("-") and shutil.which(args[0]) is not None:
+            return Program(args)
+        if not default and not args:
             raise UnknownImage("the image has no command to run; give the container a command")
-        return Program(command + args)
+        return Program(list(default) + args)
     return resolve
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import secrets
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ import aiohttp
 
 from ..images.catalog import Program
 from ..images.executables import ImageExecutable
-from . import launch, logrelay, podfiles, rootfs
+from . import launch, podfiles, rootfs, stdio
 from .cgroups import CgroupError
 from .clock import RESYNC_MAX, RESYNC_START, now, pause, seconds_since
 from .podenv import ConfigError
@@ -89,7 +90,7 @@ class Container:
         self.name = spec["name"]
         self.view = ContainerView(self.name, spec.get("image", ""), init=init)
         self.process: rootfs.Process | None = None
-        self.log_relay: tuple[asyncio.ReadTransport, logrelay.LogRelay] | None = None
+        self.stdio: stdio.Stdio | None = None
         self.image: Program | ImageExecutable | None = None
         self.stopping = False
         self.backoff = BACKOFF_START
@@ -154,31 +155,36 @@ class Container:
         except CgroupError as exc:
             self._waiting("CreateContainerError", str(exc))
             return False
-        # stdout and stderr share one pipe, relayed to the log with each line's time
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        try:
-            self.log_relay = await logrelay.start(read_fd,
-                                                  self.log_path(self.view.restart_count))
-        except BaseException:
-            os.close(write_fd)
-            raise
+        # stdout and stderr relayed to the log with each line's time; stdin kept for
+        # attach if the container asks for it (stdio.py)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stdio = stdio.Stdio(self.spec, self.log_path(self.view.restart_count), self.dir)
+        await self.stdio.open()
         try:
             # the child joins the cgroup first, then sets its root up (rootfs.enter)
-            self.process = await rootfs.spawn(dataclasses.replace(root, cgroup=cgroup_dir),
-                                              argv, env=env, stdout=write_fd,
-                                              stderr=asyncio.subprocess.STDOUT)
+            self.process = await rootfs.spawn(
+                dataclasses.replace(root, cgroup=cgroup_dir,
+                                    controlling_terminal=self.stdio.tty),
+                argv, env=env, stdout=self.stdio.child_out,
+                stdin=self.stdio.child_stdin if self.stdio.child_stdin is not None
+                else subprocess.DEVNULL,
+                stderr=asyncio.subprocess.STDOUT)
         except rootfs.RootError as exc:
             self._waiting("CreateContainerError", f"container root: {exc}")
             await self.pod.remove_cgroup(self.cgroup)
+            self.stdio.spawned()
+            await self._log_written()
             return False
         except OSError as exc:
             self._waiting("CreateContainerError",
                           f'exec: "{argv[0]}": {exc.strerror or exc} (looked up in PATH='
                           f'{env.get("PATH", "")} inside the container)')
             await self.pod.remove_cgroup(self.cgroup)
+            self.stdio.spawned()
+            await self._log_written()
             return False
         finally:
-            os.close(write_fd)  # the container holds it now (or nobody: the relay ends)
+            self.stdio.spawned()  # the container holds them now (or nobody: the relay ends)
         podfiles.write_pid(self.pod.dir, self.name, self.process.pid)
         self.exited.clear()
         started_at = now()
@@ -288,15 +294,8 @@ class Container:
         the last process holding it is gone), so the status that follows and
         ``kubectl logs`` see the whole log.  A process that escaped the container's
         cgroup could hold the pipe open: after LOG_DRAIN_S the relay is closed."""
-        if self.log_relay is None:
-            return
-        transport, relay = self.log_relay
-        self.log_relay = None
-        try:
-            await asyncio.wait_for(asyncio.shield(relay.done), LOG_DRAIN_S)
-        except TimeoutError:
-            transport.close()
-            await relay.done
+        if self.stdio is not None:
+            await self.stdio.finish(LOG_DRAIN_S)
 
     def start_probes(self) -> None:
         self.probes.start()

@@ -53,11 +53,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import os
 import platform
 import signal
 import stat
 import subprocess
+import termios
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,6 +133,8 @@ class RootSpec:
     # process is in; "/proc" is the caller's own
     proc: str = "/proc"
     user: RunAs | None = None    # None: root, the user of every image here
+    # stdin is a terminal to make the process's controlling one (a container's tty)
+    controlling_terminal: bool = False
 
 
 def _check(result: int, what: str) -> None:
@@ -283,6 +287,8 @@ def enter(spec: RootSpec) -> None:
         os.chdir(spec.workdir)
     except OSError as exc:
         raise RootError(f"working directory {spec.workdir}: {exc.strerror}") from None
+    if spec.controlling_terminal:  # the session leader (start_new_session) takes it
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     if spec.user is not None:
         os.setgroups(list(spec.user.groups))
         os.setgid(spec.user.gid)
