@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..node import logrelay
+from ..node.stdio import write_all
 from . import errors
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
@@ -191,7 +192,7 @@ async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
             channel, data = msg.data[0], msg.data[1:]
             if channel == STDIN and data:
                 with contextlib.suppress(OSError):
-                    await _type(loop, master, data)
+                    await write_all(master, data)
             elif channel == RESIZE:
                 with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
                     size = json.loads(data)
@@ -213,21 +214,6 @@ async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
 def _take_terminal() -> None:
     """In the child, after setsid: make stdin (the terminal) the controlling one."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-async def _type(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
-    """Write all of ``data`` to the (non-blocking) terminal, waiting while it is full."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            room: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(fd, room.set_result, None)
-            try:
-                await room
-            finally:
-                loop.remove_writer(fd)
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:

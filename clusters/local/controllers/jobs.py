@@ -41,6 +41,7 @@ from ..apiserver.batch import SCHEDULED_AT
 from ..apiserver.meta import controller_ref, now
 from ..apiserver.store import Event
 from .base import Controller, is_pod_ready, owner_uid, record_event
+from .workloads import write_status
 
 PODS = ("", "pods")
 JOBS = ("batch", "jobs")
@@ -96,17 +97,6 @@ def job_finished(job: dict[str, Any]) -> str | None:
         if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
             return str(cond["type"])
     return None
-
-
-def _write_status(api: Any, key: tuple[str, str], obj: dict[str, Any],
-                  status: dict[str, Any]) -> None:
-    if obj.get("status") == status:
-        return
-    new = copy.deepcopy(obj)
-    new["status"] = status
-    rt = api.rt(*key)
-    api.update(rt, rt.versions[0], obj["metadata"]["namespace"], obj["metadata"]["name"],
-               new, subresource="status")
 
 
 class JobController(Controller):
@@ -187,7 +177,7 @@ class JobController(Controller):
                 del status[field]
         if not status["conditions"]:
             del status["conditions"]
-        _write_status(self.api, JOBS, job, status)
+        write_status(self.api, JOBS, job, status)
 
     def _outcome(self, job: dict[str, Any], status: dict[str, Any], succeeded: int,
                  failed: int, completions: int | None) -> tuple[str, str, str] | None:
@@ -313,7 +303,7 @@ class CronJobController(Controller):
                             for j in running]
         if not status["active"]:
             del status["active"]
-        _write_status(self.api, CRONJOBS, cj, status)
+        write_status(self.api, CRONJOBS, cj, status)
         after = max(current, due or current)
         upcoming = _schedule(spec["schedule"], after).get_next(datetime.datetime)
         self.requeue_after(key, (upcoming - _utcnow()).total_seconds() + 0.2)

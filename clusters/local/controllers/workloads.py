@@ -49,8 +49,9 @@ def _pod_from_template(owner: dict[str, Any], template: dict[str, Any],
     return pod
 
 
-def _set_status(api: Any, key: tuple[str, str], obj: dict[str, Any],
-                status: dict[str, Any]) -> None:
+def write_status(api: Any, key: tuple[str, str], obj: dict[str, Any],
+                 status: dict[str, Any]) -> None:
+    """Write ``status`` through the object's status subresource, unless it is unchanged."""
     if obj.get("status") == status:
         return
     new = copy.deepcopy(obj)
@@ -130,7 +131,7 @@ class ReplicaSetController(Controller):
             "availableReplicas": ready,
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
-        _set_status(self.api, REPLICASETS, rs, status)
+        write_status(self.api, REPLICASETS, rs, status)
 
 
 def _template_hash(template: dict[str, Any]) -> str:
@@ -365,7 +366,7 @@ class DeploymentController(Controller):
         for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"):
             if not status[k]:
                 del status[k]
-        _set_status(self.api, DEPLOYMENTS, d, status)
+        write_status(self.api, DEPLOYMENTS, d, status)
 
 
 class DaemonSetController(Controller):
@@ -452,4 +453,4 @@ class DaemonSetController(Controller):
         }
         if len(eligible) - ready:
             status["numberUnavailable"] = len(eligible) - ready
-        _set_status(self.api, DAEMONSETS, ds, status)
+        write_status(self.api, DAEMONSETS, ds, status)

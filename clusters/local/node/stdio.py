@@ -110,7 +110,7 @@ class Stdio:
                     break
                 data = await reader.readexactly(size)
                 if kind == INPUT and self._stdin is not None:
-                    await _write_all(self._stdin, data)
+                    await write_all(self._stdin, data)
                 elif kind == RESIZE and self.tty and self._stdin is not None:
                     with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
                         size_doc = json.loads(data)
@@ -151,7 +151,7 @@ class Stdio:
             self._stdin = None
 
 
-async def _write_all(fd: int, data: bytes) -> None:
+async def write_all(fd: int, data: bytes) -> None:
     """All of ``data`` to the non-blocking ``fd``, waiting while it is full."""
     loop = asyncio.get_running_loop()
     view = memoryview(data)

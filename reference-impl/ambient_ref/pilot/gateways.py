@@ -23,6 +23,7 @@ from ..xds.gateways import (
     ingress_manifests,
     route_parents,
 )
+from .owned import create_owned
 
 log = logging.getLogger("pilot.gateways")
 
@@ -78,18 +79,7 @@ class GatewayController:
             gateway = self.gateways.items.get((ns, name))
             if gateway is None:
                 continue
-            owner = {"apiVersion": gateway["apiVersion"], "kind": "Gateway", "name": name,
-                     "uid": gateway["metadata"]["uid"], "controller": True}
-            for manifest in ingress_manifests(gw, self.image):
-                manifest["metadata"]["ownerReferences"] = [owner]
-                plural = {"ServiceAccount": "serviceaccounts", "Service": "services",
-                          "Deployment": "deployments"}[manifest["kind"]]
-                group = "apis/apps/v1" if plural == "deployments" else "api/v1"
-                try:
-                    await self.kube.create(f"/{group}/namespaces/{ns}/{plural}", manifest)
-                except KubeError as exc:
-                    if exc.status != 409:
-                        log.warning("ingress %s/%s: %s", ns, gw.deployment, exc)
+            await create_owned(self.kube, gateway, ingress_manifests(gw, self.image))
             dep = self.deployments.items.get((ns, gw.deployment)) or {}
             ready = (dep.get("status") or {}).get("readyReplicas", 0) >= 1
             status = gateway_status(gateway, gw, routes, ready, _now())

@@ -41,6 +41,7 @@ from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
 from ..xds.waypoints import Waypoint, bind, find_waypoints, has_addresses, waypoint_manifests
 from .gateways import INGRESS_DEPLOYMENTS_SELECTOR, ROUTES_PATH, GatewayController
+from .owned import create_owned
 
 log = logging.getLogger("pilot")
 
@@ -155,18 +156,7 @@ class ControlPlane:
             gateway = self.gateways.items.get((ns, gw_name))
             if gateway is None:
                 continue
-            owner = {"apiVersion": gateway["apiVersion"], "kind": "Gateway", "name": gw_name,
-                     "uid": gateway["metadata"]["uid"], "controller": True}
-            for manifest in waypoint_manifests(wp, WAYPOINT_IMAGE):
-                manifest["metadata"]["ownerReferences"] = [owner]
-                plural = {"ServiceAccount": "serviceaccounts", "Service": "services",
-                          "Deployment": "deployments"}[manifest["kind"]]
-                group = "apis/apps/v1" if plural == "deployments" else "api/v1"
-                try:
-                    await self.kube.create(f"/{group}/namespaces/{ns}/{plural}", manifest)
-                except KubeError as exc:
-                    if exc.status != 409:
-                        log.warning("waypoint %s/%s: %s", ns, wp.deployment, exc)
+            await create_owned(self.kube, gateway, waypoint_manifests(wp, WAYPOINT_IMAGE))
             await self._gateway_status(gateway, wp)
 
     async def _gateway_status(self, gateway: dict[str, Any], wp: Waypoint) -> None:

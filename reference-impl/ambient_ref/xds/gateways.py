@@ -32,15 +32,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .waypoints import GATEWAY_NAME_LABEL, KubeObject, _meta
+
 INGRESS_CLASS = "istio"
 WAYPOINT_CLASS = "istio-waypoint"
 CONTROLLER = "istio.io/gateway-controller"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 MANAGED_LABEL = "gateway.istio.io/managed"
 MANAGED_VALUE = "istio.io-gateway-controller"
 
-KubeObject = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,6 @@ class IngressGateway:
     @property
     def hostname(self) -> str:
         return f"{self.deployment}.{self.namespace}.svc.cluster.local"
-
-
-def _meta(obj: KubeObject) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def find_ingress_gateways(gateways: Iterable[KubeObject]) -> dict[tuple[str, str],
