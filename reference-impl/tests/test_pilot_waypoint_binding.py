@@ -77,3 +77,25 @@ def test_the_gateway_address_is_written_once_ready_and_then_kept():
         wp = plane.waypoints[(NS, "waypoint")]
         asyncio.run(plane._gateway_status(plane.gateways.items[(NS, "waypoint")], wp))
     assert ["addresses" in s for s in written] == [False, True, True], written
+
+
+def test_policies_get_the_condition_of_whoever_enforces_them():
+    """A selector (or namespace) policy is the ztunnels' (``ZtunnelAccepted``); one with
+    targetRefs is its waypoint's (``WaypointAccepted``), which istiod writes too."""
+    plane = ControlPlane(None, "istio-system", "cluster.local", set())  # type: ignore[arg-type]
+    ztunnel = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+               "metadata": {"name": "l4", "namespace": NS, "generation": 1},
+               "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
+                        "rules": [{"from": [{"source": {"namespaces": ["other"]}}]}]}}
+    waypoint = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "l7", "namespace": NS, "generation": 1},
+                "spec": {"targetRefs": [{"kind": "Service", "group": "",
+                                         "name": "productpage"}],
+                         "action": "ALLOW", "rules": [{"to": [{"operation": {
+                             "methods": ["GET"]}}]}]}}
+    plane.policies.items = {(NS, "l4"): ztunnel, (NS, "l7"): waypoint}
+    plane.push()
+    [l4] = plane._statuses[f"{NS}/l4"]
+    [l7] = plane._statuses[f"{NS}/l7"]
+    assert (l4["type"], l4["status"]) == ("ZtunnelAccepted", "True")
+    assert (l7["type"], l7["status"]) == ("WaypointAccepted", "True")

@@ -35,6 +35,7 @@ from ..ca.server import (
 )
 from ..kube import SA_DIR, Informer, KubeClient, KubeError
 from ..policy.convert import convert_for_xds
+from ..policy.l7 import compile_l7
 from ..process import kube_client, stop_on_signals
 from ..xds.compute import compute_services, compute_workloads, policy_resources
 from ..xds.protocol import ResourceStore
@@ -120,8 +121,7 @@ class ControlPlane:
             if uid in workloads and self._waypoint_bindable(wp):
                 workloads[uid].waypoint = self._ref(wp)
         authorizations, self._statuses = policy_resources(
-            self.policies.items.values(),
-            lambda p: convert_for_xds(p, self.namespace, self.trust_domain))
+            self.policies.items.values(), self._convert)
         delta = self.store.replace({
             "workload": {k: w.to_dict() for k, w in workloads.items()},
             "service": {k: s.to_dict() for k, s in svcs.items()},
@@ -130,6 +130,17 @@ class ControlPlane:
         self.workload_count.set(len(workloads))
         if delta is not None:
             self.pushes.inc()
+
+    def _convert(self, policy: dict[str, Any]) -> tuple[dict[str, Any] | None,
+                                                       list[dict[str, Any]]]:
+        """A policy for ztunnels and its ``ZtunnelAccepted`` condition; a ``targetRefs``
+        policy is the waypoints' and gets their ``WaypointAccepted`` condition instead,
+        as istiod writes one (istio/istio pilot/pkg/model/status)."""
+        authorization, conditions = convert_for_xds(policy, self.namespace, self.trust_domain)
+        spec = policy.get("spec") or {}
+        if not conditions and (spec.get("targetRefs") or spec.get("targetRef")):
+            conditions = compile_l7(policy, self.namespace)[1]
+        return authorization, conditions
 
     def _ref(self, wp: Waypoint) -> dict[str, Any]:
         return {**wp.ref(), "identity": f"spiffe://{self.trust_domain}/ns/{wp.namespace}/sa/"
