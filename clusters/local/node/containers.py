@@ -159,7 +159,14 @@ class Container:
         # attach if the container asks for it (stdio.py)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stdio = stdio.Stdio(self.spec, self.log_path(self.view.restart_count), self.dir)
-        await self.stdio.open()
+        try:
+            await self.stdio.open()
+        except OSError as exc:
+            self._waiting("CreateContainerError", f"container stdio: {exc}")
+            await self.pod.remove_cgroup(self.cgroup)
+            self.stdio.spawned()
+            await self._log_written()
+            return False
         try:
             # the child joins the cgroup first, then sets its root up (rootfs.enter)
             self.process = await rootfs.spawn(
