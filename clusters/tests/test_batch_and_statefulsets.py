@@ -253,3 +253,24 @@ def test_an_eviction_honours_the_disruption_budget(core, namespace, api_client):
     with pytest.raises(ApiException) as err:
         core.create_namespaced_pod_eviction("web-2", namespace, eviction)
     assert err.value.status == 429
+
+
+def test_a_requeue_replaces_the_keys_earlier_one():
+    """Every reconcile of a CronJob asks to be woken at the next time; the timers must not
+    pile up with the events that caused those reconciles."""
+    import asyncio
+
+    from clusters.local.controllers.base import Controller
+
+    async def go():
+        controller = Controller.__new__(Controller)
+        controller._dirty, controller._wakeup = {}, asyncio.Event()
+        controller._retry_handles, controller._requeues = set(), {}
+        for _ in range(50):
+            controller.requeue_after(("ns", "tick"), 60)
+        live = [h for h in controller._retry_handles if not h.cancelled()]
+        assert len(live) == 1
+        for handle in controller._retry_handles:
+            handle.cancel()
+
+    asyncio.run(go())

@@ -42,6 +42,7 @@ class Controller:
         self._failures: dict[Any, int] = {}
         self._background = BackgroundTask(self._loop, self.name)
         self._retry_handles: set[asyncio.TimerHandle] = set()
+        self._requeues: dict[Any, asyncio.TimerHandle] = {}
 
     def start(self) -> None:
         for key in self.watches:
@@ -65,8 +66,14 @@ class Controller:
 
     def requeue_after(self, key: Any, seconds: float) -> None:
         """Reconcile ``key`` again in ``seconds`` (a schedule's next time, a deadline)
-        even if nothing changes meanwhile; cancelled when the controller stops."""
+        even if nothing changes meanwhile; cancelled when the controller stops.  One
+        such timer per key: a later call replaces the earlier (every reconcile asks
+        again, and timers must not pile up with the events that caused them)."""
+        earlier = self._requeues.pop(key, None)
+        if earlier is not None:
+            earlier.cancel()
         handle = asyncio.get_running_loop().call_later(max(0.0, seconds), self.enqueue, key)
+        self._requeues[key] = handle
         self._retry_handles.add(handle)
 
     def keys_for(self, ev: Event) -> list[Any]:
