@@ -31,6 +31,7 @@ DISRUPTION_BUDGET = "DisruptionBudget"
 
 
 def healthy(pod: dict[str, Any]) -> bool:
+    """Ready and not being deleted: what a budget counts, and what may serve."""
     if pod["metadata"].get("deletionTimestamp"):
         return False
     conditions = (pod.get("status") or {}).get("conditions") or []

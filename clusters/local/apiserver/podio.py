@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..node import logrelay
+from ..node import logrelay, podfiles, stdio
 from ..node.stdio import write_all
 from . import errors
 
@@ -232,12 +232,16 @@ def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
                  (status.get("initContainerStatuses") or []) if s.get("name") == container), {})
 
 
+def _pod_dir(state_dir: Path, pod: dict[str, Any]) -> Path:
+    """The pod's folder on its node agent (same machine, same state folder)."""
+    node = (pod.get("spec") or {}).get("nodeName") or "-"
+    return podfiles.pod_dir(state_dir / "nodes" / node, pod["metadata"]["uid"])
+
+
 def _log_path(state_dir: Path, pod: dict[str, Any], container: str, run: int) -> Path:
     """The file the node agent writes run ``run`` (0, 1, ... per restart) of
     ``container`` to."""
-    node = (pod.get("spec") or {}).get("nodeName") or "-"
-    return state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs" / \
-        container / f"{run}.log"
+    return _pod_dir(state_dir, pod) / "logs" / container / f"{run}.log"
 
 
 def _still_running(api: Any, rt: Any, ns: str, name: str, container: str,
@@ -307,7 +311,7 @@ class PodLogs:
         since_ns = _since_ns(q)
         whole = path.read_bytes()
         offset = len(whole)
-        index = logrelay.times_of(path)
+        index = logrelay.LineTimes(path).refresh()
         fallback = path.stat().st_mtime_ns
         lines = _timed_lines(whole, 0, index, fallback)
         if since_ns is not None:
@@ -331,7 +335,7 @@ class PodLogs:
         at_line_start = whole.endswith(b"\n") or not whole
         async for chunk in follow:
             if stamped:  # each new line with its time (a line may span chunks)
-                index = logrelay.times_of(path)
+                index.refresh()
                 pieces = []
                 for line, stamp in _timed_lines(chunk, offset, index, fallback):
                     pieces.append(_stamp(stamp) + line if at_line_start else line)
@@ -371,12 +375,12 @@ def _since_ns(q: Any) -> int | None:
     return None
 
 
-def _timed_lines(data: bytes, start: int, index: tuple[list[int], list[int]],
+def _timed_lines(data: bytes, start: int, index: logrelay.LineTimes,
                  fallback: int) -> list[tuple[bytes, int]]:
     """The lines of ``data`` (read at byte ``start`` of the log) with their times."""
     out, pos = [], start
     for line in data.splitlines(keepends=True):
-        out.append((line, logrelay.time_at(*index, pos, fallback)))
+        out.append((line, index.at(pos, fallback)))
         pos += len(line)
     return out
 
@@ -422,9 +426,7 @@ class PodAttach:
         offset = path.stat().st_size if path.exists() else 0
         stdin: asyncio.StreamWriter | None = None
         if want_stdin:
-            from ..node.stdio import short_path
-
-            with short_path(socket_path) as short:
+            with stdio.short_path(socket_path) as short:
                 _, stdin = await asyncio.open_unix_connection(short)
         ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
         await ws.prepare(request)
@@ -444,17 +446,12 @@ class PodAttach:
         return ws
 
     def _socket(self, pod: dict[str, Any], container: str) -> Path:
-        from ..node import podfiles, stdio
-
-        node = (pod.get("spec") or {}).get("nodeName") or "-"
-        folder = podfiles.pod_dir(self.state_dir / "nodes" / node, pod["metadata"]["uid"])
-        return podfiles.container_dir(folder, container) / stdio.ATTACH_SOCKET
+        return podfiles.container_dir(_pod_dir(self.state_dir, pod), container) / \
+            stdio.ATTACH_SOCKET
 
 
 async def _feed(ws: web.WebSocketResponse, stdin: asyncio.StreamWriter) -> None:
     """The client's stdin (channel 0) and terminal sizes (channel 4) to the node."""
-    from ..node import stdio
-
     async for msg in ws:
         if msg.type != WSMsgType.BINARY or not msg.data:
             continue

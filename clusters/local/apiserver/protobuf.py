@@ -185,18 +185,10 @@ def _field_value(field: FieldDescriptor, value: Any) -> Any:
         entries = {k: _scalar_or_message(value_field, v, element=True)
                    for k, v in value.items()}
         return {k: v for k, v in entries.items() if v is not _ABSENT} or _ABSENT
-    if _is_repeated(field):
+    if field.is_repeated:
         items = [_scalar_or_message(field, v, element=True) for v in value]
         return [v for v in items if v is not _ABSENT] or _ABSENT
     return _scalar_or_message(field, value)
-
-
-def _is_repeated(field: FieldDescriptor) -> bool:
-    # protobuf 5+ has is_repeated; older releases only the label
-    repeated = getattr(field, "is_repeated", None)
-    if repeated is not None:
-        return bool(repeated)
-    return field.label == FieldDescriptor.LABEL_REPEATED  # pragma: no cover
 
 
 def _scalar_or_message(field: FieldDescriptor, value: Any, *, element: bool = False) -> Any:

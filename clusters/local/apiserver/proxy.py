@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from . import errors
+from .eviction import healthy
 from .portforward import Dial
 
 READ_TIMEOUT_S = 60.0
@@ -51,12 +52,6 @@ def _container_port(pod: dict[str, Any], port: str) -> int | None:
             if p.get("name") == port:
                 return int(p["containerPort"])
     return None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or ()
-    return not pod["metadata"].get("deletionTimestamp") and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 class ResourceProxy:
@@ -116,7 +111,7 @@ class ResourceProxy:
         selector = spec.get("selector") or {}
         pods = [p for p in api.store.items(("", "pods"), ns)
                 if selector and all((p["metadata"].get("labels") or {}).get(k) == v
-                                    for k, v in selector.items()) and _ready(p)]
+                                    for k, v in selector.items()) and healthy(p)]
         for pod in pods:
             target = chosen.get("targetPort", chosen.get("port"))
             port = _container_port(pod, str(target))

@@ -165,3 +165,22 @@ def owner_uid(obj: dict[str, Any]) -> str | None:
         if ref.get("controller"):
             return ref.get("uid")
     return None
+
+
+def owned(api: Api, key: tuple[str, str], owner: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of resource ``key`` in ``owner``'s namespace that it controls."""
+    uid = owner["metadata"]["uid"]
+    return [o for o in api.store.items(key, owner["metadata"]["namespace"])
+            if owner_uid(o) == uid]
+
+
+def controller_keys(ev: Event, kind: str) -> list[ObjRef]:
+    """The (namespace, name) of the ``kind`` controlling the object of ``ev`` (as it is
+    now, or was before the change), if one does."""
+    for obj in (ev.obj, ev.old):
+        if obj is None:
+            continue
+        for ref in obj["metadata"].get("ownerReferences") or ():
+            if ref.get("controller") and ref.get("kind") == kind:
+                return [(obj["metadata"]["namespace"], ref["name"])]
+    return []

@@ -40,7 +40,7 @@ from ..apiserver.api import DeleteOptions
 from ..apiserver.batch import SCHEDULED_AT
 from ..apiserver.meta import controller_ref, now
 from ..apiserver.store import Event
-from .base import Controller, is_pod_ready, owner_uid, record_event
+from .base import Controller, controller_keys, is_pod_ready, owned, record_event
 from .workloads import write_status
 
 PODS = ("", "pods")
@@ -69,22 +69,6 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _owned(api: Any, key: tuple[str, str], owner: dict[str, Any]) -> list[dict[str, Any]]:
-    uid = owner["metadata"]["uid"]
-    return [o for o in api.store.items(key, owner["metadata"]["namespace"])
-            if owner_uid(o) == uid]
-
-
-def _by_controller(ev: Event, kind: str) -> list[tuple[str, str]]:
-    for obj in (ev.obj, ev.old):
-        if obj is None:
-            continue
-        for ref in obj["metadata"].get("ownerReferences") or ():
-            if ref.get("controller") and ref.get("kind") == kind:
-                return [(obj["metadata"]["namespace"], ref["name"])]
-    return []
-
-
 def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
     t = now()
     return {"type": ctype, "status": "True", "reason": reason, "message": message,
@@ -110,7 +94,7 @@ class JobController(Controller):
     def keys_for(self, ev: Event) -> list[Any]:
         if ev.key == JOBS:
             return [(ev.obj["metadata"]["namespace"], ev.obj["metadata"]["name"])]
-        return _by_controller(ev, "Job")
+        return controller_keys(ev, "Job")
 
     def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -118,7 +102,7 @@ class JobController(Controller):
         if job is None or job["metadata"].get("deletionTimestamp"):
             return
         spec, status = job.get("spec") or {}, copy.deepcopy(job.get("status") or {})
-        pods = _owned(self.api, PODS, job)
+        pods = owned(self.api, PODS, job)
         terminating = [p for p in pods if p["metadata"].get("deletionTimestamp")]
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         phase = [(p.get("status") or {}).get("phase") for p in live]
@@ -262,7 +246,7 @@ class CronJobController(Controller):
     def keys_for(self, ev: Event) -> list[Any]:
         if ev.key == CRONJOBS:
             return [(ev.obj["metadata"]["namespace"], ev.obj["metadata"]["name"])]
-        return _by_controller(ev, "CronJob")
+        return controller_keys(ev, "CronJob")
 
     def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -270,7 +254,7 @@ class CronJobController(Controller):
         if cj is None or cj["metadata"].get("deletionTimestamp"):
             return
         spec, status = cj.get("spec") or {}, copy.deepcopy(cj.get("status") or {})
-        jobs = _owned(self.api, JOBS, cj)
+        jobs = owned(self.api, JOBS, cj)
         running = [j for j in jobs if job_finished(j) is None]
         for done in [j for j in jobs if job_finished(j) == "Complete"]:
             ended = (done.get("status") or {}).get("completionTime")

@@ -30,7 +30,8 @@ from typing import Any
 from ..apiserver.api import DeleteOptions
 from ..apiserver.meta import controller_ref, short_hash
 from ..apiserver.store import Event
-from .base import Controller, is_pod_ready, owner_uid, record_event
+from .base import Controller, controller_keys, is_pod_ready, owned, record_event
+from .workloads import write_status
 
 PODS = ("", "pods")
 STATEFULSETS = ("apps", "statefulsets")
@@ -68,11 +69,7 @@ class StatefulSetController(Controller):
     def keys_for(self, ev: Event) -> list[Any]:
         if ev.key == STATEFULSETS:
             return [(ev.obj["metadata"]["namespace"], ev.obj["metadata"]["name"])]
-        for obj in (ev.obj, ev.old):
-            for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or ():
-                if ref.get("controller") and ref.get("kind") == "StatefulSet":
-                    return [(ev.obj["metadata"]["namespace"], ref["name"])]
-        return []
+        return controller_keys(ev, "StatefulSet")
 
     def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -83,10 +80,9 @@ class StatefulSetController(Controller):
         want = int(spec.get("replicas", 1))
         update_rev = revision(sts)
         pods: dict[int, dict[str, Any]] = {}
-        uid = sts["metadata"]["uid"]
-        for pod in self.api.store.items(PODS, ns):
+        for pod in owned(self.api, PODS, sts):
             i = ordinal(sts, pod)
-            if i is not None and owner_uid(pod) == uid:
+            if i is not None:
                 pods[i] = pod
         self._step(sts, pods, want, update_rev)
         self._write_status(sts, want, update_rev)
@@ -167,9 +163,8 @@ class StatefulSetController(Controller):
                      component=self.name)
 
     def _write_status(self, sts: dict[str, Any], want: int, update_rev: str) -> None:
-        uid = sts["metadata"]["uid"]
-        pods = [p for p in self.api.store.items(PODS, sts["metadata"]["namespace"])
-                if owner_uid(p) == uid and not p["metadata"].get("deletionTimestamp")]
+        pods = [p for p in owned(self.api, PODS, sts)
+                if not p["metadata"].get("deletionTimestamp")]
         ready = sum(1 for p in pods if is_pod_ready(p))
         updated = sum(1 for p in pods
                       if (p["metadata"].get("labels") or {}).get(REVISION) == update_rev)
@@ -187,10 +182,4 @@ class StatefulSetController(Controller):
                       "updatedReplicas"):
             if not status[field]:
                 del status[field]
-        if old == status:
-            return
-        new = copy.deepcopy(sts)
-        new["status"] = status
-        rt = self.api.rt(*STATEFULSETS)
-        self.api.update(rt, "v1", sts["metadata"]["namespace"], sts["metadata"]["name"], new,
-                        subresource="status")
+        write_status(self.api, STATEFULSETS, sts, status)

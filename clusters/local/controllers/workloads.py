@@ -12,7 +12,15 @@ from ..apiserver.api import DeleteOptions
 from ..apiserver.meta import controller_ref, now, short_hash
 from ..apiserver.selectors import label_selector_from_spec
 from ..apiserver.store import Event
-from .base import Controller, is_pod_active, is_pod_ready, owner_uid, record_event
+from .base import (
+    Controller,
+    controller_keys,
+    is_pod_active,
+    is_pod_ready,
+    owned,
+    owner_uid,
+    record_event,
+)
 
 PODS = ("", "pods")
 REPLICASETS = ("apps", "replicasets")
@@ -20,12 +28,6 @@ DEPLOYMENTS = ("apps", "deployments")
 DAEMONSETS = ("apps", "daemonsets")
 NODES = ("", "nodes")
 REVISION = "deployment.kubernetes.io/revision"
-
-
-def _owned_pods(api: Any, owner: dict[str, Any]) -> list[dict[str, Any]]:
-    uid = owner["metadata"]["uid"]
-    ns = owner["metadata"]["namespace"]
-    return [p for p in api.store.items(PODS, ns) if owner_uid(p) == uid]
 
 
 def _pod_from_template(owner: dict[str, Any], template: dict[str, Any],
@@ -86,20 +88,14 @@ class ReplicaSetController(Controller):
         meta = ev.obj["metadata"]
         if ev.key == REPLICASETS:
             return [(meta["namespace"], meta["name"])]
-        for obj in (ev.obj, ev.old):
-            if obj is None:
-                continue
-            for ref in obj["metadata"].get("ownerReferences") or ():
-                if ref.get("controller") and ref.get("kind") == "ReplicaSet":
-                    return [(meta["namespace"], ref["name"])]
-        return []
+        return controller_keys(ev, "ReplicaSet")
 
     def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
         rs = self.api.store.get(REPLICASETS, ns, name)
         if rs is None:
             return
-        pods = [p for p in _owned_pods(self.api, rs) if is_pod_active(p)]
+        pods = [p for p in owned(self.api, PODS, rs) if is_pod_active(p)]
         want = int(rs["spec"].get("replicas", 1))
         if not rs["metadata"].get("deletionTimestamp"):
             pods_rt = self.api.rt(*PODS)
@@ -273,7 +269,7 @@ class DeploymentController(Controller):
             for rs in old_rs:
                 if replicas(rs):
                     self._scale(d, rs, 0)
-            old_pods = [p for rs in old_rs for p in _owned_pods(self.api, rs)]
+            old_pods = [p for rs in old_rs for p in owned(self.api, PODS, rs)]
             if not old_pods and replicas(new_rs) != desired:
                 self._scale(d, new_rs, desired)
 
@@ -403,7 +399,7 @@ class DaemonSetController(Controller):
                  if all((n["metadata"].get("labels") or {}).get(k) == v
                         for k, v in selector.items())]
         eligible = {n["metadata"]["name"] for n in nodes}
-        pods = [p for p in _owned_pods(self.api, ds) if is_pod_active(p)]
+        pods = [p for p in owned(self.api, PODS, ds) if is_pod_active(p)]
         by_node: dict[str, list[dict[str, Any]]] = {}
         for p in pods:
             by_node.setdefault(p.get("spec", {}).get("nodeName", ""), []).append(p)
@@ -437,7 +433,7 @@ class DaemonSetController(Controller):
                 record_event(self.api, ds, "SuccessfulCreate",
                              f"Created pod: {created['metadata']['name']}",
                              component="daemonset-controller")
-        pods = [p for p in _owned_pods(self.api, ds) if is_pod_active(p)]
+        pods = [p for p in owned(self.api, PODS, ds) if is_pod_active(p)]
         on_eligible = [p for p in pods if p.get("spec", {}).get("nodeName") in eligible]
         ready = sum(1 for p in on_eligible if is_pod_ready(p))
         updated = [p for p in on_eligible

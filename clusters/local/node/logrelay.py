@@ -10,7 +10,7 @@ container's stdout and stderr from one pipe (the order the container wrote them
 in, as a runtime's single stream would keep it), records the times first, then the
 bytes, so a reader never sees a line without its time.
 
-``times_of`` is the reader's side (the API server's pods/log, ``apiserver/podio.py``).
+``LineTimes`` is the reader's side (the API server's pods/log, ``apiserver/podio.py``).
 """
 
 from __future__ import annotations
@@ -73,22 +73,33 @@ async def start(read_fd: int, log_path: Path) -> tuple[asyncio.ReadTransport, Lo
     return transport, relay
 
 
-def times_of(log_path: Path) -> tuple[list[int], list[int]]:
-    """(line start offsets, their times in ns) of a log, both sorted; empty if the log
-    has no times file (written before times were kept)."""
-    try:
-        raw = times_path(log_path).read_bytes()
-    except OSError:
-        return [], []
-    usable = len(raw) - len(raw) % RECORD.size
-    offsets, stamps = [], []
-    for offset, stamp in RECORD.iter_unpack(raw[:usable]):
-        offsets.append(offset)
-        stamps.append(stamp)
-    return offsets, stamps
+class LineTimes:
+    """A log's line times, read as the relay appends them: ``refresh`` reads only the
+    records written since the last read (a followed log is read again and again)."""
 
+    def __init__(self, log_path: Path) -> None:
+        self.path = times_path(log_path)
+        self.offsets: list[int] = []  # line starts, sorted
+        self.stamps: list[int] = []   # their times in ns
+        self._read = 0
 
-def time_at(offsets: list[int], stamps: list[int], offset: int, fallback: int) -> int:
-    """The time of the line starting at (or containing) ``offset``."""
-    i = bisect.bisect_right(offsets, offset) - 1
-    return stamps[i] if i >= 0 else fallback
+    def refresh(self) -> LineTimes:
+        """Take in the records appended since; none if the log has no times file
+        (written before times were kept)."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._read)
+                raw = f.read()
+        except OSError:
+            return self
+        usable = len(raw) - len(raw) % RECORD.size
+        for offset, stamp in RECORD.iter_unpack(raw[:usable]):
+            self.offsets.append(offset)
+            self.stamps.append(stamp)
+        self._read += usable
+        return self
+
+    def at(self, offset: int, fallback: int) -> int:
+        """The time of the line starting at (or containing) ``offset``."""
+        i = bisect.bisect_right(self.offsets, offset) - 1
+        return self.stamps[i] if i >= 0 else fallback

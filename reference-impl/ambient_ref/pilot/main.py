@@ -38,6 +38,7 @@ from ..policy.convert import convert_for_xds
 from ..policy.l7 import compile_l7
 from ..process import kube_client, stop_on_signals
 from ..xds.compute import compute_services, compute_workloads, policy_resources
+from ..xds.gateways import condition
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
 from ..xds.waypoints import Waypoint, bind, find_waypoints, has_addresses, waypoint_manifests
@@ -177,14 +178,10 @@ class ControlPlane:
         programmed = self._waypoint_serving(wp) and bool(address)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         old = {c.get("type"): c for c in (gateway.get("status") or {}).get("conditions") or ()}
+        generation = int(gateway["metadata"].get("generation", 1))
 
         def cond(ctype: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-            status = "True" if ok else "False"
-            prev = old.get(ctype)
-            since = prev["lastTransitionTime"] if prev and prev.get("status") == status else now
-            return {"type": ctype, "status": status, "reason": reason, "message": message,
-                    "lastTransitionTime": since,
-                    "observedGeneration": gateway["metadata"].get("generation", 1)}
+            return condition(old, ctype, ok, reason, message, generation, now)
 
         status = {"conditions": [
             cond("Accepted", True, "Accepted", "Resource accepted"),

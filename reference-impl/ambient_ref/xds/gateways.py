@@ -123,8 +123,10 @@ def ingress_manifests(gw: IngressGateway, image: str) -> list[dict[str, Any]]:
     ]
 
 
-def _condition(old: Mapping[str, Any], ctype: str, ok: bool, reason: str, message: str,
-               generation: int, now: str) -> dict[str, Any]:
+def condition(old: Mapping[str, Any], ctype: str, ok: bool, reason: str, message: str,
+              generation: int, now: str) -> dict[str, Any]:
+    """A status condition as istiod writes it; one whose status did not change keeps the
+    time of its last transition (``old``: the previous conditions by type)."""
     status = "True" if ok else "False"
     prev = old.get(ctype) or {}
     since = prev.get("lastTransitionTime") if prev.get("status") == status else None
@@ -163,16 +165,16 @@ def gateway_status(gateway: KubeObject, gw: IngressGateway, routes: Iterable[Kub
             "name": name, "attachedRoutes": attached,
             "supportedKinds": [{"group": GATEWAY_API_GROUP, "kind": "HTTPRoute"}],
             "conditions": [
-                _condition(lold, "Accepted", True, "Accepted", "No errors found",
+                condition(lold, "Accepted", True, "Accepted", "No errors found",
                            generation, now),
-                _condition(lold, "Programmed", True, "Programmed", "No errors found",
+                condition(lold, "Programmed", True, "Programmed", "No errors found",
                            generation, now),
-                _condition(lold, "ResolvedRefs", True, "ResolvedRefs", "No errors found",
+                condition(lold, "ResolvedRefs", True, "ResolvedRefs", "No errors found",
                            generation, now)]})
     status: dict[str, Any] = {
         "conditions": [
-            _condition(old, "Accepted", True, "Accepted", "Resource accepted", generation, now),
-            _condition(old, "Programmed", ready, "Programmed" if ready else "Pending",
+            condition(old, "Accepted", True, "Accepted", "Resource accepted", generation, now),
+            condition(old, "Programmed", ready, "Programmed" if ready else "Pending",
                        "Resource programmed, assigned to service(s) " + gw.hostname
                        if ready else f"deployment {gw.deployment} is not ready yet",
                        generation, now)],
@@ -218,9 +220,9 @@ def route_parents(route: KubeObject, controlled: Mapping[tuple[str, str], str],
         out.append({
             "parentRef": dict(ref), "controllerName": CONTROLLER,
             "conditions": [
-                _condition(old, "Accepted", True, "Accepted", "Route was valid",
+                condition(old, "Accepted", True, "Accepted", "Route was valid",
                            generation, now),
-                _condition(old, "ResolvedRefs", resolved,
+                condition(old, "ResolvedRefs", resolved,
                            "ResolvedRefs" if resolved else "BackendNotFound",
                            "All references resolved" if resolved else
                            "backend(s) not found: " + ", ".join(missing), generation, now)]})
