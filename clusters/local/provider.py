@@ -164,7 +164,7 @@ class LocalCluster(ClusterProvider):
             raise ClusterError(f"container {container} of pod {namespace}/"
                                f"{pod['metadata']['name']} is not running")
         prefix, env = entry
-        # nsenter forks into the node's PID namespace: a command that overruns is
+        # nsenter forks into the pod's PID namespace: a command that overruns is
         # stopped with its process group
         proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL,

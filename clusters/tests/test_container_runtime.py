@@ -340,10 +340,10 @@ def test_each_node_has_a_pid_namespace_whose_pid_1_is_in_the_node_network(runtim
     for node, facts in seen.items():
         netns = Path("/run/netns") / node_netns(runtime.name, node)
         assert int(facts["/host/proc/1/ns/net"]) == _ino(netns), facts
-        # the container is in its node's PID namespace, and its own /proc is the node's
-        assert facts["/proc/self/ns/pid"] == facts["/host/proc/1/ns/pid"]
-        assert facts["/proc/1/ns/pid"] == facts["/host/proc/1/ns/pid"]
+        # the node's procfs is its own PID namespace's, neither the machine's nor the
+        # pod's (the container's /proc is its pod's)
         assert int(facts["/host/proc/1/ns/pid"]) != _ino("/proc/self/ns/pid")
+        assert facts["/proc/self/ns/pid"] != facts["/host/proc/1/ns/pid"]
         assert facts["comm"].startswith("python")  # the node's init (node/pidinit.py)
         # the node's procfs shows the node's processes, not the machine's
         assert int(facts["seen"]) < len([p for p in os.listdir("/proc") if p.isdigit()])
@@ -351,20 +351,74 @@ def test_each_node_has_a_pid_namespace_whose_pid_1_is_in_the_node_network(runtim
     assert seen["node-1"]["/host/proc/1/ns/pid"] != seen["node-2"]["/host/proc/1/ns/pid"]
 
 
-def test_exec_runs_in_the_node_pid_namespace_and_an_overrun_stops_it_all(runtime):
+def _pid_facts() -> dict:
+    """A container that reports its PID namespace as a pod's processes see it."""
+    return _sh("echo self=$$$$; echo ns=$(stat -L -c %i /proc/self/ns/pid); "
+               "echo init=$(stat -L -c %i /proc/1/ns/pid); "
+               "echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); "
+               "echo pids=$(ls /proc | grep '^[0-9]' | sort -n | tr '\\n' ,)")
+
+
+def _facts(log: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in log.splitlines() if "=" in line)
+
+
+def test_each_pod_has_a_pid_namespace_whose_pid_1_is_its_pause(runtime):
+    """Kubernetes gives a pod PID namespaces of its own unless it sets hostPID (the
+    Pod API's ``hostPID``, ``shareProcessNamespace``); here a pod's containers share
+    one, PID 1 being the pod's pause, as with ``shareProcessNamespace: true``."""
+    seen = {name: _facts(_run(runtime, _pod(name, _pid_facts())))
+            for name in ("pidns-a", "pidns-b")}
+    for facts in seen.values():
+        assert facts["init"] == facts["ns"], facts  # /proc is the pod's procfs
+        assert int(facts["self"]) > 1, facts
+        assert "pause.py" in facts["pid1"], facts
+        node_pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [int(p) for p in facts["pids"].strip(",").split(",")]
+        # the pause, the shell and its pipeline: the pod's processes only
+        assert 1 in pids and len(pids) < 10 < len(node_pids), facts
+        assert int(facts["ns"]) != _ino("/proc/self/ns/pid")
+    assert seen["pidns-a"]["ns"] != seen["pidns-b"]["ns"]
+
+
+def test_a_pod_with_host_pid_shares_its_node_pid_namespace(runtime):
+    facts = _facts(_run(runtime, _pod("hostpid", _pid_facts(), hostPID=True)))
+    pod = runtime.wait("v1", "Pod", "hostpid", namespace="rt", timeout=5,
+                       condition=lambda p: True)
+    node_init = runtime.dir.path / "nodes" / pod["spec"]["nodeName"] / "proc" / "1"
+    assert int(facts["ns"]) == _ino(node_init / "ns" / "pid"), facts
+    assert "pidinit" in facts["pid1"], facts  # the node's init (node/pidinit.py)
+
+
+def test_the_pause_reaps_orphans_and_takes_their_processes_with_it(runtime):
+    """An orphan is re-parented to PID 1 of its namespace, the pause, which reaps it
+    (else it would stay a zombie); killing the pause kills what the pod left."""
+    script = ("sh -c 'sleep 0.3 & echo $!' > /tmp/orphan; o=$(cat /tmp/orphan); "
+              "echo parent=$(awk '/^PPid/ {print $2}' /proc/$o/status); "
+              "if timeout 30 sh -c \"while [ -e /proc/$o ]; do sleep 0.05; done\"; "
+              "then echo orphan=reaped; else echo orphan=left; fi")
+    facts = _facts(_run(runtime, _pod("reaper", _sh(script))))
+    assert facts == {"parent": "1", "orphan": "reaped"}
+
+
+def test_exec_runs_in_the_pod_pid_namespace_and_an_overrun_stops_it_all(runtime):
     runtime.apply([_pod("execd", _sh("exec sleep 3650d"), restartPolicy="Always")],
                   namespace="rt")
     pod = runtime.wait("v1", "Pod", "execd", namespace="rt", timeout=60,
                        condition=lambda p: p["status"].get("phase") == "Running")
-    node_pidns = _ino(runtime.dir.path / "nodes" / pod["spec"]["nodeName"] / "proc" /
-                      "1" / "ns" / "pid")
-    out = runtime.exec("rt", "execd", ["sh", "-c", "stat -L -c %i /proc/self/ns/pid; pwd"])
+    node_proc = runtime.dir.path / "nodes" / pod["spec"]["nodeName"] / "proc"
+    pid = (runtime.dir.path / "nodes" / pod["spec"]["nodeName"] / "pods" /
+           pod["metadata"]["uid"] / "containers" / "c" / "pid").read_text().strip()
+    out = runtime.exec("rt", "execd", ["sh", "-c", "stat -L -c %i /proc/self/ns/pid; pwd; "
+                                       "tr '\\0' ' ' < /proc/1/cmdline"])
     assert out.exit_code == 0, out.stderr
-    assert out.stdout.split() == [str(node_pidns), "/"]
+    lines = out.stdout.splitlines()
+    assert lines[:2] == [str(_ino(node_proc / pid / "ns" / "pid")), "/"], lines
+    assert "pause.py" in lines[2]  # the pod's procfs
     marker = f"{3000 + uuid.uuid4().int % 600}"
     with pytest.raises(ClusterError, match="did not finish"):
         runtime.exec("rt", "execd", ["sleep", marker], timeout=2)
-    # nsenter forks into the node's namespace: its child is stopped with it (an
+    # nsenter forks into the pod's namespace: its child is stopped with it (an
     # hour's sleep otherwise)
     left = [int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) ==
             f"sleep\x00{marker}\x00".encode()]

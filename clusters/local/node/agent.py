@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -43,6 +44,7 @@ from .clock import now, pause
 from .containers import Container
 from .events import EventRecorder
 from .hostpaths import NodeRoot
+from .pidns import PodPidNamespace
 from .podenv import SERVICE_ENV, PodFacts, container_env, read_objects
 from .podnetwork import PodNetwork, SandboxFailed
 from .status import keep_written, pod_status
@@ -69,6 +71,8 @@ class PodWorker:
         self.namespace: str = meta["namespace"]
         self.spec: dict[str, Any] = pod.get("spec") or {}
         self.host_network = bool(self.spec.get("hostNetwork"))
+        # the pod's PID namespace (none with hostPID: the node's), started once
+        self._pidns: asyncio.Future[PodPidNamespace] | None = None
         self.dir = podfiles.pod_dir(agent.state_dir, self.uid)
         self.net: PodNetwork | None = None
         self.cgroup: str | None = None
@@ -151,6 +155,18 @@ class PodWorker:
         if self.agent.cgroups is not None:
             qos = (self.pod.get("status") or {}).get("qosClass", "BestEffort")
             self.cgroup = self.agent.cgroups.make_pod(self.uid, qos)
+        if not self.spec.get("hostPID"):
+            # a future of its own: stop() finds and kills the pause even if this task
+            # is cancelled while it starts
+            self._pidns = asyncio.ensure_future(PodPidNamespace.start())
+            try:
+                await asyncio.shield(self._pidns)
+            except (OSError, rootfs.RootError) as exc:
+                self.event("FailedCreatePodSandBox",
+                           f"Failed to create pod sandbox: its PID namespace: {exc}",
+                           "Warning")
+                await self.terminating.wait()
+                return
         if not self.host_network:
             if not await self._run_sandbox():
                 return  # deleted before its sandbox could be made
@@ -182,6 +198,9 @@ class PodWorker:
         for c in self.main + self.init:
             c.stop_probes()
         await self.task.stop()
+        if self._pidns is not None:  # and, with its PID 1, whatever the pod still ran
+            with contextlib.suppress(OSError, rootfs.RootError):
+                await (await self._pidns).stop()
         if self.net is not None:  # CNI DEL, the node's bind, the namespace
             try:
                 await self.net.teardown()
@@ -283,6 +302,8 @@ class PodWorker:
             netns=str(self.sandbox.path) if self.sandbox else None,
             hostname=self.hostname, proc=self.agent.proc,
             user=launch.run_as(self.spec, c.spec))
+        if self._pidns is not None:
+            root = dataclasses.replace(root, pid_namespace=self._pidns.result().fd)
         return argv, env, root
 
     # -- status -----------------------------------------------------------------------

@@ -72,9 +72,10 @@ def enter_argv(pid: int, proc: str = "/proc") -> list[str]:
     a shell of this machine does it first.
 
     The namespaces are named by their files in ``proc``, so a pid of a node's own
-    PID namespace works from any namespace; the command joins the node's PID
-    namespace too (its ``/proc`` is the node's), so nsenter forks: whoever stops
-    the command early stops its process group (start it in a session of its own)."""
+    PID namespace works from any namespace; the command joins the process's PID
+    namespace too (its pod's, whose procfs its root shows at ``/proc``), so nsenter
+    forks: whoever stops the command early stops its process group (start it in a
+    session of its own)."""
     base = f"{proc}/{pid}"
     argv = [shutil.which("nsenter") or "nsenter", f"--mount={base}/ns/mnt",
             f"--uts={base}/ns/uts", f"--net={base}/ns/net", f"--pid={base}/ns/pid",

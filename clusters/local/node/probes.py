@@ -85,7 +85,7 @@ async def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: st
             proc = await asyncio.create_subprocess_exec(
                 *prefix, *argv, stdin=asyncio.subprocess.DEVNULL, env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True)  # nsenter forks into the node's PID namespace
+                start_new_session=True)  # nsenter forks into the pod's PID namespace
         except OSError as exc:
             raise ProbeFailed(f"exec {argv[:1]}: {exc}") from None
         try:

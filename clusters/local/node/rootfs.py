@@ -23,9 +23,10 @@ exec (``preexec_fn``), so a container costs no helper process:
    still propagate in, and none made here leak out;
 2. join the pod's network namespace (``setns``);
 3. mount a tmpfs on ``scratch`` and the overlay on ``scratch/root``;
-4. ``pivot_root`` into it with the old root at ``/.ah-host``, mount ``/proc`` (the
-   node's procfs, ``RootSpec.proc``: the node's PID namespace, which the container
-   is in as a child of the node's agent), a fresh ``/sys`` (showing the joined
+4. ``pivot_root`` into it with the old root at ``/.ah-host``, mount ``/proc`` (a
+   procfs of the pod's PID namespace, which the process was forked into: see
+   ``RootSpec.pid_namespace``; or, for a ``hostPID`` pod or a node's own program,
+   the node's procfs, ``RootSpec.proc``), a fresh ``/sys`` (showing the joined
    network namespace, as ``ip netns exec`` does) with the machine's cgroup tree, a
    ``/dev`` tmpfs with the usual device nodes, tmpfs ``/run``, ``/tmp``,
    ``/dev/shm``; then each :class:`Bind` with its source read through ``/.ah-host``,
@@ -41,7 +42,8 @@ Interface (also used to run CNI plugins in a node's view, see ``hostpaths.py``):
 process in one (asyncio; the fork happens on a thread of its own, so the event
 loop is not held while the child sets the root up); :func:`run` runs one to
 completion (blocking); :func:`enter` does the setup in the calling process (for
-a ``preexec_fn`` of one's own).  The caller must be root (CAP_SYS_ADMIN).
+a ``preexec_fn`` of one's own); :func:`spawn_init` starts the PID 1 of a new PID
+namespace.  The caller must be root (CAP_SYS_ADMIN).
 
 Since the lower layer is the machine's live root, a file created or removed on
 the machine after a container looked it up may be seen late (overlayfs caches
@@ -52,7 +54,9 @@ project and the Python installation for the catalog's programs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import errno
 import fcntl
 import os
 import platform
@@ -60,7 +64,7 @@ import signal
 import stat
 import subprocess
 import termios
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -70,6 +74,7 @@ HOST = "/.ah-host"  # where the machine's root stays while the container's is se
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MS_SLAVE, MS_SHARED = 1 << 19, 1 << 20
@@ -130,8 +135,11 @@ class RootSpec:
     workdir: str = "/"
     cgroup: str | None = None    # a cgroup2 directory of this machine to join; None: stay
     # the procfs shown at /proc: the node's (``pidinit.py``), whose PID namespace the
-    # process is in; "/proc" is the caller's own
+    # process is in; "/proc" is the caller's own.  Unused with a pid_namespace.
     proc: str = "/proc"
+    # a pidfd of the process whose PID namespace the process joins (its pod's PID 1,
+    # ``pidns.py``); its /proc is then a procfs of that namespace.  None: the caller's
+    pid_namespace: int | None = None
     user: RunAs | None = None    # None: root, the user of every image here
     # stdin is a terminal to make the process's controlling one (a container's tty)
     controlling_terminal: bool = False
@@ -214,10 +222,15 @@ def _tmpfs(target: str, mode: int, flags: int = MS_NOSUID | MS_NODEV) -> None:
     mount("tmpfs", target, "tmpfs", flags, f"mode={mode:o}")
 
 
-def _base_layout(proc: str = "/proc") -> None:
-    """/proc (the procfs at ``proc`` on the machine), /sys, /dev, /run, /tmp of a
-    container (the old root is at HOST)."""
-    _bind(HOST + os.path.normpath(proc), "/proc")
+def _base_layout(proc: str | None = "/proc") -> None:
+    """/proc (the procfs at ``proc`` on the machine; None: a procfs of the process's
+    own PID namespace), /sys, /dev, /run, /tmp of a container (the old root is at
+    HOST)."""
+    if proc is None:
+        _mount_point("/proc", True)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    else:
+        _bind(HOST + os.path.normpath(proc), "/proc")
     _mount_point("/sys", True)
     mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if os.path.isdir(HOST + "/sys/fs/cgroup"):
@@ -272,7 +285,7 @@ def enter(spec: RootSpec) -> None:
     os.chdir(root)
     _pivot_root(".", HOST.lstrip("/"))
     os.chdir("/")
-    _base_layout(spec.proc)
+    _base_layout(None if spec.pid_namespace is not None else spec.proc)
     for b in spec.binds:
         if not os.path.isabs(b.source) or not os.path.isabs(b.target):
             raise RootError(f"bind {b.source} -> {b.target}: both paths must be absolute")
@@ -367,6 +380,41 @@ class Process:
         self.send_signal(signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _children_in(pidfd: int | None, new: bool = False) -> Iterator[None]:
+    """Within the block, the processes the calling thread forks are created in the
+    PID namespace of the process ``pidfd`` refers to (setns(2) takes a pidfd since
+    Linux 5.8) or, with ``new``, in a new namespace whose PID 1 is the first of them.
+
+    Only the calling thread's next children change (the kernel's per-thread
+    ``pid_for_children``), never its own namespace or another thread's; it is
+    restored when the block ends, so a spawner thread serves the next pod as before.
+    """
+    if pidfd is None and not new:
+        yield
+        return
+    saved = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if new:
+            _check(_libc.unshare(CLONE_NEWPID), "unshare a PID namespace")
+        elif _libc.setns(pidfd, CLONE_NEWPID) != 0:
+            err = ctypes.get_errno()
+            raise RootError("joining the pod's PID namespace: " + (
+                "its PID 1 has exited" if err == errno.ESRCH else os.strerror(err)))
+        try:
+            yield
+        finally:
+            _check(_libc.setns(saved, CLONE_NEWPID),
+                   "restoring the spawning thread's PID namespace")
+    finally:
+        os.close(saved)
+
+
+def _no_init(spec: RootSpec, exc: OSError) -> bool:
+    """fork(2) fails with ENOMEM in a PID namespace whose PID 1 has exited."""
+    return spec.pid_namespace is not None and exc.errno == errno.ENOMEM
+
+
 # The forks happen here, not on the event loop: the child sets the root up before
 # exec, and Popen returns only then (tens of ms on a busy machine).  The threads
 # live as long as the process, which matters: a child's "parent" for
@@ -384,15 +432,36 @@ async def spawn(spec: RootSpec, argv: Sequence[str], *, env: Mapping[str, str],
     def start() -> subprocess.Popen[bytes]:
         read_fd, write_fd = _report_pipe()
         try:
-            return subprocess.Popen(
-                list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env),
-                preexec_fn=preexec(spec, write_fd, die_with_parent),
-                start_new_session=start_new_session)
+            with _children_in(spec.pid_namespace):
+                return subprocess.Popen(
+                    list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env),
+                    preexec_fn=preexec(spec, write_fd, die_with_parent),
+                    start_new_session=start_new_session)
         except subprocess.SubprocessError:
             raise _failure(read_fd, argv) from None
+        except OSError as exc:
+            if _no_init(spec, exc):
+                raise RootError("the pod's PID namespace has no PID 1 any more") from None
+            raise
         finally:
             os.close(write_fd)
             os.close(read_fd)
+
+    loop = asyncio.get_running_loop()
+    return Process(await loop.run_in_executor(_SPAWNER, start))
+
+
+async def spawn_init(argv: Sequence[str], *, env: Mapping[str, str]) -> Process:
+    """Start ``argv`` as PID 1 of a new PID namespace (in the caller's root and
+    network; output to the caller's stderr), killed if its parent dies: the holder of
+    a pod's PID namespace (``pidns.py``).  Its pidfd, ``Process.pid``'s, lets others
+    join the namespace (``RootSpec.pid_namespace``)."""
+    def start() -> subprocess.Popen[bytes]:
+        with _children_in(None, new=True):
+            return subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=dict(env), start_new_session=True,
+                preexec_fn=lambda: _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0))
 
     loop = asyncio.get_running_loop()
     return Process(await loop.run_in_executor(_SPAWNER, start))
@@ -404,9 +473,11 @@ def run(spec: RootSpec, argv: Sequence[str], *, env: Mapping[str, str],
     """:func:`spawn`, to completion, output captured (for short tools: a CNI plugin)."""
     read_fd, write_fd = _report_pipe()
     try:
-        return subprocess.run(list(argv), input=input, capture_output=True, env=dict(env),
-                              timeout=timeout, preexec_fn=preexec(spec, write_fd, True),
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        with _children_in(spec.pid_namespace):
+            return subprocess.run(
+                list(argv), input=input, capture_output=True, env=dict(env),
+                timeout=timeout, preexec_fn=preexec(spec, write_fd, True),
+                stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.SubprocessError as exc:
         if isinstance(exc, subprocess.TimeoutExpired):
             raise
