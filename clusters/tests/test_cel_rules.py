@@ -172,3 +172,88 @@ def test_the_reference_crds_describe_and_check_the_security_kinds(kubectl, ns):
         assert apply("PeerAuthentication", {"mtls": {"mode": "STRICT"}}).returncode == 0
     finally:
         kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")
+
+
+# Objects as Istio's and the Gateway API's docs write them (the 90/10 split of the
+# walkthrough, a DestinationRule with subsets and a traffic policy, an ingress Gateway
+# and its HTTPRoute; istio.io "Traffic Management" tasks, gateway-api.sigs.k8s.io).
+NETWORKING = [
+    {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+     "metadata": {"name": "reviews"},
+     "spec": {"hosts": ["reviews"], "http": [
+         {"match": [{"headers": {"end-user": {"exact": "jason"}}}],
+          "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+         {"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
+                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10}],
+          "timeout": "10s", "retries": {"attempts": 3, "perTryTimeout": "2s"}}]}},
+    {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+     "metadata": {"name": "reviews"},
+     "spec": {"host": "reviews", "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}},
+              "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                          {"name": "v2", "labels": {"version": "v2"},
+                           "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 10}}}}]}},
+    {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+     "metadata": {"name": "bookinfo-gateway"},
+     "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+         {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+    {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+     "metadata": {"name": "bookinfo-gateway"},
+     "spec": {"gatewayClassName": "istio", "listeners": [
+         {"name": "http", "port": 80, "protocol": "HTTP",
+          "allowedRoutes": {"namespaces": {"from": "Same"}}}]}},
+    {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+     "metadata": {"name": "bookinfo"},
+     "spec": {"parentRefs": [{"name": "bookinfo-gateway"}], "rules": [
+         {"matches": [{"path": {"type": "Exact", "value": "/productpage"}}],
+          "backendRefs": [{"name": "productpage", "port": 9080}]}]}},
+    # the 2022 preview's waypoint: v1alpha2, class istio-mesh, no listeners
+    {"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "Gateway",
+     "metadata": {"name": "productpage",
+                  "annotations": {"istio.io/service-account": "bookinfo-productpage"}},
+     "spec": {"gatewayClassName": "istio-mesh"}},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.kubectl
+def test_the_reference_crds_describe_and_check_the_networking_kinds(kubectl, ns):
+    """Istio's networking kinds and the Gateway API's carry their APIs' schemas: what
+    the docs write is accepted (and defaulted as the real server defaults it), a
+    misspelt field, a bad enum value, a broken bound or CEL rule is refused."""
+    kubectl("apply", "-f", str(REFERENCE_CRDS))
+    try:
+        kubectl("wait", "--for=condition=Established",
+                "crd/virtualservices.networking.istio.io",
+                "crd/httproutes.gateway.networking.k8s.io")
+        explained = kubectl("explain", "virtualservice.spec.http.route").stdout
+        assert "destination" in explained and "weight" in explained
+        explained = kubectl("explain", "httproute.spec.rules.backendRefs").stdout
+        assert "weight" in explained and "port" in explained
+
+        def apply(obj: dict, **spec: object) -> subprocess.CompletedProcess:
+            obj = {**obj, "spec": {**obj["spec"], **spec}}
+            return kubectl("apply", "-n", ns, "-f", "-", check=False, input=json.dumps(obj))
+
+        for obj in NETWORKING:
+            done = apply(obj)
+            assert done.returncode == 0, (obj["kind"], done.stderr)
+        route = json.loads(kubectl("get", "httproute", "bookinfo", "-n", ns, "-o",
+                                   "json").stdout)
+        # the schema's defaults, as the real server stores them
+        assert route["spec"]["parentRefs"][0]["group"] == "gateway.networking.k8s.io"
+        assert route["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
+        assert route["spec"]["rules"][0]["backendRefs"][0]["weight"] == 1
+        vs, dr, _, gw, hr, _ = NETWORKING
+        misspelt = apply(vs, htpp=[])
+        assert 'unknown field "spec.htpp"' in misspelt.stderr
+        lb = apply(dr, trafficPolicy={"loadBalancer": {"simple": "FASTEST"}})
+        assert 'Unsupported value: "FASTEST"' in lb.stderr
+        # a Gateway API Gateway must listen (v1), and a Service backend needs a port
+        # (the HTTPRoute CRD's CEL rule)
+        assert "spec.listeners: Required value" in apply(gw, listeners=None).stderr
+        portless = apply(hr, rules=[{"backendRefs": [{"name": "productpage"}]}])
+        assert "Must have port for Service reference" in portless.stderr, portless.stderr
+        too_high = apply(gw, listeners=[{"name": "http", "port": 99999, "protocol": "HTTP"}])
+        assert "spec.listeners[0].port" in too_high.stderr, too_high.stderr
+    finally:
+        kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")

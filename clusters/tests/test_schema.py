@@ -492,3 +492,65 @@ def test_patch_tags_come_from_the_client_release_openapi_definitions():
     assert table["V1DeploymentSpec", "strategy"] == (frozenset({"retainKeys"}), None)
     assert table["V1ObjectMeta", "ownerReferences"] == (frozenset({"merge"}), "uid")
     assert ("V1JSONSchemaProps", "x-kubernetes-validations") in table
+
+
+DEFAULTED = {
+    "type": "object",
+    "properties": {"spec": {"type": "object", "properties": {
+        "mode": {"type": "string", "default": "Strict"},
+        "kept": {"type": "string", "nullable": True, "default": "x"},
+        "refs": {"type": "array", "items": {"type": "object", "properties": {
+            "kind": {"type": "string", "default": "Service"},
+            "weight": {"type": "integer", "default": 1}}}},
+        "match": {"type": "object", "default": {},
+                  "properties": {"type": {"type": "string", "default": "PathPrefix"}}},
+        "byName": {"type": "object", "additionalProperties": {
+            "type": "object", "properties": {"on": {"type": "boolean", "default": True}}}},
+    }}},
+}
+
+
+def test_crd_defaults_fill_missing_and_non_nullable_null_fields_at_every_depth():
+    obj = {"spec": {"mode": None, "kept": None, "refs": [{"weight": 5}, {}],
+                    "byName": {"a": {}, "b": {"on": False}}}}
+    schema.default_crd(obj, DEFAULTED)
+    assert obj == {"spec": {
+        "mode": "Strict",  # null and not nullable: defaulted
+        "kept": None,      # nullable: a null is a value
+        "refs": [{"kind": "Service", "weight": 5}, {"kind": "Service", "weight": 1}],
+        "match": {"type": "PathPrefix"},  # a defaulted object is defaulted in turn
+        "byName": {"a": {"on": True}, "b": {"on": False}}}}
+    # the default is copied, never shared between objects
+    other: dict[str, Any] = {"spec": {}}
+    schema.default_crd(other, DEFAULTED)
+    other["spec"]["match"]["type"] = "Exact"
+    assert DEFAULTED["properties"]["spec"]["properties"]["match"]["default"] == {}
+
+
+REQUIRED = {"type": "object", "properties": {"spec": {
+    "type": "object", "required": ["listeners"],
+    "properties": {"listeners": {"type": "array", "items": {"type": "string"}},
+                   "name": {"type": "string", "maxLength": 3}}}}}
+
+
+def test_ratcheting_drops_errors_at_values_an_update_leaves_unchanged():
+    old = {"spec": {"name": "long"}}
+    new = {"spec": {"name": "long"}, "status": {"ok": True}}
+    issues = schema.validate_crd_schema(new, REQUIRED, strict=False)
+    assert {i.field for i in issues} == {"spec.listeners", "spec.name"}
+    assert schema.ratchet(issues, new, old) == []
+    changed = {"spec": {"name": "longer"}}
+    issues = schema.validate_crd_schema(changed, REQUIRED, strict=False)
+    assert [i.field for i in schema.ratchet(issues, changed, old)] == ["spec.name"]
+    # created without the old object, nothing is ratcheted
+    assert len(schema.validate_crd_schema(new, REQUIRED, strict=False)) == 2
+
+
+@pytest.mark.parametrize("path, found", [
+    ("spec.rules[1].name", "b"), ("spec.rules[2].name", None), ("spec.other", None),
+    ("spec.rules[0]", {"name": "a"}),
+])
+def test_value_at_reads_issue_paths(path, found):
+    obj = {"spec": {"rules": [{"name": "a"}, {"name": "b"}]}}
+    value = schema.value_at(obj, path)
+    assert value == found if found is not None else value is schema._MISSING

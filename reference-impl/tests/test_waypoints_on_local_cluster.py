@@ -21,7 +21,7 @@ L7_PRINCIPALS = ["cluster.local/ns/default/sa/sleep",
 
 def gateway(name: str, flavour: str, account: str | None = None) -> dict:
     if flavour == "istio-mesh":
-        return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        return {"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "Gateway",
                 "metadata": {"name": name, "namespace": "default",
                              "annotations": {"istio.io/service-account": account}},
                 "spec": {"gatewayClassName": "istio-mesh"}}

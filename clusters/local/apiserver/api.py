@@ -694,8 +694,12 @@ class Api:
             crd_schema = rt.crd_schema(version)
             if crd_schema is None:
                 return
+            if not partial:  # the schema's defaults, before the checks that read them
+                schema.default_crd(obj, crd_schema)
             issues = _only_unknown(schema.validate_crd_schema(obj, crd_schema,
                                                               strict=opts.strict), partial)
+            if old is not None:
+                issues = schema.ratchet(issues, obj, old)
             if not issues and not opts.strict:
                 pruned, dropped = schema.prune_crd(obj, crd_schema)
                 if dropped:
@@ -717,8 +721,10 @@ class Api:
             from . import celrules  # CEL loads at the first custom resource, not at start
 
             verdict = celrules.check(obj, rt.crd_schema(version), old)
-            if verdict.causes:
-                raise errors.invalid(rt.kind, rt.group, name, verdict.causes)
+            causes = verdict.causes if old is None else [  # ratcheted too (KEP-4008)
+                c for c in verdict.causes if not schema.unchanged(c.get("field", ""), obj, old)]
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
             opts.warnings.extend(f"CEL rule not evaluated by the local cluster (it calls a "
                                  f"function its CEL library lacks): {s}"
                                  for s in verdict.skipped)

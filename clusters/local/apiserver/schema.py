@@ -1028,6 +1028,75 @@ def _crd_prune(
     return value
 
 
+def default_crd(value: Any, s: Mapping[str, Any] | None) -> None:
+    """Fill in the schema's ``default`` values in custom resource ``value``, in place,
+    as the apiserver does after pruning and before validation (apiextensions-apiserver
+    ``pkg/apiserver/schema/defaulting/algorithm.go``): a property that is missing, or
+    null without ``nullable``, gets a copy of its default, then every property
+    (defaulted ones included), additional property and list item is defaulted by its
+    own schema.  CEL rules rely on it: the Gateway API's read ``self.group`` of a
+    backendRef that names none."""
+    if not isinstance(s, Mapping):
+        return
+    if isinstance(value, dict):
+        props = s.get("properties") or {}
+        for key, prop in props.items():
+            if "default" not in prop or prop["default"] is None:
+                continue
+            if key not in value or (value[key] is None and not prop.get("nullable")):
+                value[key] = copy.deepcopy(prop["default"])
+        additional = s.get("additionalProperties")
+        for key, item in value.items():
+            if key in props:
+                default_crd(item, props[key])
+            elif isinstance(additional, Mapping):
+                default_crd(item, additional)
+    elif isinstance(value, list):
+        for item in value:
+            default_crd(item, s.get("items"))
+
+
+_MISSING, _UNRESOLVED = object(), object()
+_PATH_STEP = re.compile(r"([^\[\]]*)((?:\[\d+\])*)")
+
+
+def value_at(obj: Any, path: str) -> Any:
+    """The value at a field path of the form issues and causes name
+    (``spec.rules[0].matches``); ``_MISSING`` if there is none there, ``_UNRESOLVED``
+    if the path cannot be read (a map key with a dot in it)."""
+    node = obj
+    for part in path.split("."):
+        m = _PATH_STEP.fullmatch(part)
+        if m is None:
+            return _UNRESOLVED
+        name, indices = m.groups()
+        if name:
+            if not isinstance(node, dict) or name not in node:
+                return _MISSING
+            node = node[name]
+        for index in re.findall(r"\d+", indices):
+            if not isinstance(node, list) or int(index) >= len(node):
+                return _MISSING
+            node = node[int(index)]
+    return node
+
+
+def unchanged(path: str, new: Any, old: Any) -> bool:
+    """Whether an update leaves the value at ``path`` as it was (absent in both
+    counts as unchanged)."""
+    before, after = value_at(old, path), value_at(new, path)
+    return before is not _UNRESOLVED and after is not _UNRESOLVED and before == after
+
+
+def ratchet(issues: list[FieldIssue], new: Any, old: Any) -> list[FieldIssue]:
+    """CRD validation ratcheting (KEP-4008, on by default since Kubernetes 1.30, GA in
+    1.33): on an update, a schema error at a value the update leaves unchanged is not
+    reported, so an object stored under looser rules (an older version's schema, a
+    CRD tightened since) can still have its status or other fields written.  Unknown
+    fields are never ratcheted."""
+    return [i for i in issues if is_unknown_field(i) or not unchanged(i.field, new, old)]
+
+
 def prune_crd(
     obj: Mapping[str, Any], openapi_v3_schema: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
