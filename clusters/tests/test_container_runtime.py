@@ -401,6 +401,44 @@ def test_the_pause_reaps_orphans_and_takes_their_processes_with_it(runtime):
     assert facts == {"parent": "1", "orphan": "reaped"}
 
 
+def _pid_ns_of(cluster, pod: dict) -> int:
+    node = cluster.dir.path / "nodes" / pod["spec"]["nodeName"]
+    pid = (node / "pods" / pod["metadata"]["uid"] / "containers" / "c" / "pid").read_text()
+    return _ino(node / "proc" / pid.strip() / "ns" / "pid")
+
+
+def test_a_killed_pause_is_replaced_and_the_pod_restarts_in_a_new_namespace(runtime):
+    """The kernel kills a PID namespace's processes with its PID 1; kubelet re-creates
+    a pod sandbox that died (SandboxChanged) and the containers restart in it."""
+    runtime.apply([_pod("sandboxed", _sh("exec sleep 3650d"), restartPolicy="Always")],
+                  namespace="rt")
+    pod = runtime.wait("v1", "Pod", "sandboxed", namespace="rt", timeout=60,
+                       condition=lambda p: p["status"].get("phase") == "Running")
+    before = _pid_ns_of(runtime, pod)
+    pauses = [int(p) for p in os.listdir("/proc") if p.isdigit()
+              and b"pause.py" in _cmdline(p) and _ns_ino(p) == before]
+    assert len(pauses) == 1, pauses
+    os.kill(pauses[0], 9)
+
+    def restarted(p: dict) -> bool:
+        status = (p["status"].get("containerStatuses") or [{}])[0]
+        return status.get("restartCount", 0) >= 1 and "running" in status.get("state", {})
+    pod = runtime.wait("v1", "Pod", "sandboxed", namespace="rt", timeout=60,
+                       condition=restarted)
+    assert _pid_ns_of(runtime, pod) != before
+    events = runtime.kubectl("get", "events", "-n", "rt", "--field-selector",
+                             "involvedObject.name=sandboxed").stdout
+    assert "SandboxChanged" in events
+    runtime.kubectl("delete", "pod", "sandboxed", "-n", "rt", "--wait=true", "--timeout=60s")
+
+
+def _ns_ino(pid: str) -> int | None:
+    try:
+        return _ino(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def test_exec_runs_in_the_pod_pid_namespace_and_an_overrun_stops_it_all(runtime):
     runtime.apply([_pod("execd", _sh("exec sleep 3650d"), restartPolicy="Always")],
                   namespace="rt")

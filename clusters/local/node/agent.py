@@ -303,8 +303,25 @@ class PodWorker:
             hostname=self.hostname, proc=self.agent.proc,
             user=launch.run_as(self.spec, c.spec))
         if self._pidns is not None:
-            root = dataclasses.replace(root, pid_namespace=self._pidns.result().fd)
+            try:
+                pidns = await self._pid_namespace()
+            except (OSError, rootfs.RootError) as exc:
+                raise launch.LaunchError(f"the pod's PID namespace: {exc}") from None
+            root = dataclasses.replace(root, pid_namespace=pidns.fd)
         return argv, env, root
+
+    async def _pid_namespace(self) -> PodPidNamespace:
+        """The pod's PID namespace, made again if its pause was killed (the kernel then
+        killed the pod's processes, whose restarts land here), as kubelet re-creates a
+        pod sandbox that died."""
+        assert self._pidns is not None
+        if self._pidns.done() and self._pidns.result().exited:
+            dead = self._pidns.result()
+            self.event("SandboxChanged", "Pod sandbox changed, it will be killed and "
+                       "re-created.")
+            self._pidns = asyncio.ensure_future(PodPidNamespace.start())
+            await dead.stop()
+        return await asyncio.shield(self._pidns)
 
     # -- status -----------------------------------------------------------------------
 

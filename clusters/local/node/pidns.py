@@ -45,6 +45,12 @@ class PodPidNamespace:
         return cls(init)
 
     @property
+    def exited(self) -> bool:
+        """Whether the pause has exited (killed from outside: the kernel then killed the
+        pod's processes too)."""
+        return self.init.returncode is not None
+
+    @property
     def pid(self) -> int:
         """The pause's pid in the node's PID namespace."""
         return self.init.pid
