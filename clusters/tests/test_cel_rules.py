@@ -7,8 +7,10 @@ predicates, immutability through oldSelf, messageExpression, fieldPath, reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,14 +143,23 @@ REFERENCE_CRDS = Path(__file__).resolve().parents[2] / \
     "reference-impl/ambient_ref/manifests/crds.yaml"
 
 
+@contextlib.contextmanager
+def reference_crds(kubectl, *established: str) -> Iterator[None]:
+    """The reference's CRDs, applied until the block ends (the session's cluster is
+    shared: later tests install Istio's own)."""
+    kubectl("apply", "-f", str(REFERENCE_CRDS))
+    try:
+        kubectl("wait", "--for=condition=Established", *(f"crd/{n}" for n in established))
+        yield
+    finally:
+        kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")
+
+
 @pytest.mark.slow
 @pytest.mark.kubectl
 def test_the_reference_crds_describe_and_check_the_security_kinds(kubectl, ns):
-    kubectl("apply", "-f", str(REFERENCE_CRDS))
-    try:
-        kubectl("wait", "--for=condition=Established",
-                "crd/authorizationpolicies.security.istio.io",
-                "crd/peerauthentications.security.istio.io")
+    with reference_crds(kubectl, "authorizationpolicies.security.istio.io",
+                        "peerauthentications.security.istio.io"):
         explained = kubectl("explain", "authorizationpolicy.spec.action").stdout
         assert "What a match does" in explained and "ALLOW" in explained
 
@@ -170,8 +181,6 @@ def test_the_reference_crds_describe_and_check_the_security_kinds(kubectl, ns):
         ports = apply("PeerAuthentication", {"portLevelMtls": {"8080": {"mode": "STRICT"}}})
         assert "portLevelMtls requires selector" in ports.stderr
         assert apply("PeerAuthentication", {"mtls": {"mode": "STRICT"}}).returncode == 0
-    finally:
-        kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")
 
 
 # Objects as Istio's and the Gateway API's docs write them (the 90/10 split of the
@@ -220,11 +229,8 @@ def test_the_reference_crds_describe_and_check_the_networking_kinds(kubectl, ns)
     """Istio's networking kinds and the Gateway API's carry their APIs' schemas: what
     the docs write is accepted (and defaulted as the real server defaults it), a
     misspelt field, a bad enum value, a broken bound or CEL rule is refused."""
-    kubectl("apply", "-f", str(REFERENCE_CRDS))
-    try:
-        kubectl("wait", "--for=condition=Established",
-                "crd/virtualservices.networking.istio.io",
-                "crd/httproutes.gateway.networking.k8s.io")
+    with reference_crds(kubectl, "virtualservices.networking.istio.io",
+                        "httproutes.gateway.networking.k8s.io"):
         explained = kubectl("explain", "virtualservice.spec.http.route").stdout
         assert "destination" in explained and "weight" in explained
         explained = kubectl("explain", "httproute.spec.rules.backendRefs").stdout
@@ -255,5 +261,3 @@ def test_the_reference_crds_describe_and_check_the_networking_kinds(kubectl, ns)
         assert "Must have port for Service reference" in portless.stderr, portless.stderr
         too_high = apply(gw, listeners=[{"name": "http", "port": 99999, "protocol": "HTTP"}])
         assert "spec.listeners[0].port" in too_high.stderr, too_high.stderr
-    finally:
-        kubectl("delete", "-f", str(REFERENCE_CRDS), "--wait=false")
