@@ -1,13 +1,16 @@
 """kubectl port-forward (the pinned kubectl 1.37) to pods and Services on the local cluster.
 
-kubectl tunnels SPDY in a WebSocket (clusters/local/apiserver/portforward.py); the
-bytes reach a real server process in the pod's network namespace and come back.
+kubectl tunnels SPDY in a WebSocket (clusters/local/apiserver/portforward.py), or,
+with KUBECTL_PORT_FORWARD_WEBSOCKETS=false (its fallback), speaks SPDY on the
+upgraded connection; the bytes reach a real server process in the pod's network
+namespace and come back.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
 import subprocess
 import urllib.request
@@ -37,13 +40,25 @@ def pfns(nodes_kubectl):
     k("delete", "namespace", name, "--wait=false")
 
 
+# kubectl's feature gate for the WebSocket tunnel (k8s.io/kubectl pkg/cmd/util
+# feature gates, PortForwardWebsockets); false makes it upgrade to SPDY directly
+TRANSPORTS = {"websocket": "true", "spdy": "false"}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport(request) -> str:
+    return request.param
+
+
 @contextmanager
-def port_forward(cluster, tmp_path, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
+def port_forward(cluster, tmp_path, *args: str, transport: str = "websocket",
+                 verbosity: int = 0) -> Iterator[tuple[int, subprocess.Popen]]:
     """kubectl port-forward on a free local port: (that port, the process)."""
     proc = subprocess.Popen(
         [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}",
-         f"--cache-dir={tmp_path / 'kube-cache'}", "port-forward", "--address=127.0.0.1",
-         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         f"--cache-dir={tmp_path / 'kube-cache'}", f"-v={verbosity}", "port-forward",
+         "--address=127.0.0.1", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": TRANSPORTS[transport]})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the first line once listening, or EOF on failure
@@ -63,20 +78,26 @@ def get(port: int, path: str) -> bytes:
         return r.read()
 
 
-def test_port_forward_to_a_pod_and_to_a_service(nodes_cluster, tmp_path, pfns):
-    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9080") \
-            as (port, _):
+def test_port_forward_to_a_pod_and_to_a_service(nodes_cluster, tmp_path, pfns, transport):
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9080",
+                      transport=transport, verbosity=8) as (port, proc):
         assert json.loads(get(port, "/health")) == {"status": "Ratings is healthy"}
+        proc.kill()
+        _, log = proc.communicate(timeout=10)
+    # the upgrade kubectl was answered (its -v=8 log shows the 101's headers)
+    upgraded = {"websocket": "Upgrade: websocket", "spdy": "Upgrade: SPDY/3.1"}[transport]
+    assert upgraded in log, log[-3000:]
     # a Service's port 80 is its pods' 9080: kubectl maps it, the server forwards to 9080
-    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "svc/ratings", ":80") as (port, _):
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "svc/ratings", ":80",
+                      transport=transport) as (port, _):
         answers = list(concurrent.futures.ThreadPoolExecutor(8).map(
             lambda i: json.loads(get(port, f"/ratings/{i}")), range(24)))
     assert [a["id"] for a in answers] == list(range(24))
 
 
-def test_port_forward_to_a_closed_port_says_why(nodes_cluster, tmp_path, pfns):
-    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9999") \
-            as (port, proc):
+def test_port_forward_to_a_closed_port_says_why(nodes_cluster, tmp_path, pfns, transport):
+    with port_forward(nodes_cluster, tmp_path, "-n", pfns, "deployment/ratings", ":9999",
+                      transport=transport) as (port, proc):
         with pytest.raises(OSError):
             get(port, "/")
         proc.kill()

@@ -11,9 +11,12 @@ joined to a TCP connection to ``localhost:<port>`` inside the pod's network
 namespace; a connection that cannot be made is reported on the error stream
 (kubectl prints it), and each side's end of data is passed on as a half-close.
 
-Only the tunnelled form is served: a plain SPDY upgrade (kubectl's fallback, used
-when the WebSocket upgrade is refused) gets a 400 saying so.  Services are
-forwarded by kubectl itself, which picks a pod and a target port.
+kubectl's fallback, a plain SPDY upgrade (``Upgrade: SPDY/3.1``,
+``X-Stream-Protocol-Version: portforward.k8s.io``; used when the WebSocket upgrade
+fails, or with ``KUBECTL_PORT_FORWARD_WEBSOCKETS=false``), is served too: the
+response is the kubelet's 101 with the protocol it chose, and the connection then
+carries the same SPDY session, unwrapped.  Services are forwarded by kubectl itself,
+which picks a pod and a target port.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,10 @@ from aiohttp import WSMsgType, web
 from . import errors, spdy
 
 PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+# the plain SPDY upgrade (client-go tools/portforward, k8s.io/apimachinery httpstream)
+SPDY_UPGRADE = "SPDY/3.1"
+SPDY_PROTOCOL = "portforward.k8s.io"
+STREAM_PROTOCOL_HEADER = "X-Stream-Protocol-Version"
 READ_CHUNK = 32 * 1024
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -85,22 +92,88 @@ class PodPortForward:
         if phase != "Running":
             raise errors.bad_request(f"unable to forward port because pod is not running. "
                                      f"Current status={phase}")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade == SPDY_UPGRADE.lower():
+            return await self._serve_spdy(request, pod)
+        if upgrade != "websocket":
             raise errors.bad_request(
-                f"pods/portforward is served over WebSocket ({PROTOCOL}, what kubectl 1.31 "
-                "and later use); a plain SPDY upgrade is not supported")
+                f"pods/portforward needs a connection upgrade: WebSocket with the subprotocol "
+                f"{PROTOCOL} (kubectl 1.31 and later) or {SPDY_UPGRADE}")
         ws = web.WebSocketResponse(protocols=(PROTOCOL,), autoping=True)
         await ws.prepare(request)
         if ws.ws_protocol != PROTOCOL:
             await ws.close(message=f"subprotocol {PROTOCOL} required".encode())
             return ws
-        await _Session(ws, pod, self.dial).run()
+
+        async def received() -> AsyncIterator[bytes]:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    yield msg.data
+
+        async def send(data: bytes) -> None:
+            if not ws.closed:
+                await ws.send_bytes(data)
+
+        await _Session(send, pod, self.dial).run(received())
         return ws
+
+    async def _serve_spdy(self, request: web.Request, pod: dict[str, Any]
+                          ) -> web.StreamResponse:
+        """The plain SPDY upgrade: the kubelet's handshake (httpstream.Handshake: the
+        client's protocols must include ours, none offered is the legacy default),
+        a 101, then SPDY on the bare connection."""
+        offered = [p.strip() for v in request.headers.getall(STREAM_PROTOCOL_HEADER, [])
+                   for p in v.split(",") if p.strip()]
+        if offered and SPDY_PROTOCOL not in offered:
+            raise errors.forbidden(f"unable to upgrade: unable to negotiate protocol: client "
+                                   f"supports {offered}, server supports [{SPDY_PROTOCOL}]")
+        if request.transport is None:
+            raise errors.bad_request("the connection closed before the upgrade")
+        raw = _RawBytes()
+        # aiohttp passes an upgraded connection's bytes to the parser it is given (as
+        # for a WebSocket); set before the 101, after which the client speaks SPDY
+        request.protocol.set_parser(raw)
+        response = web.StreamResponse(status=101, headers={
+            "Connection": "Upgrade", "Upgrade": SPDY_UPGRADE,
+            STREAM_PROTOCOL_HEADER: SPDY_PROTOCOL})
+        response.force_close()
+        await response.prepare(request)
+        transport = request.transport
+
+        async def send(data: bytes) -> None:
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+
+        await _Session(send, pod, self.dial).run(raw.chunks())
+        return response
+
+
+class _RawBytes:
+    """The payload parser of an upgraded connection (aiohttp's interface: feed_data,
+    feed_eof): its bytes, as they arrive, for the SPDY session."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.queue.put_nowait(bytes(data))
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.queue.put_nowait(b"")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while data := await self.queue.get():
+            yield data
 
 
 class _Session:
-    def __init__(self, ws: web.WebSocketResponse, pod: dict[str, Any], dial: Dial) -> None:
-        self.ws = ws
+    """One SPDY session of kubectl's, whatever carries it (``send`` writes bytes to
+    kubectl; ``run`` reads what kubectl sends)."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], pod: dict[str, Any],
+                 dial: Dial) -> None:
+        self.send = send
         self.pod = pod
         self.dial = dial
         self.conn = spdy.Connection()
@@ -111,16 +184,14 @@ class _Session:
     async def flush(self) -> None:
         async with self.lock:
             out = self.conn.take_output()
-            if out and not self.ws.closed:
-                await self.ws.send_bytes(out)
+            if out:
+                await self.send(out)
 
-    async def run(self) -> None:
+    async def run(self, received: AsyncIterator[bytes]) -> None:
         try:
-            async for msg in self.ws:
-                if msg.type != WSMsgType.BINARY:
-                    continue
+            async for data in received:
                 try:
-                    events = self.conn.receive(msg.data)
+                    events = self.conn.receive(data)
                 except spdy.SpdyError:
                     break
                 for event in events:
