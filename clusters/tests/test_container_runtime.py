@@ -19,7 +19,7 @@ from clusters.local.provider import LocalCluster
 from clusters.local.state import wait_gone
 from clusters.provider import ClusterError
 
-from .waiting import until
+from .waiting import until, until_value
 
 pytestmark = pytest.mark.slow
 
@@ -351,34 +351,49 @@ def test_each_node_has_a_pid_namespace_whose_pid_1_is_in_the_node_network(runtim
     assert seen["node-1"]["/host/proc/1/ns/pid"] != seen["node-2"]["/host/proc/1/ns/pid"]
 
 
-def _pid_facts() -> dict:
-    """A container that reports its PID namespace as a pod's processes see it."""
+def _pid_facts(then: str = "") -> dict:
+    """A container that reports its PID namespace as a pod's processes see it (and
+    then runs ``then``)."""
     return _sh("echo self=$$$$; echo ns=$(stat -L -c %i /proc/self/ns/pid); "
                "echo init=$(stat -L -c %i /proc/1/ns/pid); "
                "echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); "
-               "echo pids=$(ls /proc | grep '^[0-9]' | sort -n | tr '\\n' ,)")
+               "echo pids=$(ls /proc | grep '^[0-9]' | sort -n | tr '\\n' ,); " + then)
 
 
 def _facts(log: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in log.splitlines() if "=" in line)
 
 
+def _in_pid_ns(ns: int) -> list[str]:
+    return [p for p in os.listdir("/proc") if p.isdigit() and _ns_ino(p) == ns]
+
+
 def test_each_pod_has_a_pid_namespace_whose_pid_1_is_its_pause(runtime):
     """Kubernetes gives a pod PID namespaces of its own unless it sets hostPID (the
     Pod API's ``hostPID``, ``shareProcessNamespace``); here a pod's containers share
     one, PID 1 being the pod's pause, as with ``shareProcessNamespace: true``."""
-    seen = {name: _facts(_run(runtime, _pod(name, _pid_facts())))
-            for name in ("pidns-a", "pidns-b")}
-    for facts in seen.values():
+    runtime.apply([_pod("pidns-a", _pid_facts("exec sleep 3650d"), restartPolicy="Always")],
+                  namespace="rt")
+    runtime.wait("v1", "Pod", "pidns-a", namespace="rt", timeout=60,
+                 condition=lambda p: p["status"].get("phase") == "Running")
+    a = _facts(until_value(lambda: runtime.kubectl("logs", "pidns-a", "-n", "rt").stdout,
+                           lambda log: "pids=" in log, timeout=30))
+    b = _facts(_run(runtime, _pod("pidns-b", _pid_facts())))  # while pidns-a runs
+    node_pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    for facts in (a, b):
         assert facts["init"] == facts["ns"], facts  # /proc is the pod's procfs
         assert int(facts["self"]) > 1, facts
         assert "pause.py" in facts["pid1"], facts
-        node_pids = [p for p in os.listdir("/proc") if p.isdigit()]
         pids = [int(p) for p in facts["pids"].strip(",").split(",")]
         # the pause, the shell and its pipeline: the pod's processes only
         assert 1 in pids and len(pids) < 10 < len(node_pids), facts
         assert int(facts["ns"]) != _ino("/proc/self/ns/pid")
-    assert seen["pidns-a"]["ns"] != seen["pidns-b"]["ns"]
+    assert a["ns"] != b["ns"]
+    # pidns-b has finished: its pause is stopped with its sandbox; pidns-a's runs on
+    until_value(lambda: _in_pid_ns(int(b["ns"])), lambda left: not left, timeout=30)
+    assert _in_pid_ns(int(a["ns"]))
+    runtime.kubectl("delete", "pod", "pidns-a", "-n", "rt", "--wait=true", "--timeout=60s")
+    assert not _in_pid_ns(int(a["ns"]))
 
 
 def test_a_pod_with_host_pid_shares_its_node_pid_namespace(runtime):

@@ -188,6 +188,10 @@ class PodWorker:
         for c in self.main:
             self.event("Pulled", f'Container image "{c.view.image}" already present on machine')
         await asyncio.gather(*tasks)
+        if self._pidns is not None and not self.terminating.is_set():
+            # every container is done for good (the pod succeeded or failed): kubelet
+            # stops the sandbox of a finished pod, and nothing may run on in it
+            await (await self._pidns).stop()
 
     async def stop(self, grace: float) -> None:
         """Stop everything, remove the sandbox (the deletion's node half)."""
