@@ -78,10 +78,12 @@ def kubectl_runner(cluster: LocalCluster, cache: Path):
     AssertionError with its output if it failed and ``check``."""
 
     def run(*args: str, input: str | None = None, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            timeout: float = 60, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cache}",
-             *args], input=input, capture_output=True, text=True, timeout=timeout)
+             *args], input=input, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **env} if env else None)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n"
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")

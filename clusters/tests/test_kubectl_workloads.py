@@ -133,8 +133,34 @@ def _read_until(fd: int, wanted: bytes, deadline_s: float = 60) -> bytes:
     return seen
 
 
+# kubectl's gate for exec and attach over WebSocket (k8s.io/kubectl feature gates,
+# RemoteCommandWebsockets); false makes it upgrade to SPDY, its fallback
+SPDY_ENV = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+
+
+@pytest.fixture(params=["websocket", "spdy"])
+def remote_env(request) -> dict[str, str]:
+    return SPDY_ENV if request.param == "spdy" else {}
+
+
+def test_exec_and_attach_over_spdy(nodes_kubectl, wns):
+    """kubectl's fallback: one SPDY stream per channel on the upgraded connection
+    (client-go tools/remotecommand v4): stdin to its end, stdout, stderr, and the
+    exit code from the Status on the error stream."""
+    k = nodes_kubectl
+    k("run", "spdy", "-n", wns, f"--image={CURL}", "--command", "--", "sleep", "600")
+    k("wait", "--for=condition=Ready", "pod/spdy", "-n", wns, "--timeout=60s", timeout=90)
+    done = k("-v=8", "exec", "-i", "spdy", "-n", wns, "--", "sh", "-c",
+             "cat; echo to-stderr >&2; exit 3", input="typed\n", check=False, env=SPDY_ENV)
+    assert "Upgrade: SPDY/3.1" in done.stderr  # the 101's headers in kubectl's log
+    assert done.stdout == "typed\n" and "to-stderr" in done.stderr
+    assert done.returncode == 3
+    quiet = k("exec", "spdy", "-n", wns, "--", "echo", "fine", env=SPDY_ENV)
+    assert quiet.stdout == "fine\n"
+
+
 def test_exec_it_gives_a_terminal_of_kubectls_size(nodes_cluster, nodes_kubectl, wns,
-                                                   tmp_path):
+                                                   tmp_path, remote_env):
     k = nodes_kubectl
     k("run", "shell", "-n", wns, f"--image={CURL}", "--command", "--", "sleep", "600")
     k("wait", "--for=condition=Ready", "pod/shell", "-n", wns, "--timeout=60s", timeout=90)
@@ -144,7 +170,8 @@ def test_exec_it_gives_a_terminal_of_kubectls_size(nodes_cluster, nodes_kubectl,
     proc = subprocess.Popen(
         [kubectl_binary(), f"--kubeconfig={nodes_cluster.kubeconfig}",
          f"--cache-dir={tmp_path / 'kube-cache'}", "exec", "-it", "-n", wns, "shell", "--",
-         "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+         "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        env={**os.environ, **remote_env})
     os.close(slave)
     try:
         shown = _read_until(master, b"33 111")  # kubectl sent its size, the pty took it
@@ -278,7 +305,7 @@ def test_run_it_gives_a_shell_on_the_containers_terminal(nodes_cluster, wns, tmp
         os.close(master)
 
 
-def test_attach_i_feeds_the_containers_stdin(nodes_kubectl, wns):
+def test_attach_i_feeds_the_containers_stdin(nodes_kubectl, wns, remote_env):
     k = nodes_kubectl
     k("apply", "-n", wns, "-f", "-", input=f"""
 apiVersion: v1
@@ -294,6 +321,7 @@ spec:
     command: [sh, -c, "while read line; do echo got:$line; done; echo stdin-closed"]
 """)
     k("wait", "--for=condition=Ready", "pod/reader", "-n", wns, "--timeout=60s", timeout=90)
-    attached = k("attach", "-i", "reader", "-n", wns, input="hello\nworld\n", timeout=60)
+    attached = k("attach", "-i", "reader", "-n", wns, input="hello\nworld\n", timeout=60,
+                 env=remote_env)
     # the lines typed came back, and closing stdin (stdinOnce) ended the loop
     assert attached.stdout.splitlines()[-3:] == ["got:hello", "got:world", "stdin-closed"]

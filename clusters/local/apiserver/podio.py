@@ -1,10 +1,14 @@
-"""Pod I/O through the API: pods/log from the node agents' files, and pods/exec over
-WebSocket, so ``kubectl logs``, ``kubectl exec`` and ``kubernetes.stream`` work.
+"""Pod I/O through the API: pods/log from the node agents' files, and pods/exec and
+pods/attach, so ``kubectl logs``, ``kubectl exec``, ``kubectl attach`` and
+``kubernetes.stream`` work.
 
-The exec channel protocol (``v4``/``v5.channel.k8s.io``): binary frames whose first byte
-is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; v5 adds
-255 "stdin closed").  The command runs inside the container (its root, network
-and UTS namespaces, working directory and environment), as the provider's
+exec and attach speak the channels of ``v4``/``v5.channel.k8s.io`` (0 stdin,
+1 stdout, 2 stderr, 3 the final Status, 4 resize; v5 adds 255 "stdin closed")
+through a :class:`Channels`: over WebSocket, binary frames whose first byte is the
+channel (what kubectl 1.30 and later and the official clients use); over a plain
+SPDY upgrade (kubectl's fallback, and older kubectl), one SPDY stream per channel
+(``spdyupgrade.py``).  The command runs inside the container (its root, network,
+UTS and PID namespaces, working directory and environment), as the provider's
 ``exec`` does; with ``tty`` (``kubectl exec -it``) on a pseudo-terminal.
 """
 
@@ -22,15 +26,17 @@ import termios
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from ..node import logrelay, podfiles, stdio
 from ..node.stdio import write_all
-from . import errors
+from . import errors, spdyupgrade
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+# over SPDY only v4's Status on the error stream is spoken (client-go offers v4 first)
+SPDY_PROTOCOLS = ("v4.channel.k8s.io",)
 FOLLOW_POLL_S = 0.2
 """How often a followed log is read again for what was written since."""
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -60,6 +66,7 @@ def pick_container(pod: dict[str, Any], requested: str | None, *,
 
 
 def _status(code: int) -> bytes:
+    """The final Status (channel 3) of a command that exited with ``code``."""
     if code == 0:
         body: dict[str, Any] = {"metadata": {}, "status": "Success"}
     else:
@@ -67,7 +74,68 @@ def _status(code: int) -> bytes:
                 "message": f"command terminated with non-zero exit code: exit status {code}",
                 "reason": "NonZeroExitCode",
                 "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-    return bytes([ERROR]) + json.dumps(body).encode()
+    return json.dumps(body).encode()
+
+
+class Channels(Protocol):
+    """What exec and attach speak through, whatever carries the channels."""
+
+    @property
+    def closed(self) -> bool: ...
+    async def send(self, channel: int, data: bytes) -> None: ...
+    def received(self) -> AsyncIterator[tuple[int, bytes]]: ...
+    async def close(self) -> None: ...
+
+
+class WebSocketChannels:
+    """The channels as WebSocket binary frames, the channel number first."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    async def send(self, channel: int, data: bytes) -> None:
+        if not self.ws.closed:
+            await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def received(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY and msg.data:
+                yield msg.data[0], msg.data[1:]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def _expected_streams(q: Any) -> set[int]:
+    """The SPDY streams a remotecommand client opens for these options (the kubelet
+    waits for exactly these): error always; stdin, stdout as asked; stderr unless on
+    a terminal; resize with a terminal."""
+    on = {k: q.get(k) in ("true", "1") for k in ("stdin", "stdout", "stderr", "tty")}
+    return ({ERROR} | ({STDIN} if on["stdin"] else set())
+            | ({STDOUT} if on["stdout"] else set())
+            | ({STDERR} if on["stderr"] and not on["tty"] else set())
+            | ({RESIZE} if on["tty"] else set()))
+
+
+async def open_channels(request: web.Request, what: str
+                        ) -> tuple[web.StreamResponse, Channels]:
+    """Upgrade ``request`` to the channels: WebSocket, or a plain SPDY upgrade."""
+    if spdyupgrade.requested(request):
+        protocol = spdyupgrade.negotiate(request, SPDY_PROTOCOLS)
+        response, raw, send = await spdyupgrade.upgrade(request, protocol)
+        streams = spdyupgrade.ChannelStreams(raw, send)
+        await streams.start(_expected_streams(request.query))
+        return response, streams
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise errors.bad_request(f"{what} needs a connection upgrade: WebSocket "
+                                 f"(channel.k8s.io) or {spdyupgrade.UPGRADE}")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
+    await ws.prepare(request)
+    return ws, WebSocketChannels(ws)
 
 
 class PodExec:
@@ -88,44 +156,36 @@ class PodExec:
                 f"container {container} of pod {name} is not running on a node of this "
                 "cluster")
         prefix, env = entry
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise errors.ApiError(
-                400, "BadRequest", "pods/exec needs a WebSocket upgrade (channel.k8s.io); "
-                "SPDY is not supported")
-        ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
-        await ws.prepare(request)
+        response, channels = await open_channels(request, "pods/exec")
         want_stdin = q.get("stdin") in ("true", "1")
         try:
             if q.get("tty") in ("true", "1"):
-                await _run_on_terminal(ws, [*prefix, *argv], env)
+                await _run_on_terminal(channels, [*prefix, *argv], env)
             else:
-                await _run_on_pipes(ws, [*prefix, *argv], env, want_stdin)
+                await _run_on_pipes(channels, [*prefix, *argv], env, want_stdin)
         finally:
-            await ws.close()
-        return ws
+            await channels.close()
+        return response
 
 
-async def _run_on_pipes(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str],
+async def _run_on_pipes(channels: Channels, argv: list[str], env: dict[str, str],
                         want_stdin: bool) -> None:
     """stdin, stdout and stderr as pipes: channels 0, 1 and 2."""
     proc = await asyncio.create_subprocess_exec(
         *argv, env=env,
         stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True)  # nsenter forks into the node's PID namespace
+        start_new_session=True)  # nsenter forks into the pod's PID namespace
 
     async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
         if stream is None:
             return
         while chunk := await stream.read(65536):
-            await ws.send_bytes(bytes([channel]) + chunk)
+            await channels.send(channel, chunk)
 
     async def feed() -> None:
         assert proc.stdin is not None
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            channel, data = msg.data[0], msg.data[1:]
+        async for channel, data in channels.received():
             if channel == STDIN and data:
                 proc.stdin.write(data)
                 with contextlib.suppress(ConnectionResetError, BrokenPipeError):
@@ -139,14 +199,14 @@ async def _run_on_pipes(ws: web.WebSocketResponse, argv: list[str], env: dict[st
     try:
         await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
         code = await proc.wait()
-        await ws.send_bytes(_status(code))
+        await channels.send(ERROR, _status(code))
     finally:
         if feeder is not None:
             feeder.cancel()
         await _reap(proc)
 
 
-async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
+async def _run_on_terminal(channels: Channels, argv: list[str],
                            env: dict[str, str]) -> None:
     """``-t``: the command runs on a pseudo-terminal it has as its controlling terminal
     (what a runtime gives a container with ``tty``): its output, stdout and stderr
@@ -183,13 +243,10 @@ async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
 
     async def pump() -> None:
         while chunk := await output.get():
-            await ws.send_bytes(bytes([STDOUT]) + chunk)
+            await channels.send(STDOUT, chunk)
 
     async def feed() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            channel, data = msg.data[0], msg.data[1:]
+        async for channel, data in channels.received():
             if channel == STDIN and data:
                 with contextlib.suppress(OSError):
                     await write_all(master, data)
@@ -203,7 +260,7 @@ async def _run_on_terminal(ws: web.WebSocketResponse, argv: list[str],
     try:
         await pump()
         code = await proc.wait()
-        await ws.send_bytes(_status(code))
+        await channels.send(ERROR, _status(code))
     finally:
         feeder.cancel()
         loop.remove_reader(master)
@@ -218,7 +275,7 @@ def _take_terminal() -> None:
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
     """Kill what is left of an exec whose client went away (its process group: nsenter
-    forks into the node's PID namespace), and wait for it."""
+    forks into the pod's PID namespace), and wait for it."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -420,42 +477,40 @@ class PodAttach:
                 f"-it {name} -c {container} -- sh")
         run = status.get("restartCount", 0)
         path = _log_path(self.state_dir, pod, container, run)
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise errors.bad_request("pods/attach needs a WebSocket upgrade "
-                                     "(channel.k8s.io); SPDY is not supported")
         offset = path.stat().st_size if path.exists() else 0
         stdin: asyncio.StreamWriter | None = None
         if want_stdin:
             with stdio.short_path(socket_path) as short:
                 _, stdin = await asyncio.open_unix_connection(short)
-        ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
-        await ws.prepare(request)
-        feeder = asyncio.ensure_future(_feed(ws, stdin)) if stdin is not None else None
+        try:
+            response, channels = await open_channels(request, "pods/attach")
+        except BaseException:
+            if stdin is not None:
+                stdin.close()
+            raise
+        feeder = asyncio.ensure_future(_feed(channels, stdin)) if stdin is not None else None
         try:
             follow = _follow(path, offset, _still_running(api, rt, ns, name, container, run),
-                             lambda: ws.closed)
+                             lambda: channels.closed)
             async for chunk in follow:
-                await ws.send_bytes(bytes([STDOUT]) + chunk)
-            await ws.send_bytes(_status(0))
+                await channels.send(STDOUT, chunk)
+            await channels.send(ERROR, _status(0))
         finally:
             if feeder is not None:
                 feeder.cancel()
             if stdin is not None:
                 stdin.close()
-            await ws.close()
-        return ws
+            await channels.close()
+        return response
 
     def _socket(self, pod: dict[str, Any], container: str) -> Path:
         return podfiles.container_dir(_pod_dir(self.state_dir, pod), container) / \
             stdio.ATTACH_SOCKET
 
 
-async def _feed(ws: web.WebSocketResponse, stdin: asyncio.StreamWriter) -> None:
+async def _feed(channels: Channels, stdin: asyncio.StreamWriter) -> None:
     """The client's stdin (channel 0) and terminal sizes (channel 4) to the node."""
-    async for msg in ws:
-        if msg.type != WSMsgType.BINARY or not msg.data:
-            continue
-        channel, data = msg.data[0], msg.data[1:]
+    async for channel, data in channels.received():
         if channel == STDIN and data:
             stdin.write(stdio.frame(stdio.INPUT, data))
         elif channel == RESIZE:

@@ -31,13 +31,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import errors, spdy
+from . import errors, spdy, spdyupgrade
 
 PROTOCOL = "SPDY/3.1+portforward.k8s.io"
-# the plain SPDY upgrade (client-go tools/portforward, k8s.io/apimachinery httpstream)
-SPDY_UPGRADE = "SPDY/3.1"
+# the protocol of the plain SPDY upgrade (client-go tools/portforward)
 SPDY_PROTOCOL = "portforward.k8s.io"
-STREAM_PROTOCOL_HEADER = "X-Stream-Protocol-Version"
 READ_CHUNK = 32 * 1024
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -92,13 +90,12 @@ class PodPortForward:
         if phase != "Running":
             raise errors.bad_request(f"unable to forward port because pod is not running. "
                                      f"Current status={phase}")
-        upgrade = request.headers.get("Upgrade", "").lower()
-        if upgrade == SPDY_UPGRADE.lower():
+        if spdyupgrade.requested(request):
             return await self._serve_spdy(request, pod)
-        if upgrade != "websocket":
+        if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.bad_request(
                 f"pods/portforward needs a connection upgrade: WebSocket with the subprotocol "
-                f"{PROTOCOL} (kubectl 1.31 and later) or {SPDY_UPGRADE}")
+                f"{PROTOCOL} (kubectl 1.31 and later) or {spdyupgrade.UPGRADE}")
         ws = web.WebSocketResponse(protocols=(PROTOCOL,), autoping=True)
         await ws.prepare(request)
         if ws.ws_protocol != PROTOCOL:
@@ -119,52 +116,12 @@ class PodPortForward:
 
     async def _serve_spdy(self, request: web.Request, pod: dict[str, Any]
                           ) -> web.StreamResponse:
-        """The plain SPDY upgrade: the kubelet's handshake (httpstream.Handshake: the
-        client's protocols must include ours, none offered is the legacy default),
-        a 101, then SPDY on the bare connection."""
-        offered = [p.strip() for v in request.headers.getall(STREAM_PROTOCOL_HEADER, [])
-                   for p in v.split(",") if p.strip()]
-        if offered and SPDY_PROTOCOL not in offered:
-            raise errors.forbidden(f"unable to upgrade: unable to negotiate protocol: client "
-                                   f"supports {offered}, server supports [{SPDY_PROTOCOL}]")
-        if request.transport is None:
-            raise errors.bad_request("the connection closed before the upgrade")
-        raw = _RawBytes()
-        # aiohttp passes an upgraded connection's bytes to the parser it is given (as
-        # for a WebSocket); set before the 101, after which the client speaks SPDY
-        request.protocol.set_parser(raw)
-        response = web.StreamResponse(status=101, headers={
-            "Connection": "Upgrade", "Upgrade": SPDY_UPGRADE,
-            STREAM_PROTOCOL_HEADER: SPDY_PROTOCOL})
-        response.force_close()
-        await response.prepare(request)
-        transport = request.transport
-
-        async def send(data: bytes) -> None:
-            if transport is not None and not transport.is_closing():
-                transport.write(data)
-
+        """The plain SPDY upgrade: the kubelet's handshake and 101, then SPDY on the
+        bare connection."""
+        protocol = spdyupgrade.negotiate(request, (SPDY_PROTOCOL,))
+        response, raw, send = await spdyupgrade.upgrade(request, protocol)
         await _Session(send, pod, self.dial).run(raw.chunks())
         return response
-
-
-class _RawBytes:
-    """The payload parser of an upgraded connection (aiohttp's interface: feed_data,
-    feed_eof): its bytes, as they arrive, for the SPDY session."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.queue.put_nowait(bytes(data))
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self.queue.put_nowait(b"")
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while data := await self.queue.get():
-            yield data
 
 
 class _Session:
