@@ -73,3 +73,23 @@ def test_a_stream_of_an_unknown_type_is_refused():
 
     frames = asyncio.run(session())
     assert ("rst", 3, 1) in frames  # PROTOCOL_ERROR
+
+
+def test_a_client_that_leaves_before_opening_its_streams_is_named():
+    async def session() -> str:
+        client = Client()
+
+        async def send(data: bytes) -> None:
+            pass
+
+        raw = su.RawBytes()
+        streams = su.ChannelStreams(raw, send)
+        raw.feed_data(client.syn_stream(1, {"streamType": "error"}))
+        raw.feed_eof()  # gone before its stdout stream
+        try:
+            await streams.start({su.ERROR, su.STDOUT})
+        except su.StreamsMissing as exc:
+            return str(exc)
+        return "started"
+
+    assert asyncio.run(session()) == "the client did not open its streams: stdout"

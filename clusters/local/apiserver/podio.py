@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import logging
 import os
 import signal
 import struct
@@ -34,6 +35,7 @@ from ..node import logrelay, podfiles, stdio
 from ..node.stdio import write_all
 from . import errors, spdyupgrade
 
+log = logging.getLogger("apiserver")
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 # over SPDY only v4's Status on the error stream is spoken (client-go offers v4 first)
 SPDY_PROTOCOLS = ("v4.channel.k8s.io",)
@@ -128,7 +130,11 @@ async def open_channels(request: web.Request, what: str
         protocol = spdyupgrade.negotiate(request, SPDY_PROTOCOLS)
         response, raw, send = await spdyupgrade.upgrade(request, protocol)
         streams = spdyupgrade.ChannelStreams(raw, send)
-        await streams.start(_expected_streams(request.query))
+        try:
+            await streams.start(_expected_streams(request.query))
+        except spdyupgrade.StreamsMissing as exc:
+            exc.response = response
+            raise
         return response, streams
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise errors.bad_request(f"{what} needs a connection upgrade: WebSocket "
@@ -156,7 +162,11 @@ class PodExec:
                 f"container {container} of pod {name} is not running on a node of this "
                 "cluster")
         prefix, env = entry
-        response, channels = await open_channels(request, "pods/exec")
+        try:
+            response, channels = await open_channels(request, "pods/exec")
+        except spdyupgrade.StreamsMissing as exc:
+            log.info("exec in %s/%s: %s", ns, name, exc)
+            return exc.response or web.Response(status=400)
         want_stdin = q.get("stdin") in ("true", "1")
         try:
             if q.get("tty") in ("true", "1"):
@@ -484,9 +494,12 @@ class PodAttach:
                 _, stdin = await asyncio.open_unix_connection(short)
         try:
             response, channels = await open_channels(request, "pods/attach")
-        except BaseException:
+        except BaseException as exc:
             if stdin is not None:
                 stdin.close()
+            if isinstance(exc, spdyupgrade.StreamsMissing):
+                log.info("attach to %s/%s: %s", ns, name, exc)
+                return exc.response or web.Response(status=400)
             raise
         feeder = asyncio.ensure_future(_feed(channels, stdin)) if stdin is not None else None
         try:

@@ -44,6 +44,17 @@ STREAMS_TIMEOUT_S = 30.0
 Send = Callable[[bytes], Awaitable[None]]
 
 
+class StreamsMissing(Exception):
+    """The client did not open the streams its request calls for (it left, or timed
+    out).  The 101 has been sent, so there is no error response to give: as the
+    kubelet does, the server closes the connection; ``response`` is what the
+    handler returns for that."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.response: web.StreamResponse | None = None
+
+
 def requested(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == UPGRADE.lower()
 
@@ -125,15 +136,13 @@ class ChannelStreams:
         opened the stream of each channel in ``expected``."""
         self.expected = expected
         self._reader = asyncio.ensure_future(self._read())
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.opened.wait(), STREAMS_TIMEOUT_S)
-        except TimeoutError:
+        if not expected <= self.streams.keys():
             missing = sorted(k for k, v in STREAM_TYPES.items() if v in expected
                              and v not in self.streams)
-            raise errors.bad_request(f"timed out waiting for the client's streams: "
-                                     f"{', '.join(missing)}") from None
-        if self._ended and not expected <= self.streams.keys():
-            raise errors.bad_request("the client left before opening its streams")
+            await self.close()
+            raise StreamsMissing(f"the client did not open its streams: {', '.join(missing)}")
 
     async def _flush(self) -> None:
         async with self.lock:
