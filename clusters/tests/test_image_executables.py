@@ -120,6 +120,8 @@ def test_bad_file_entries_say_what_is_wrong(tmp_path, exe):
         "- {image: a/b, files: {x: " + str(exe) + "}, entrypoint: [/x]}": "must be absolute",
         "- {image: a/b, files: {/x: " + str(exe) + "}}": "neither entrypoint nor cmd",
         "- {image: a/b, files: {/x: missing}, entrypoint: [/x]}": "does not exist",
+        "- {image: a/b, files: {/x: " + str(exe) + "}, entrypoint: [/x], user: 'a b'}":
+            "must be a Dockerfile USER",
         "images: 3": "expected a list of images",
     }
     for text, says in cases.items():
@@ -170,3 +172,13 @@ def test_an_entrypoint_image_runs_the_command_its_arguments_name():
     assert bare.argv[-2:] == ["-m", "ambient_ref"] and bare.listens == ()
     with pytest.raises(UnknownImage, match=r"command 'sh' is not in the image.*as args"):
         catalog.resolve("ambient-reference/ambient:0.1.0", {"command": ["sh", "-c", "x"]})
+
+
+def test_the_images_user_is_kept_for_the_node_agents(tmp_path, exe):
+    f = tmp_path / "images.yaml"
+    f.write_text("- {image: istio/pilot, files: {/x: " + str(exe) + "}, entrypoint: [/x], "
+                 "user: '1337:1337'}")
+    (entry,) = ex.parse([f])
+    assert entry.user == "1337:1337"
+    ex.dump([entry], tmp_path / "images.json")
+    assert ex.load(tmp_path / "images.json")[0].user == "1337:1337"

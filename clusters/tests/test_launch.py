@@ -3,6 +3,9 @@ over an image's entrypoint and cmd, volume mounts, the automounted token."""
 
 from __future__ import annotations
 
+import pwd
+import re
+
 import pytest
 
 from clusters.local.images.catalog import Program, python_paths
@@ -117,3 +120,42 @@ def test_sub_paths(image, tmp_path):
                                         "subPath": "missing"}]}, volumes)
     with pytest.raises(launch.LaunchError, match="names no volume"):
         _spec(image, {"volumeMounts": [{"name": "nope", "mountPath": "/c"}]}, volumes)
+
+
+def _passwd_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return 0
+
+
+@pytest.mark.parametrize("pod_ctx, ctx, image_user, expected", [
+    ({}, {}, "", None),  # root: the catalog's images and a mapped image without USER
+    ({}, {}, "1337:1337", (1337, 1337, ())),  # Dockerfile.pilot's USER
+    ({"runAsNonRoot": True}, {}, "1337:1337", (1337, 1337, ())),  # istiod's pod
+    # containerd: a runAsUser replaces the image's user and group; the group is then
+    # the uid's in the image's /etc/passwd, else 0
+    ({}, {"runAsUser": 1000}, "1337:1337", (1000, _passwd_gid(1000), ())),
+    ({}, {"runAsUser": 1000, "runAsGroup": 5}, "1337", (1000, 5, ())),
+    ({"supplementalGroups": [7]}, {}, "root", (0, 0, (7,))),
+    ({}, {}, "0:0", None),
+])
+def test_the_user_is_the_security_context_over_the_images(pod_ctx, ctx, image_user,
+                                                           expected):
+    user = launch.run_as({"securityContext": pod_ctx}, {"securityContext": ctx}, image_user)
+    assert (user and (user.uid, user.gid, user.groups)) == expected
+
+
+@pytest.mark.parametrize("ctx, image_user, message", [
+    ({"runAsNonRoot": True}, "", "container has runAsNonRoot and image will run as root"),
+    ({"runAsNonRoot": True}, "0", "container has runAsNonRoot and image will run as root"),
+    ({"runAsNonRoot": True, "runAsUser": 0}, "1337",
+     "container's runAsUser breaks non-root policy"),
+    ({"runAsNonRoot": True}, "nobody",
+     "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify "
+     "user is non-root"),
+])
+def test_run_as_non_root_is_checked_as_the_kubelet_checks_it(ctx, image_user, message):
+    """pkg/kubelet/kuberuntime/security_context_others.go, verifyRunAsNonRoot."""
+    with pytest.raises(launch.ConfigError, match=re.escape(message)):
+        launch.run_as({}, {"securityContext": ctx}, image_user)

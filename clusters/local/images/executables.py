@@ -28,6 +28,7 @@ and ``LocalCluster(image_executables=[...])``.  Each item is either
       - image: istio/pilot
         files: {/usr/local/bin/pilot-discovery: /work/build/bin/pilot-discovery}
         entrypoint: [/usr/local/bin/pilot-discovery]
+        user: "1337:1337"                 # the Dockerfile's USER (root if none)
 
 Patterns are image references normalised as container runtimes do
 (``istio/ztunnel:1.2`` is ``docker.io/istio/ztunnel:1.2``; ``busybox`` is
@@ -52,6 +53,8 @@ import yaml
 
 ENV_VAR = "AMBIENT_HARNESS_IMAGE_EXEC"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# a Dockerfile USER: user[:group], each a number or a name
+USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
 HOW_TO_MAP = (
     "map the image to an executable on this machine with --image-exec "
     "'IMAGE=/path/to/executable' (or a YAML file of images; on 'python -m clusters.local "
@@ -160,6 +163,8 @@ class ImageExecutable:
     cmd: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/"
+    # the config's User ("1337:1337", "uid", "name[:group]"); "": root
+    user: str = ""
     origin: str = ""  # where the entry came from, for messages
 
     def __post_init__(self) -> None:
@@ -176,6 +181,9 @@ class ImageExecutable:
             if not os.path.isfile(outside):
                 raise MappingError(f"{self.where}: {outside} (for {inside} of {self.image!r}) "
                                    "does not exist or is not a file")
+        if self.user and not USER.fullmatch(self.user):
+            raise MappingError(f"{self.where}: user {self.user!r} of {self.image!r} must be "
+                               "a Dockerfile USER: uid, name, uid:gid or name:group")
         if not self.entrypoint and not self.cmd:
             raise MappingError(f"{self.where}: image {self.image!r} has neither entrypoint nor "
                                "cmd; give one (e.g. entrypoint: [/usr/local/bin/NAME])")
@@ -200,11 +208,11 @@ class ImageExecutable:
 def _entry(raw: Any, origin: str, base: Path) -> ImageExecutable:
     if not isinstance(raw, Mapping) or "image" not in raw:
         raise MappingError(f"{origin}: each entry needs 'image' and 'files' (got {raw!r})")
-    unknown = set(raw) - {"image", "files", "entrypoint", "cmd", "env", "workingDir"}
+    unknown = set(raw) - {"image", "files", "entrypoint", "cmd", "env", "workingDir", "user"}
     if unknown:
         raise MappingError(f"{origin}: unknown field(s) {', '.join(sorted(unknown))} in the "
                            f"entry for {raw['image']!r}; known: image, files, entrypoint, cmd, "
-                           "env, workingDir")
+                           "env, workingDir, user")
     files = raw.get("files") or {}
     if not isinstance(files, Mapping):
         raise MappingError(f"{origin}: 'files' of {raw['image']!r} must map image paths to "
@@ -219,7 +227,8 @@ def _entry(raw: Any, origin: str, base: Path) -> ImageExecutable:
         files={str(k): str((base / str(v)).resolve()) for k, v in files.items()},
         entrypoint=list(raw.get("entrypoint") or []), cmd=list(raw.get("cmd") or []),
         env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
-        working_dir=str(raw.get("workingDir") or "/"), origin=origin)
+        working_dir=str(raw.get("workingDir") or "/"), user=str(raw.get("user") or ""),
+        origin=origin)
 
 
 def _from_file(path: Path) -> list[ImageExecutable]:

@@ -59,7 +59,8 @@ def image_mapping(folder: Path) -> list[dict[str, Any]]:
                          "/opt/cni/bin"}},
         {"image": PILOT,
          "files": {"/usr/local/bin/pilot-discovery": str(folder / "pilot-discovery")},
-         "entrypoint": ["/usr/local/bin/pilot-discovery"]},
+         "entrypoint": ["/usr/local/bin/pilot-discovery"],
+         "user": "1337:1337"},  # Dockerfile.pilot's USER; istiod's pod sets runAsNonRoot
         {"image": ZTUNNEL,
          "files": {"/usr/local/bin/ztunnel": str(folder / "ztunnel")},
          "entrypoint": ["/usr/local/bin/ztunnel"], "workingDir": "/"},

@@ -305,7 +305,8 @@ class PodWorker:
             c.image, c.spec, env, self.volumes, self.files, str(term), str(scratch),
             netns=str(self.sandbox.path) if self.sandbox else None,
             hostname=self.hostname, proc=self.agent.proc,
-            user=launch.run_as(self.spec, c.spec))
+            user=launch.run_as(self.spec, c.spec, c.image.user
+                               if isinstance(c.image, ImageExecutable) else ""))
         if self._pidns is not None:
             try:
                 pidns = await self._pid_namespace()

@@ -19,6 +19,7 @@ testable without processes:
 
 from __future__ import annotations
 
+import grp
 import pwd
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -85,23 +86,60 @@ def _depth(bind: rootfs.Bind) -> int:
     return len(PurePosixPath(bind.target).parts)
 
 
-def run_as(pod_spec: dict[str, Any], container: dict[str, Any]) -> rootfs.RunAs | None:
+def _image_ids(user: str) -> tuple[int | None, str, int | None]:
+    """An image config's ``User`` (``uid``, ``name``, ``uid:gid``, ``name:group``) as
+    (uid if numeric, the name if not, gid if given); names are looked up in this
+    machine's /etc/passwd and /etc/group (the image's, here) when run."""
+    name, _, group = user.partition(":")
+    uid = int(name) if name.isdigit() else None
+    gid: int | None = None
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise ConfigError(f"image's group {group!r} is not in /etc/group") from None
+    return uid, "" if uid is not None else name, gid
+
+
+def run_as(pod_spec: dict[str, Any], container: dict[str, Any],
+           image_user: str = "") -> rootfs.RunAs | None:
     """The user a container runs as: its ``securityContext`` over the pod's, as the
-    kubelet merges them.  Every image here is this machine's root, whose user is
-    root; a ``runAsUser`` without ``runAsGroup`` takes that user's group from this
+    kubelet merges them, over the image's ``User`` (root when it has none, as every
+    catalog image).  A uid without a group takes that user's group from this
     machine's /etc/passwd (the image's, here), else group 0, as containerd does.
-    ``runAsNonRoot`` with no non-zero ``runAsUser`` is refused with the kubelet's
-    message (a ConfigError: the pod waits in ``CreateContainerConfigError``)."""
+    ``runAsNonRoot`` is checked as the kubelet checks it
+    (``kuberuntime/security_context_others.go``, ``verifyRunAsNonRoot``): a
+    ``runAsUser`` of 0, an image that runs as root or one whose user is a name is
+    refused with its message (a ConfigError: the pod waits in
+    ``CreateContainerConfigError``)."""
     pod_ctx = pod_spec.get("securityContext") or {}
     ctx = {**pod_ctx, **(container.get("securityContext") or {})}
     uid = ctx.get("runAsUser")
-    if ctx.get("runAsNonRoot") and not uid:
-        what = "image will run as root" if uid is None else "has runAsUser 0"
-        raise ConfigError(f"container has runAsNonRoot and {what}")
+    image_uid, image_name, image_gid = _image_ids(image_user) if image_user else (0, "", None)
+    if ctx.get("runAsNonRoot"):
+        if uid is not None and int(uid) == 0:
+            raise ConfigError("container's runAsUser breaks non-root policy")
+        if uid is None and image_name:
+            raise ConfigError(f"container has runAsNonRoot and image has non-numeric user "
+                              f"({image_name}), cannot verify user is non-root")
+        if uid is None and not image_uid:
+            raise ConfigError("container has runAsNonRoot and image will run as root")
     gid = ctx.get("runAsGroup")
     groups = tuple(int(g) for g in pod_ctx.get("supplementalGroups") or ())
-    if uid is None and gid is None and not groups:
-        return None
+    if uid is None:
+        if image_name:
+            try:
+                image_uid = pwd.getpwnam(image_name).pw_uid
+            except KeyError:
+                raise ConfigError(f"image's user {image_name!r} is not in /etc/passwd") from None
+        uid = image_uid
+        if gid is None:
+            gid = image_gid
+    if not uid and not gid and not groups:
+        return None  # root, the caller's user
     uid = int(uid or 0)
     if gid is None:
         try:
