@@ -124,38 +124,20 @@ class PodPortForward:
         return response
 
 
-class _Session:
-    """One SPDY session of kubectl's, whatever carries it (``send`` writes bytes to
-    kubectl; ``run`` reads what kubectl sends)."""
+class _Session(spdyupgrade.SpdySession):
+    """One port-forward session of kubectl's, whatever carries it (``send`` writes
+    bytes to kubectl; ``run`` reads what kubectl sends)."""
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], pod: dict[str, Any],
-                 dial: Dial) -> None:
-        self.send = send
+    def __init__(self, send: spdyupgrade.Send, pod: dict[str, Any], dial: Dial) -> None:
+        super().__init__(send)
         self.pod = pod
         self.dial = dial
-        self.conn = spdy.Connection()
-        self.lock = asyncio.Lock()
         self.requests: dict[str, _Request] = {}
         self.by_stream: dict[int, _Request] = {}
 
-    async def flush(self) -> None:
-        async with self.lock:
-            out = self.conn.take_output()
-            if out:
-                await self.send(out)
-
     async def run(self, received: AsyncIterator[bytes]) -> None:
         try:
-            async for data in received:
-                try:
-                    events = self.conn.receive(data)
-                except spdy.SpdyError:
-                    break
-                for event in events:
-                    if isinstance(event, spdy.GoAway):
-                        return
-                    self._on(event)
-                await self.flush()
+            await self.pump(received)
         finally:
             for req in self.requests.values():
                 if req.task is not None:
@@ -165,7 +147,7 @@ class _Session:
             tasks = [r.task for r in self.requests.values() if r.task is not None]
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _on(self, event: spdy.Event) -> None:
+    def on(self, event: spdy.Event) -> None:
         if isinstance(event, spdy.StreamOpened):
             self.conn.reply(event.stream_id)
             kind = event.headers.get("streamtype")

@@ -114,14 +114,45 @@ async def upgrade(request: web.Request, protocol: str
     return response, raw, send
 
 
-class ChannelStreams:
+class SpdySession:
+    """The I/O of a sans-IO ``spdy.Connection`` over any carrier of bytes: ``write``
+    sends to the client, :meth:`pump` feeds what the client sends to :meth:`on`
+    until it goes away (GOAWAY, a broken frame, the end of its bytes), writing the
+    connection's replies (SYN_REPLY, PING) after each read."""
+
+    def __init__(self, write: Send) -> None:
+        self.write = write
+        self.conn = spdy.Connection()
+        self.lock = asyncio.Lock()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            out = self.conn.take_output()
+            if out:
+                await self.write(out)
+
+    async def pump(self, received: AsyncIterator[bytes]) -> None:
+        async for data in received:
+            try:
+                events = self.conn.receive(data)
+            except spdy.SpdyError:
+                return
+            for event in events:
+                if isinstance(event, spdy.GoAway):
+                    return
+                self.on(event)
+            await self.flush()
+
+    def on(self, event: spdy.Event) -> None:
+        raise NotImplementedError
+
+
+class ChannelStreams(SpdySession):
     """A remotecommand session over SPDY, as ``podio.Channels``."""
 
     def __init__(self, raw: RawBytes, send: Send) -> None:
+        super().__init__(send)
         self.raw = raw
-        self._send = send
-        self.conn = spdy.Connection()
-        self.lock = asyncio.Lock()
         self.streams: dict[int, int] = {}  # channel -> stream id
         self.channel_of: dict[int, int] = {}  # stream id -> channel
         self.incoming: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
@@ -144,30 +175,15 @@ class ChannelStreams:
             await self.close()
             raise StreamsMissing(f"the client did not open its streams: {', '.join(missing)}")
 
-    async def _flush(self) -> None:
-        async with self.lock:
-            out = self.conn.take_output()
-            if out:
-                await self._send(out)
-
     async def _read(self) -> None:
         try:
-            async for data in self.raw.chunks():
-                try:
-                    events = self.conn.receive(data)
-                except spdy.SpdyError:
-                    break
-                for event in events:
-                    if isinstance(event, spdy.GoAway):
-                        return
-                    self._on(event)
-                await self._flush()
+            await self.pump(self.raw.chunks())
         finally:
             self._ended = True
             self.opened.set()
             self.incoming.put_nowait(None)
 
-    def _on(self, event: spdy.Event) -> None:
+    def on(self, event: spdy.Event) -> None:
         if isinstance(event, spdy.StreamOpened):
             channel = STREAM_TYPES.get(event.headers.get("streamtype", ""))
             if channel is None:
@@ -204,7 +220,7 @@ class ChannelStreams:
         if stream is None or self._ended:
             return
         self.conn.send_data(stream, data)
-        await self._flush()
+        await self.flush()
 
     async def received(self) -> AsyncIterator[tuple[int, bytes]]:
         while (item := await self.incoming.get()) is not None:
@@ -218,7 +234,7 @@ class ChannelStreams:
                 if channel in self.streams:
                     self.conn.send_data(self.streams[channel], b"", fin=True)
             self.conn.goaway()
-            await self._flush()
+            await self.flush()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
