@@ -50,17 +50,12 @@ class PodPidNamespace:
         pod's processes too)."""
         return self.init.returncode is not None
 
-    @property
-    def pid(self) -> int:
-        """The pause's pid in the node's PID namespace."""
-        return self.init.pid
-
     async def stop(self) -> None:
-        """Kill the pause, and so every process left in the namespace; wait for it."""
-        if self.fd < 0:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.fd, signal.SIGKILL)
+        """Kill the pause, and so every process left in the namespace; wait for it.
+        Safe to call again, also while a first call waits."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
         await self.init.wait()
-        os.close(self.fd)
-        self.fd = -1
