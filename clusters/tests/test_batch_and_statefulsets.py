@@ -173,6 +173,35 @@ def test_which_schedule_time_is_due(last, now, deadline, due):
     assert CronJobController._due(spec, at(last), at(now)) == (at(due) if due else None)
 
 
+@pytest.mark.parametrize(("zone", "now", "due"), [
+    # "at 09:00 every day" is 08:00 UTC in Paris' winter, 07:00 UTC in its summer
+    ("Europe/Paris", "2026-12-04T08:00:30+00:00", "2026-12-04T08:00:00+00:00"),
+    ("Europe/Paris", "2026-07-04T07:00:30+00:00", "2026-07-04T07:00:00+00:00"),
+    (None, "2026-12-04T09:00:30+00:00", "2026-12-04T09:00:00+00:00"),
+    ("Asia/Kolkata", "2026-12-04T03:30:30+00:00", "2026-12-04T03:30:00+00:00"),
+])
+def test_a_schedule_is_read_in_the_cronjobs_time_zone(zone, now, due):
+    at = datetime.datetime.fromisoformat
+    spec = {"schedule": "0 9 * * *", "timeZone": zone}
+    last = at(now) - datetime.timedelta(hours=6)
+    assert CronJobController._due(spec, last, at(now)) == at(due)
+
+
+def test_a_cronjob_with_an_unknown_time_zone_is_refused(batch, namespace):
+    for zone, says in (("Mars/Olympus", "unknown time zone Mars/Olympus"),
+                       ("Local", "timeZone must be an explicit time zone"),
+                       ("../etc", "unknown time zone ../etc")):
+        cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tz"},
+                "spec": {"schedule": "0 9 * * *", "timeZone": zone, "jobTemplate": {
+                    "spec": {"template": {"spec": dict(UNSCHEDULED)}}}}}
+        with pytest.raises(ApiException) as err:
+            batch.create_namespaced_cron_job(namespace, cron)
+        assert err.value.status == 422 and "spec.timeZone" in err.value.body, zone
+        assert says in err.value.body, err.value.body
+    cron["spec"]["timeZone"] = "Europe/Paris"
+    assert batch.create_namespaced_cron_job(namespace, cron).spec.time_zone == "Europe/Paris"
+
+
 def _statefulset(replicas: int, image: str = "curlimages/curl") -> dict:
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {"serviceName": "db", "replicas": replicas,

@@ -20,6 +20,9 @@ policies, managedBy):
 
 from __future__ import annotations
 
+import datetime
+import re
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +119,35 @@ def schedule_problem(schedule: Any) -> str | None:
     return None
 
 
+_TZ_PART = re.compile(r"[A-Za-z.\-_0-9+]{1,14}")
+
+
+def time_zone(name: str | None) -> datetime.tzinfo:
+    """The zone a CronJob's schedule is read in (UTC when it names none)."""
+    if not name or name in ("UTC", "Etc/UTC"):
+        return datetime.UTC
+    return zoneinfo.ZoneInfo(name)
+
+
+def time_zone_problem(name: Any) -> str | None:
+    """Why ``name`` is no ``timeZone``, in the real server's words
+    (pkg/apis/batch/validation ``validateTimeZone``: an IANA name, read as Go's
+    ``time.LoadLocation`` reads it), or None."""
+    if not isinstance(name, str) or not name:
+        return "timeZone must be nil or non-empty string"
+    for part in name.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _TZ_PART.fullmatch(part):
+            return f"unknown time zone {name}"
+    if name.lower() == "local":
+        return ("timeZone must be an explicit time zone as defined in "
+                "https://www.iana.org/time-zones")
+    try:
+        time_zone(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return f"unknown time zone {name}"
+    return None
+
+
 def cronjob_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     spec = obj.get("spec") or {}
     causes: list[Cause] = []
@@ -123,10 +155,12 @@ def cronjob_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Caus
     if problem is not None:
         causes.append(_cause("spec.schedule", problem, "FieldValueRequired"
                              if problem == "Required value" else "FieldValueInvalid"))
-    if spec.get("timeZone") not in (None, "", "UTC", "Etc/UTC"):
-        causes.append(_cause("spec.timeZone", f'Unsupported value: "{spec["timeZone"]}": '
-                             "the local cluster schedules in UTC only",
-                             "FieldValueNotSupported"))
+    if "timeZone" in spec and spec["timeZone"] is not None:
+        problem = time_zone_problem(spec["timeZone"])
+        if problem is not None:
+            causes.append(_cause("spec.timeZone",
+                                 f'Invalid value: "{spec["timeZone"]}": {problem}',
+                                 "FieldValueInvalid"))
     policy = spec.get("concurrencyPolicy")
     if policy not in ("Allow", "Forbid", "Replace"):
         causes.append(_cause("spec.concurrencyPolicy",

@@ -22,8 +22,9 @@ policies are not run.
 
 The CronJob controller (``pkg/controller/cronjob/cronjob_controllerv2.go``) creates
 ``<cronjob>-<minutes since the epoch of the scheduled time>`` Jobs at each time of the
-schedule (UTC; ``croniter``, which reads the same five-field and ``@hourly`` forms as
-the real controller's parser), with ``concurrencyPolicy`` Allow/Forbid/Replace,
+schedule (read in ``timeZone``, UTC without one, by ``croniter``, which reads the
+same five-field and ``@hourly`` forms as the real controller's parser, and IANA
+zones by ``zoneinfo``), with ``concurrencyPolicy`` Allow/Forbid/Replace,
 ``suspend``, ``startingDeadlineSeconds`` (a missed time is run late only within it;
 without it only the latest missed time runs), history limits, and
 ``status.active``/``lastScheduleTime``/``lastSuccessfulTime``.
@@ -37,7 +38,7 @@ from typing import Any
 
 from ..apiserver import errors
 from ..apiserver.api import DeleteOptions
-from ..apiserver.batch import SCHEDULED_AT
+from ..apiserver.batch import SCHEDULED_AT, time_zone
 from ..apiserver.meta import controller_ref, now
 from ..apiserver.store import Event
 from .base import Controller, controller_keys, is_pod_ready, owned, record_event
@@ -55,14 +56,16 @@ def _parse_time(text: str) -> datetime.datetime:
 
 
 def _format_time(t: datetime.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _schedule(expression: str, start: datetime.datetime) -> Any:
-    """The cron schedule's times after ``start`` (croniter, loaded by the first CronJob)."""
+def _schedule(spec: dict[str, Any], start: datetime.datetime) -> Any:
+    """The times of the CronJob's schedule after ``start``, read in its ``timeZone``
+    (croniter, loaded by the first CronJob): aware datetimes, which compare with UTC
+    ones as instants."""
     from croniter import croniter
 
-    return croniter(expression, start)
+    return croniter(spec["schedule"], start.astimezone(time_zone(spec.get("timeZone"))))
 
 
 def _utcnow() -> datetime.datetime:
@@ -289,7 +292,7 @@ class CronJobController(Controller):
             del status["active"]
         write_status(self.api, CRONJOBS, cj, status)
         after = max(current, due or current)
-        upcoming = _schedule(spec["schedule"], after).get_next(datetime.datetime)
+        upcoming = _schedule(spec, after).get_next(datetime.datetime)
         self.requeue_after(key, (upcoming - _utcnow()).total_seconds() + 0.2)
 
     @staticmethod
@@ -297,7 +300,7 @@ class CronJobController(Controller):
              ) -> datetime.datetime | None:
         """The latest schedule time after ``last`` and not after ``current`` that may still
         run (within ``startingDeadlineSeconds``), or None."""
-        times = _schedule(spec["schedule"], last)
+        times = _schedule(spec, last)
         latest = None
         for _ in range(1000):  # bounded, as the real controller gives up after 100 misses
             t = times.get_next(datetime.datetime)
