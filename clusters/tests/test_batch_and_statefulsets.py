@@ -15,7 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clusters.local.controllers.jobs import CronJobController
+from clusters.local.apiserver.batch import COMPLETION_INDEX as INDEX
+from clusters.local.controllers.jobs import CronJobController, index_ranges
 
 from .waiting import until
 
@@ -109,6 +110,59 @@ def test_a_suspended_job_has_no_pods_and_a_finished_one_its_ttl(core, batch, nam
     _set_phase(core, namespace, pod.metadata.name, "Succeeded")
     until(batch.list_namespaced_job, lambda items: not any(
         j.metadata.name == "later" for j in items), namespace=namespace)
+
+
+def test_an_indexed_job_runs_each_index_once(core, batch, namespace):
+    """completionMode Indexed (kubernetes.io/docs "Completion mode"): a pod per index,
+    its index in the annotation, label, hostname and JOB_COMPLETION_INDEX; a failed
+    index runs again; the Job completes once every index succeeded."""
+    made = batch.create_namespaced_job(
+        namespace, _job("shards", completions=3, parallelism=2, completionMode="Indexed"))
+    assert made.spec.completion_mode == "Indexed"
+    selector = "job-name=shards"
+    pods = _pods(core, namespace, selector, lambda items: len(items) == 2)
+    by_index = {int(p.metadata.annotations[INDEX]): p for p in pods}
+    assert sorted(by_index) == [0, 1]  # the lowest indexes first
+    zero = by_index[0]
+    assert zero.metadata.labels[INDEX] == "0" and zero.metadata.name.startswith("shards-0-")
+    assert zero.spec.hostname == "shards-0"
+    [env] = [e for e in zero.spec.containers[0].env if e.name == "JOB_COMPLETION_INDEX"]
+    assert env.value_from.field_ref.field_path == f"metadata.annotations['{INDEX}']"
+    _set_phase(core, namespace, by_index[1].metadata.name, "Succeeded")
+    _set_phase(core, namespace, zero.metadata.name, "Failed")
+    # index 0 runs again, index 2 starts; 1 is done
+    pods = _pods(core, namespace, selector, lambda items: sorted(
+        i.metadata.annotations[INDEX] for i in items
+        if i.status.phase not in ("Succeeded", "Failed")) == ["0", "2"])
+    _job_when(batch, namespace, "shards", lambda j: j.status.completed_indexes == "1")
+    for p in pods:
+        if p.status.phase not in ("Succeeded", "Failed"):
+            _set_phase(core, namespace, p.metadata.name, "Succeeded")
+    [job] = [j for j in _job_when(batch, namespace, "shards",
+                                  lambda j: "Complete" in _conditions(j))
+             if j.metadata.name == "shards"]
+    assert job.status.completed_indexes == "0-2" and job.status.succeeded == 3
+    assert job.status.failed == 1
+
+
+def test_an_indexed_job_needs_completions_and_keeps_its_mode(batch, namespace):
+    with pytest.raises(ApiException) as err:
+        batch.create_namespaced_job(namespace, _job("open", parallelism=2,
+                                                    completionMode="Indexed"))
+    assert err.value.status == 422
+    assert "spec.completions: Required value: when completion mode is Indexed" in \
+        err.value.body
+    batch.create_namespaced_job(namespace, _job("fixed", completions=1, suspend=True))
+    with pytest.raises(ApiException) as err:
+        batch.patch_namespaced_job("fixed", namespace, {"spec": {"completionMode": "Indexed"}})
+    assert err.value.status == 422 and "field is immutable" in err.value.body
+
+
+@pytest.mark.parametrize(("indexes", "ranges"), [
+    (set(), ""), ({0}, "0"), ({0, 1, 2, 4}, "0-2,4"), ({1, 3, 5, 6}, "1,3,5-6"),
+])
+def test_completed_indexes_are_written_as_ranges(indexes, ranges):
+    assert index_ranges(indexes) == ranges
 
 
 def test_a_job_whose_pods_would_restart_always_is_refused(batch, namespace):

@@ -232,6 +232,33 @@ def test_containers_run_as_the_user_their_security_context_names(nodes_kubectl, 
     assert waiting["message"] == "container has runAsNonRoot and image will run as root"
 
 
+def test_an_indexed_jobs_pods_know_their_index(nodes_kubectl, wns):
+    k = nodes_kubectl
+    k("apply", "-n", wns, "-f", "-", input=f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: shards}}
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: {CURL}
+        command: [sh, -c, 'echo index=$JOB_COMPLETION_INDEX host=$(hostname)']
+""")
+    k("wait", "--for=condition=Complete", "job/shards", "-n", wns, "--timeout=90s",
+      timeout=120)
+    logs = k("logs", "-n", wns, "-l", "job-name=shards", "--prefix=false").stdout
+    assert sorted(logs.splitlines()) == [f"index={i} host=shards-{i}" for i in range(3)]
+    shown = k("get", "job", "shards", "-n", wns, "-o",
+              "jsonpath={.status.completedIndexes}").stdout
+    assert shown == "0-2"
+
+
 def test_attach_streams_the_containers_output_until_it_ends(nodes_kubectl, wns):
     k = nodes_kubectl
     k("run", "ticker", "-n", wns, f"--image={CURL}", "--restart=Never", "--command", "--",

@@ -2,8 +2,7 @@
 
 What the real server does on create (k8s.io/kubernetes ``pkg/apis/batch/v1/
 defaults.go``, ``pkg/registry/batch/job/strategy.go``, ``pkg/apis/batch/validation``),
-less what this cluster does not run (indexed completions' extra checks, pod failure
-policies, managedBy):
+less what this cluster does not run (pod failure and success policies, managedBy):
 
 - a Job without ``manualSelector`` gets the selector
   ``batch.kubernetes.io/controller-uid=<uid>`` and its pod template the labels
@@ -13,6 +12,9 @@ policies, managedBy):
   when only it is missing; ``backoffLimit`` 6; ``completionMode`` NonIndexed;
 - a pod template must restart ``OnFailure`` or ``Never`` (an unset one is defaulted to
   ``Always`` first and refused, as on a real server);
+- an ``Indexed`` Job needs ``completions`` (at most 100,000, as its ``parallelism``),
+  and the completion mode cannot change;
+- a CronJob's ``timeZone`` must be an IANA zone name;
 - a CronJob's schedule must parse (standard cron, ``@hourly``-style descriptors; the
   same parser the controller runs), and gets ``concurrencyPolicy`` Allow, ``suspend``
   false and history limits 3 and 1.
@@ -34,6 +36,9 @@ JOB_NAME = "batch.kubernetes.io/job-name"
 LEGACY_CONTROLLER_UID = "controller-uid"
 LEGACY_JOB_NAME = "job-name"
 SCHEDULED_AT = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+COMPLETION_MODES = ("NonIndexed", "Indexed")
+MAX_INDEXED_COMPLETIONS = 100_000  # pkg/apis/batch/validation: maxParallelismForIndexedJob
 JOB_RESTART_POLICIES = ("OnFailure", "Never")
 
 
@@ -72,6 +77,22 @@ def job_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         if isinstance(value, int) and value < 0:
             causes.append(_cause(f"spec.{field}", f"Invalid value: {value}: must be greater "
                                  "than or equal to 0"))
+    mode = spec.get("completionMode")
+    if mode not in COMPLETION_MODES:
+        causes.append(_cause("spec.completionMode", f'Unsupported value: "{mode}": supported '
+                             'values: "NonIndexed", "Indexed"', "FieldValueNotSupported"))
+    elif mode == "Indexed":
+        if spec.get("completions") is None:
+            causes.append(_cause("spec.completions", "Required value: when completion mode "
+                                 "is Indexed", "FieldValueRequired"))
+        for field in ("completions", "parallelism"):
+            value = spec.get(field)
+            if isinstance(value, int) and value > MAX_INDEXED_COMPLETIONS:
+                causes.append(_cause(f"spec.{field}", f"Invalid value: {value}: must be less "
+                                     f"than or equal to {MAX_INDEXED_COMPLETIONS} when "
+                                     "completion mode is Indexed"))
+    if old is not None and (old.get("spec") or {}).get("completionMode") != mode:
+        causes.append(_cause("spec.completionMode", "Invalid value: field is immutable"))
     template = spec.get("template") or {}
     policy = (template.get("spec") or {}).get("restartPolicy")
     if policy not in JOB_RESTART_POLICIES:

@@ -16,9 +16,15 @@ in what a user sees:
 - ``ttlSecondsAfterFinished`` deletes the finished Job (and its pods) after the TTL,
   as the TTL-after-finished controller does.
 
+- ``completionMode: Indexed``: each of the indexes 0..completions-1 must succeed once;
+  a pod per missing index, lowest first, named ``<job>-<index>-<random>``, with the
+  index in the annotation and label ``batch.kubernetes.io/job-completion-index``,
+  the hostname ``<job>-<index>`` and ``JOB_COMPLETION_INDEX`` in each container's
+  environment (from that annotation, as the real controller adds it); the succeeded
+  ones in ``status.completedIndexes`` (``"0-2,4"``).
+
 Simplified: a failed pod is replaced at once, without the real controller's
-exponential back-off (10 s doubling); indexed completions, pod failure and success
-policies are not run.
+exponential back-off (10 s doubling); pod failure and success policies are not run.
 
 The CronJob controller (``pkg/controller/cronjob/cronjob_controllerv2.go``) creates
 ``<cronjob>-<minutes since the epoch of the scheduled time>`` Jobs at each time of the
@@ -34,11 +40,12 @@ from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 from typing import Any
 
 from ..apiserver import errors
 from ..apiserver.api import DeleteOptions
-from ..apiserver.batch import SCHEDULED_AT, time_zone
+from ..apiserver.batch import COMPLETION_INDEX, SCHEDULED_AT, time_zone
 from ..apiserver.meta import controller_ref, now
 from ..apiserver.store import Event
 from .base import Controller, controller_keys, is_pod_ready, owned, record_event
@@ -78,6 +85,41 @@ def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
             "lastProbeTime": t, "lastTransitionTime": t}
 
 
+def completion_index(pod: dict[str, Any]) -> int | None:
+    """The index an Indexed Job's pod runs (its annotation), if it has a valid one."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(COMPLETION_INDEX)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def index_ranges(indexes: set[int]) -> str:
+    """``status.completedIndexes``: sorted, runs of consecutive indexes as ranges."""
+    runs: list[list[int]] = []
+    for i in sorted(indexes):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def with_index(pod: dict[str, Any], job_name: str, index: int) -> None:
+    """Make ``pod`` the one of ``index`` (pkg/controller/job/indexed_job_utils.go):
+    its name, annotation and label, hostname, and ``JOB_COMPLETION_INDEX`` in each
+    container's environment, read from the annotation."""
+    meta = pod["metadata"]
+    meta["generateName"] = f"{job_name}-{index}-"
+    meta["annotations"][COMPLETION_INDEX] = str(index)
+    meta["labels"][COMPLETION_INDEX] = str(index)
+    spec = pod["spec"]
+    spec.setdefault("hostname", f"{job_name}-{index}")
+    env = {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        variables = container.setdefault("env", [])
+        if not any(v.get("name") == env["name"] for v in variables):
+            variables.append(copy.deepcopy(env))
+
+
 def job_finished(job: dict[str, Any]) -> str | None:
     """"Complete" or "Failed" once the Job has that condition, else None."""
     for cond in (job.get("status") or {}).get("conditions") or ():
@@ -111,8 +153,19 @@ class JobController(Controller):
         phase = [(p.get("status") or {}).get("phase") for p in live]
         active = [p for p, ph in zip(live, phase, strict=True)
                   if ph not in ("Succeeded", "Failed")]
-        succeeded = phase.count("Succeeded")
         failed = phase.count("Failed")
+        indexed = spec.get("completionMode") == "Indexed"
+        done: set[int] = set()
+        if indexed:  # each index counts once, whatever ran it
+            done = {i for p, ph in zip(live, phase, strict=True) if ph == "Succeeded"
+                    and (i := completion_index(p)) is not None
+                    and i < int(spec.get("completions") or 0)}
+            succeeded = len(done)
+            status["completedIndexes"] = index_ranges(done)
+            if not status["completedIndexes"]:
+                del status["completedIndexes"]
+        else:
+            succeeded = phase.count("Succeeded")
         finished = job_finished(job)
         if finished is not None:
             self._expire(job, status)
@@ -150,7 +203,7 @@ class JobController(Controller):
                 remaining = (completions - succeeded) if completions is not None else \
                     (0 if succeeded else parallelism)
                 want = max(0, min(parallelism, remaining))
-                active = self._scale(job, active, want)
+                active = self._scale(job, active, want, done if indexed else None)
                 deadline = spec.get("activeDeadlineSeconds")
                 if deadline is not None:
                     left = deadline - (_utcnow() - _parse_time(status["startTime"])
@@ -182,16 +235,24 @@ class JobController(Controller):
             return "Failed", "DeadlineExceeded", "Job was active longer than specified deadline"
         return None
 
-    def _scale(self, job: dict[str, Any], active: list[dict[str, Any]], want: int
-               ) -> list[dict[str, Any]]:
+    def _scale(self, job: dict[str, Any], active: list[dict[str, Any]], want: int,
+               done: set[int] | None = None) -> list[dict[str, Any]]:
+        """Create or delete pods until ``want`` are active; for an Indexed Job (``done``:
+        its succeeded indexes) the new pods take the lowest indexes nobody runs."""
         ns = job["metadata"]["namespace"]
         pods_rt = self.api.rt(*PODS)
         if len(active) > want:
             doomed = active[want:]
             self._delete(job, doomed)
             return active[:want]
+        missing: list[int | None] = [None] * (want - len(active))
+        if done is not None:
+            running = {completion_index(p) for p in active}
+            free = (i for i in range(int((job.get("spec") or {}).get("completions") or 0))
+                    if i not in done and i not in running)
+            missing = list(itertools.islice(free, want - len(active)))
         template = (job.get("spec") or {}).get("template") or {}
-        for _ in range(want - len(active)):
+        for index in missing:
             tmeta = template.get("metadata") or {}
             pod = {"apiVersion": "v1", "kind": "Pod",
                    "metadata": {"generateName": job["metadata"]["name"] + "-",
@@ -200,6 +261,8 @@ class JobController(Controller):
                                 "annotations": dict(tmeta.get("annotations") or {}),
                                 "ownerReferences": [controller_ref(job)]},
                    "spec": copy.deepcopy(template.get("spec") or {})}
+            if index is not None:
+                with_index(pod, job["metadata"]["name"], index)
             if not pod["metadata"]["annotations"]:
                 del pod["metadata"]["annotations"]
             created = self.api.create(pods_rt, "v1", ns, pod)

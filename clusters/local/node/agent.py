@@ -102,8 +102,11 @@ class PodWorker:
 
     @property
     def hostname(self) -> str:
-        """The pod's hostname: the node's with hostNetwork, else the pod's name."""
-        return self.agent.node if self.host_network else self.name
+        """The pod's hostname: the node's with hostNetwork, else its ``spec.hostname``
+        or, without one, its name (the kubelet's GeneratePodHostNameAndDomain)."""
+        if self.host_network:
+            return self.agent.node
+        return str(self.spec.get("hostname") or self.name)[:63]
 
     @property
     def facts(self) -> PodFacts:
