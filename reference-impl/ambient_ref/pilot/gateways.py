@@ -8,7 +8,6 @@ copies and writes to the API, only what changed.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from ..kube import Informer, KubeClient, KubeError
 from ..xds.gateways import (
@@ -22,6 +21,7 @@ from ..xds.gateways import (
     gateway_status,
     ingress_manifests,
     route_parents,
+    status_time,
 )
 from .owned import create_owned
 
@@ -30,10 +30,6 @@ log = logging.getLogger("pilot.gateways")
 GATEWAY_API = "/apis/gateway.networking.k8s.io/v1"
 ROUTES_PATH = f"{GATEWAY_API}/httproutes"
 INGRESS_DEPLOYMENTS_SELECTOR = f"{MANAGED_LABEL}={MANAGED_VALUE}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class GatewayController:
@@ -68,7 +64,7 @@ class GatewayController:
                     {"status": {"conditions": [{
                         "type": "Accepted", "status": "True", "reason": "Accepted",
                         "message": "Handled by Istio controller",
-                        "lastTransitionTime": _now(), "observedGeneration": 1}]}})
+                        "lastTransitionTime": status_time(), "observedGeneration": 1}]}})
             except KubeError as exc:
                 log.warning("status of GatewayClass %s: %s", cls["metadata"]["name"], exc)
         self._classes_made = True
@@ -82,7 +78,7 @@ class GatewayController:
             await create_owned(self.kube, gateway, ingress_manifests(gw, self.image))
             dep = self.deployments.items.get((ns, gw.deployment)) or {}
             ready = (dep.get("status") or {}).get("readyReplicas", 0) >= 1
-            status = gateway_status(gateway, gw, routes, ready, _now())
+            status = gateway_status(gateway, gw, routes, ready, status_time())
             if gateway.get("status") == status:
                 continue
             try:
@@ -98,7 +94,7 @@ class GatewayController:
                                                                             WAYPOINT_CLASS)}
         services = dict(self.services.items)
         for (ns, name), route in list(self.routes.items.items()):
-            parents = route_parents(route, controlled, services, _now())
+            parents = route_parents(route, controlled, services, status_time())
             ours = [p for p in (route.get("status") or {}).get("parents") or ()
                     if p.get("controllerName") == CONTROLLER]
             if ours == parents:

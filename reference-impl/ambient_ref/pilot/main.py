@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -38,7 +37,7 @@ from ..policy.convert import convert_for_xds
 from ..policy.l7 import compile_l7
 from ..process import kube_client, stop_on_signals
 from ..xds.compute import compute_services, compute_workloads, policy_resources
-from ..xds.gateways import condition
+from ..xds.gateways import condition, status_time
 from ..xds.protocol import ResourceStore
 from ..xds.server import install as install_xds
 from ..xds.waypoints import Waypoint, bind, find_waypoints, has_addresses, waypoint_manifests
@@ -176,7 +175,7 @@ class ControlPlane:
         svc = self.services.items.get((ns, wp.deployment))
         address = ((svc or {}).get("spec") or {}).get("clusterIP")
         programmed = self._waypoint_serving(wp) and bool(address)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = status_time()
         old = {c.get("type"): c for c in (gateway.get("status") or {}).get("conditions") or ()}
         generation = int(gateway["metadata"].get("generation", 1))
 
@@ -208,7 +207,7 @@ class ControlPlane:
             written_key = f"{key}/{policy['metadata'].get('uid')}"
             if self._written_status.get(written_key) == conditions:
                 continue
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = status_time()
             stamped = [{**c, "lastTransitionTime": c.get("lastTransitionTime") or now}
                        for c in conditions]
             try:

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from .waypoints import GATEWAY_NAME_LABEL, KubeObject, _meta
+from .waypoints import GATEWAY_NAME_LABEL, KubeObject, _meta, proxy_container
 
 INGRESS_CLASS = "istio"
 WAYPOINT_CLASS = "istio-waypoint"
@@ -99,28 +100,27 @@ def ingress_manifests(gw: IngressGateway, image: str) -> list[dict[str, Any]]:
          "spec": {"replicas": 1, "selector": {"matchLabels": {GATEWAY_NAME_LABEL: gw.name}},
                   "template": {"metadata": {"labels": pod_labels}, "spec": {
                       "serviceAccountName": gw.deployment,
-                      "containers": [{
-                          "name": "istio-proxy", "image": image, "args": ["waypoint"],
-                          "env": [{"name": "GATEWAY_NAME", "value": gw.name},
-                                  {"name": "WAYPOINT_FLAVOUR", "value": INGRESS_CLASS},
-                                  {"name": "SERVICE_ACCOUNT", "value": gw.deployment},
-                                  {"name": "GATEWAY_API_INGRESS", "value": "true"},
-                                  {"name": "LISTEN_PORTS", "value": listen},
-                                  {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
-                                      "fieldPath": "metadata.namespace"}}}],
-                          "ports": [*({"containerPort": port, "name": name or f"port-{port}"}
-                                      for name, port in gw.ports),
-                                    {"containerPort": 15020, "name": "metrics"},
-                                    {"containerPort": 15021, "name": "status-port"}],
-                          "readinessProbe": {"httpGet": {"path": "/healthz/ready",
-                                                         "port": 15021},
-                                             "periodSeconds": 1}}]}}}},
+                      "containers": [proxy_container(image, [
+                          {"name": "GATEWAY_NAME", "value": gw.name},
+                          {"name": "WAYPOINT_FLAVOUR", "value": INGRESS_CLASS},
+                          {"name": "SERVICE_ACCOUNT", "value": gw.deployment},
+                          {"name": "GATEWAY_API_INGRESS", "value": "true"},
+                          {"name": "LISTEN_PORTS", "value": listen},
+                          {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
+                              "fieldPath": "metadata.namespace"}}}],
+                          [{"containerPort": port, "name": name or f"port-{port}"}
+                           for name, port in gw.ports])]}}}},
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": gw.deployment, "namespace": gw.namespace, "labels": labels},
          "spec": {"selector": {GATEWAY_NAME_LABEL: gw.name}, "ports": [
              {"name": name or f"port-{port}", "port": port, "targetPort": port,
               "protocol": "TCP"} for name, port in gw.ports]}},
     ]
+
+
+def status_time() -> str:
+    """Now, as status conditions carry it (RFC 3339 to the second, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def condition(old: Mapping[str, Any], ctype: str, ok: bool, reason: str, message: str,

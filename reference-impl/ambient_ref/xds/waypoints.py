@@ -148,6 +148,18 @@ def bind(waypoints: Mapping[tuple[str, str], Waypoint], namespaces: Iterable[Kub
     return service_use, workload_use
 
 
+def proxy_container(image: str, env: list[dict[str, Any]],
+                    ports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``istio-proxy`` container of a waypoint or ingress pod: the image's
+    ``waypoint`` program with ``env``, serving ``ports`` and, as every proxy here,
+    metrics on 15020 and readiness on 15021 (``/healthz/ready``, polled each second)."""
+    return {"name": "istio-proxy", "image": image, "args": ["waypoint"], "env": env,
+            "ports": [*ports, {"containerPort": 15020, "name": "metrics"},
+                      {"containerPort": 15021, "name": "status-port"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021},
+                               "periodSeconds": 1}}
+
+
 def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/ambient:0.1.0",
                        ) -> list[dict[str, Any]]:
     """The ServiceAccount, Deployment and Service the control plane runs for a waypoint."""
@@ -163,25 +175,18 @@ def waypoint_manifests(wp: Waypoint, image: str = "ambient-reference/ambient:0.1
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": wp.deployment}},
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "serviceAccountName": wp.deployment,
-                      "containers": [{
-                          "name": "istio-proxy", "image": image, "args": ["waypoint"],
-                          "env": [{"name": "GATEWAY_NAME", "value": wp.gateway},
-                                  {"name": "WAYPOINT_FLAVOUR", "value": wp.flavour},
-                                  {"name": "SERVICE_ACCOUNT", "value": wp.deployment},
-                                  {"name": "SERVES_ACCOUNT",
-                                   "value": wp.serves_account or ""},
-                                  {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
-                                      "fieldPath": "metadata.namespace"}}},
-                                  {"name": "POD_NAME", "valueFrom": {"fieldRef": {
-                                      "fieldPath": "metadata.name"}}},
-                                  {"name": "INSTANCE_IP", "valueFrom": {"fieldRef": {
-                                      "fieldPath": "status.podIP"}}}],
-                          "ports": [{"containerPort": 15008, "name": "mesh"},
-                                    {"containerPort": 15020, "name": "metrics"},
-                                    {"containerPort": 15021, "name": "status-port"}],
-                          "readinessProbe": {"httpGet": {"path": "/healthz/ready",
-                                                         "port": 15021},
-                                             "periodSeconds": 1}}]}}}},
+                      "containers": [proxy_container(image, [
+                          {"name": "GATEWAY_NAME", "value": wp.gateway},
+                          {"name": "WAYPOINT_FLAVOUR", "value": wp.flavour},
+                          {"name": "SERVICE_ACCOUNT", "value": wp.deployment},
+                          {"name": "SERVES_ACCOUNT", "value": wp.serves_account or ""},
+                          {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
+                              "fieldPath": "metadata.namespace"}}},
+                          {"name": "POD_NAME", "valueFrom": {"fieldRef": {
+                              "fieldPath": "metadata.name"}}},
+                          {"name": "INSTANCE_IP", "valueFrom": {"fieldRef": {
+                              "fieldPath": "status.podIP"}}}],
+                          [{"containerPort": 15008, "name": "mesh"}])]}}}},
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": wp.deployment, "namespace": wp.namespace, "labels": owner},
          "spec": {"selector": {"app": wp.deployment}, "ports": [
