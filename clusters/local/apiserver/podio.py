@@ -34,6 +34,7 @@ from aiohttp import WSMsgType, web
 from ..node import logrelay, podfiles, stdio
 from ..node.stdio import write_all
 from . import errors, spdyupgrade
+from .spdyupgrade import CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT
 
 log = logging.getLogger("apiserver")
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
@@ -41,7 +42,6 @@ PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 SPDY_PROTOCOLS = ("v4.channel.k8s.io",)
 FOLLOW_POLL_S = 0.2
 """How often a followed log is read again for what was written since."""
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 # (pod, container) -> the argv prefix and environment that run a command in the
 # container (None: it is not running on a node of this cluster)

@@ -33,7 +33,7 @@ from . import errors, spdy
 
 UPGRADE = "SPDY/3.1"
 PROTOCOL_HEADER = "X-Stream-Protocol-Version"
-# remotecommand's channels as v4.channel.k8s.io numbers them (podio's)
+# remotecommand's channels as v4.channel.k8s.io numbers them, over either carrier
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_TYPES = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR,
                 "resize": RESIZE}
